@@ -1,0 +1,53 @@
+"""The `loadgen` command.
+
+Usage:
+  loadgen <command> [<args>...]
+  loadgen (-h | --help)
+  loadgen --version
+
+Commands:
+  emulate     Serve the local sandbox-provider emulator on 127.0.0.1.
+  report      Write SVG/HTML/Markdown reports for one or more run directories.
+  db          Postgres schema and replay (migrate, replay).
+  store       Object storage upload and fetch (upload, fetch).
+  providers   List providers and the environment variables each needs.
+
+Run `loadgen <command> --help` for a command's own options.
+
+Each command lives in its own module and parses its own arguments (like git),
+so adding a command never touches another command's option table.
+"""
+
+import importlib
+import sys
+
+from docopt import docopt
+
+from loadgen import __version__
+
+# command name -> "module:function"; each function takes argv (list of str,
+# without the command name) and returns a process exit code.
+COMMANDS = {
+    "emulate": "loadgen.emulator.command:main",
+    "report": "loadgen.report:main",
+    "db": "loadgen.sinks.postgres:main",
+    "store": "loadgen.sinks.objectstore:main",
+    "providers": "loadgen.providers:main",
+}
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = docopt(__doc__, argv=argv, version=f"loadgen {__version__}", options_first=True)
+    command = args["<command>"]
+    target = COMMANDS.get(command)
+    if target is None:
+        print(f"loadgen: unknown command {command!r}; choose one of: {', '.join(sorted(COMMANDS))}", file=sys.stderr)
+        return 2
+    module_name, func_name = target.split(":")
+    func = getattr(importlib.import_module(module_name), func_name)
+    return int(func([command] + list(args["<args>"])) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

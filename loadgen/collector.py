@@ -1,0 +1,102 @@
+"""The master's side of the results flow: every record lands in raw.jsonl once.
+
+The collector keeps the first copy of each sandbox_idx (workers resend
+batches the master has not acknowledged), appends it to raw.jsonl, keeps the
+running counts that heartbeat.json and the progress lines show, and knows
+when every dispatched sandbox has reported, which is when the run ends.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import orjson
+
+from loadgen import rundir
+
+log = logging.getLogger("loadgen.collector")
+
+
+class Collector:
+    def __init__(self, run_path: Path, expected: Callable[[], int], dispatch_complete: Callable[[], bool]):
+        self.path = run_path / rundir.RAW
+        self._fh = open(self.path, "ab")
+        self.expected = expected
+        self.dispatch_complete = dispatch_complete
+        self.seen: set[int] = set()
+        self.by_status: collections.Counter = collections.Counter()
+        self.by_failure_class: collections.Counter = collections.Counter()
+        self.duplicates = 0
+        self.final_from: set[str] = set()
+        self.first_at: Optional[float] = None
+        self.started_at = time.time()
+        self._next_progress = 0.1
+        self.on_complete: Optional[Callable[[], None]] = None
+        self._completed_fired = False
+
+    @property
+    def received(self) -> int:
+        return len(self.seen)
+
+    def accept(self, records: list[dict]) -> int:
+        """Append the new records; returns how many were new."""
+        lines = []
+        for record in records:
+            idx = record["sandbox_idx"]
+            if idx in self.seen:
+                self.duplicates += 1
+                continue
+            self.seen.add(idx)
+            self.by_status[record.get("status")] += 1
+            if record.get("failure_class"):
+                self.by_failure_class[record["failure_class"]] += 1
+            lines.append(orjson.dumps(record))
+        if lines:
+            self._fh.write(b"\n".join(lines) + b"\n")
+            self._fh.flush()
+            if self.first_at is None:
+                self.first_at = time.time()
+            self._progress()
+            if self.complete and not self._completed_fired and self.on_complete is not None:
+                self._completed_fired = True
+                self.on_complete()
+        return len(lines)
+
+    @property
+    def complete(self) -> bool:
+        expected = self.expected()
+        return self.dispatch_complete() and expected > 0 and self.received >= expected
+
+    def missing(self) -> list[int]:
+        return [i for i in range(self.expected()) if i not in self.seen]
+
+    def _progress(self) -> None:
+        expected = self.expected()
+        if not expected:
+            return
+        fraction = self.received / expected
+        if fraction + 1e-9 < self._next_progress and self.received != expected:
+            return
+        while self._next_progress <= fraction + 1e-9:
+            self._next_progress += 0.1
+        elapsed = max(time.time() - self.started_at, 1e-6)
+        rate = self.received / elapsed
+        eta = (expected - self.received) / rate if rate > 0 else float("inf")
+        log.info(
+            "[progress] %d/%d sandboxes done (%.0f%%), %.1f/s, ETA %s; success %d, failed %d",
+            self.received, expected, 100.0 * fraction, rate, "0s" if self.received >= expected else f"{eta:.0f}s",
+            self.by_status.get("success", 0), self.received - self.by_status.get("success", 0),
+        )
+
+    def close(self) -> None:
+        try:
+            self._fh.flush()
+            import os
+
+            os.fsync(self._fh.fileno())
+        finally:
+            self._fh.close()

@@ -1,0 +1,290 @@
+"""The master's run: the run directory, the barrier, the sinks and the final figures.
+
+One Coordinator exists per run on the master (or on the single process in
+local mode). Everything it learns arrives as messages from the processes
+that generate load; everything it writes goes to the run directory first and
+is then copied by the sinks, which follow that directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import gevent
+import orjson
+
+from loadgen import rundir
+from loadgen.barrier import BarrierCoordinator
+from loadgen.collector import Collector
+from loadgen.result import iso
+from loadgen.sinks.base import RunContext, Sink, SinkReport
+
+log = logging.getLogger("loadgen.coordinator")
+
+EXIT_OK = 0
+EXIT_THRESHOLD = 1
+EXIT_INTERRUPTED = 2
+EXIT_INCOMPLETE = 3
+
+HEARTBEAT_INTERVAL_S = 2.0
+SINK_INTERVAL_S = 2.0
+
+
+class LogFile:
+    """coordinator.log: every loadgen and Locust log line of the master, timestamped in UTC."""
+
+    def __init__(self, path: Path):
+        self.handler = logging.FileHandler(path, encoding="utf-8")
+        formatter = logging.Formatter("%(asctime)s.%(msecs)03dZ %(levelname)-7s %(name)s: %(message)s",
+                                      "%Y-%m-%dT%H:%M:%S")
+        formatter.converter = time.gmtime
+        self.handler.setFormatter(formatter)
+        self.handler.setLevel(logging.INFO)
+        logging.getLogger().addHandler(self.handler)
+
+    def close(self) -> None:
+        logging.getLogger().removeHandler(self.handler)
+        self.handler.close()
+
+
+class Coordinator:
+    def __init__(self, identity: dict, settings, run_path: Path, sinks: list[Sink],
+                 expected: Callable[[], int], users_requested: int):
+        self.identity = identity
+        self.run_id = identity["run_id"]
+        self.settings = settings
+        self.run_path = run_path
+        self.sinks = sinks
+        self.users_requested = users_requested
+        self.expected = expected
+        self.dispatch_complete = False
+        self.barrier = BarrierCoordinator(settings.barrier_timeout_s, expected)
+        self.collector: Optional[Collector] = None
+        self.reports: dict[str, dict] = {}  # worker_id -> last absolute report
+        self.final_from: set[str] = set()
+        self.clock_offsets: dict[str, dict] = {}
+        self.interrupted_reason: Optional[str] = None
+        self.finalized = False
+        self.meta: Optional[dict] = None
+        self.exit_code: Optional[int] = None
+        self._greenlets: list[gevent.Greenlet] = []
+        self._metrics_fh = None
+        self._logfile: Optional[LogFile] = None
+        self.sink_failures: dict[str, str] = {}
+
+    # -- start ------------------------------------------------------------------
+    def start(self) -> None:
+        self.run_path.mkdir(parents=True, exist_ok=True)
+        self._logfile = LogFile(self.run_path / rundir.LOG)
+        rundir.atomic_write_json(self.run_path / rundir.RUN, self.identity)
+        self.collector = Collector(self.run_path, self.expected, lambda: self.dispatch_complete)
+        self._metrics_fh = open(self.run_path / rundir.METRICS, "ab")
+        log.info("[phase] run %s starting: provider %s, %d users, run directory %s",
+                 self.run_id, self.identity["provider"], self.users_requested, self.run_path)
+        ctx = RunContext(self.run_id, self.run_path, self.identity, log)
+        for sink in list(self.sinks):
+            try:
+                sink.start(ctx)
+            except Exception as exc:  # noqa: BLE001 - the run goes on; the sink's copy is incomplete
+                self.sink_failures[sink.name] = f"start failed: {exc}"
+                log.error("[sink] %s could not start: %s; its copy will be completed at the end if possible",
+                          sink.name, exc)
+        self.barrier.start()
+        self._greenlets = [gevent.spawn(self._heartbeat_loop)] + [gevent.spawn(self._sink_loop, s) for s in self.sinks]
+
+    def mark_dispatch_complete(self) -> None:
+        self.dispatch_complete = True
+        log.info("[phase] dispatch complete: %d sandboxes dispatched; dispatch is now frozen", self.expected())
+        self.barrier.dispatch_complete = True
+        self.barrier.evaluate()
+
+    # -- messages from generating processes --------------------------------------
+    def on_results(self, data: dict) -> None:
+        self.collector.accept(data.get("records") or [])
+        if data.get("final"):
+            self.final_from.add(data["worker_id"])
+
+    def on_report(self, data: dict) -> Optional[dict]:
+        """Record a process's absolute counts; returns the release message if that process still needs it."""
+        self.reports[data["worker_id"]] = data
+        was_released = self.barrier.released
+        self.barrier.report(data["worker_id"], data.get("phase1_done", 0), data.get("seen_release", False))
+        if self.barrier.released and not was_released:
+            self._log_release()
+        if self.barrier.released and not data.get("seen_release"):
+            return self.barrier.message()
+        return None
+
+    def tick_barrier(self) -> bool:
+        """Deadline check; True when this call released the barrier."""
+        released = self.barrier.evaluate()
+        if released:
+            self._log_release()
+        return released
+
+    def _log_release(self) -> None:
+        b = self.barrier
+        log.info("[phase] barrier released by %s after %.1f s: %d/%d sandboxes finished phase 1",
+                 b.reason, b.released_at - b.started_at, b.arrived, self.expected())
+
+    def on_metrics(self, sample: dict) -> None:
+        if self._metrics_fh is not None:
+            self._metrics_fh.write(orjson.dumps(sample) + b"\n")
+            self._metrics_fh.flush()
+
+    # -- background loops -----------------------------------------------------------
+    def heartbeat(self) -> dict:
+        c = self.collector
+        hb = {
+            "ts": iso(time.time()),
+            "run_id": self.run_id,
+            "status": "running" if not self.finalized else (self.meta or {}).get("status"),
+            "expected": self.expected(),
+            "done": c.received if c else 0,
+            "in_flight": sum(r.get("in_flight", 0) for r in self.reports.values()),
+            "held": sum(r.get("held", 0) for r in self.reports.values()),
+            "errors": (c.received - c.by_status.get("success", 0)) if c else 0,
+            "by_status": dict(c.by_status) if c else {},
+            "barrier": {"released": self.barrier.released, "reason": self.barrier.reason,
+                        "arrived": self.barrier.arrived},
+        }
+        return hb
+
+    def _heartbeat_loop(self) -> None:
+        while True:
+            try:
+                rundir.atomic_write_json(self.run_path / rundir.HEARTBEAT, self.heartbeat())
+            except Exception:  # noqa: BLE001
+                log.exception("could not write heartbeat.json")
+            gevent.sleep(HEARTBEAT_INTERVAL_S)
+
+    def _sink_loop(self, sink: Sink) -> None:
+        delay = SINK_INTERVAL_S
+        while True:
+            gevent.sleep(delay)
+            try:
+                sink.sync()
+                if delay != SINK_INTERVAL_S:
+                    log.warning("[sink] %s recovered", sink.name)
+                delay = SINK_INTERVAL_S
+            except Exception as exc:  # noqa: BLE001 - retried with backoff, loudly
+                backlog = getattr(sink, "backlog_bytes", None)
+                log.error("[sink] %s failed: %s (backlog %s bytes); retrying in %.0f s",
+                          sink.name, exc, "unknown" if backlog is None else backlog, min(delay * 2, 30.0))
+                delay = min(delay * 2, 30.0)
+
+    # -- the end ----------------------------------------------------------------------
+    def all_final(self, workers: set[str]) -> bool:
+        return workers <= self.final_from
+
+    def finalize(self, stats_fn, thresholds: dict) -> int:
+        """Compute the figures, complete every sink, write meta.json. Returns the process exit code."""
+        if self.finalized:
+            return self.exit_code
+        self.finalized = True
+        for g in self._greenlets:
+            g.kill(block=False)
+        log.info("[phase] finalizing run %s", self.run_id)
+        self.collector.close()
+        if self._metrics_fh is not None:
+            self._metrics_fh.close()
+            self._metrics_fh = None
+        records = rundir.read_records(self.run_path)
+        metrics = list(rundir.iter_jsonl(self.run_path / rundir.METRICS))
+        missing = self.collector.missing() if self.dispatch_complete else []
+        complete = self.dispatch_complete and not missing and self.expected() > 0
+        if self.interrupted_reason and not complete:
+            status = "interrupted"
+        elif complete:
+            status = "done"
+        else:
+            status = "failed"
+        figures = stats_fn(records, metrics)
+        meta = {
+            **figures,
+            **{k: v for k, v in self.identity.items() if k != "options"},
+            "ended_at": iso(time.time()),
+            "status": status,
+            "interrupted_reason": self.interrupted_reason,
+            "users_requested": self.users_requested,
+            "sandboxes_dispatched": self.expected(),
+            "records_received": len(records),
+            "missing_sandbox_idx": missing[:1000],
+            "missing_count": len(missing),
+            "duplicate_deliveries": self.collector.duplicates,
+            "barrier": self.barrier.outcome(),
+            "clock_offsets": self.clock_offsets,
+            "options": self.identity.get("options", {}),
+        }
+        threshold_results = evaluate_thresholds(meta, thresholds)
+        meta["thresholds"] = threshold_results
+        reports = {}
+        for sink in self.sinks:
+            try:
+                report = sink.finish(meta, status)
+            except Exception as exc:  # noqa: BLE001 - finish must not raise; treat as incomplete
+                report = SinkReport(sink.name, False, f"finish failed: {exc}")
+            reports[sink.name] = {"complete": report.complete, "detail": report.detail, **report.extra}
+            if not report.complete:
+                log.error("[sink] %s copy is INCOMPLETE: %s", sink.name, report.detail)
+        meta["sinks"] = reports
+        sinks_complete = all(r["complete"] for r in reports.values())
+        meta["complete"] = complete and sinks_complete
+        if status == "interrupted":
+            code = EXIT_INTERRUPTED
+        elif not meta["complete"]:
+            code = EXIT_INCOMPLETE
+        elif any(not t["passed"] for t in threshold_results.values()):
+            code = EXIT_THRESHOLD
+        else:
+            code = EXIT_OK
+        meta["exit_code"] = code
+        rundir.atomic_write_json(self.run_path / rundir.META, meta)
+        self.meta, self.exit_code = meta, code
+        rundir.atomic_write_json(self.run_path / rundir.HEARTBEAT, self.heartbeat())
+        for line in summary_lines(meta, self.run_path):
+            log.info(line)
+        if self._logfile is not None:
+            self._logfile.close()
+        return code
+
+
+def evaluate_thresholds(meta: dict, thresholds: dict) -> dict:
+    out = {}
+    rate = thresholds.get("min_success_rate")
+    if rate is not None:
+        attempted = meta.get("sandboxes_attempted") or 0
+        success = (meta.get("status_histogram") or {}).get("success", 0)
+        actual = success / attempted if attempted else 0.0
+        out["min_success_rate"] = {"required": rate, "actual": round(actual, 6), "passed": actual >= rate}
+    return out
+
+
+def summary_lines(meta: dict, run_path: Path) -> list[str]:
+    hist = meta.get("status_histogram") or {}
+    lat = meta.get("latency_distribution") or {}
+    tti = meta.get("tti_distribution") or {}
+    conc = meta.get("concurrency_summary") or {}
+    barrier = meta.get("barrier") or {}
+    lines = [
+        f"[summary] run {meta.get('run_id')} ({meta.get('provider')}) status {meta.get('status')}, "
+        f"complete {meta.get('complete')}, exit code {meta.get('exit_code')}",
+        f"[summary] sandboxes: {meta.get('sandboxes_attempted', 0)} attempted, "
+        + ", ".join(f"{k} {hist.get(k, 0)}" for k in ("success", "partial", "readiness_failed", "failed")),
+        f"[summary] create latency p50 {lat.get('p50')} ms, p99 {lat.get('p99')} ms; "
+        f"TTI p50 {tti.get('p50')} ms, p99 {tti.get('p99')} ms",
+        f"[summary] peak concurrent sandboxes {conc.get('peak_concurrent')}; barrier released by "
+        f"{barrier.get('reason')} after {barrier.get('waited_s')} s; leaks {meta.get('leak_count', 0)}",
+        f"[summary] results in {run_path}",
+    ]
+    if meta.get("generator_saturated"):
+        lines.append(f"[summary] WARNING: the load generator was saturated: {meta.get('generator_saturated_reason')}")
+    return lines
+
+
+def default_host() -> str:
+    return socket.gethostname()

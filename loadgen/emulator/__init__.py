@@ -1,0 +1,15 @@
+"""The local sandbox-provider emulator: one provider-neutral core
+(`core.Core`), one protocol face per provider (`faces/`), ground truth under
+`/_emulator/`. See docs/emulator.md.
+
+    from loadgen.emulator import start_emulator
+    with start_emulator("fast", fault_create_5xx=0.05) as emu:
+        os.environ["E2B_API_URL"] = os.environ["E2B_SANDBOX_URL"] = emu.url
+        ...
+        assert emu.stats()["live"] == 0
+"""
+
+from loadgen.emulator.handle import EmulatorProcess, EmulatorThread, start_emulator
+from loadgen.emulator.settings import PROFILES, SETTINGS
+
+__all__ = ["start_emulator", "EmulatorProcess", "EmulatorThread", "PROFILES", "SETTINGS"]

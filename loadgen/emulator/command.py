@@ -1,0 +1,95 @@
+"""`loadgen emulate`: serve the sandbox-provider emulator on 127.0.0.1.
+
+The option table is generated from `settings.SETTINGS`, so every setting of
+the behaviour model has exactly one option, and a new setting gets its option
+for free.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import List, Optional
+
+from docopt import DocoptExit, docopt
+
+from loadgen.emulator import settings as S
+
+_HEAD = """Serve the local sandbox-provider emulator on 127.0.0.1.
+
+Usage:
+  loadgen emulate [options]
+  loadgen emulate --list-profiles
+  loadgen emulate (-h | --help)
+
+When ready, prints one line holding its base URL (http://127.0.0.1:PORT).
+Point the SDK there, e.g. E2B_API_URL=E2B_SANDBOX_URL=<url>. SIGINT or
+SIGTERM stops it. Ground truth: GET <url>/_emulator/stats and
+<url>/_emulator/sandboxes; POST <url>/_emulator/reset.
+
+Latency DIST: constant:MS | uniform:MIN,MAX | lognormal:MEDIAN,P95 |
+empirical:MS,MS,... (milliseconds), or a JSON object such as
+'{"kind":"lognormal","median_ms":822,"p95_ms":965}'.
+
+Options:
+  -h --help            Show this help.
+  --port PORT          Port to listen on; 0 picks a free one. [default: 0]
+  --profile NAME       Named profile (see --list-profiles). [default: fast]
+  --config FILE        A profile in a JSON file (setting names as keys),
+                       applied over --profile.
+  --face NAMES         Protocol faces to serve, comma-separated. [default: e2b]
+  --list-profiles      Print the profiles as JSON and exit.
+"""
+
+
+def usage() -> str:
+    lines = [_HEAD.rstrip("\n"), "", "Behaviour settings (override the profile):"]
+    for s in S.SETTINGS:
+        flag = f"  {s.option} {s.metavar}"
+        lines.append(f"{flag:<34} {s.help} Default: {json.dumps(s.default)}.")
+    return "\n".join(lines) + "\n"
+
+
+USAGE = usage()
+
+
+def overrides_from_args(args: dict) -> dict:
+    out = {}
+    for s in S.SETTINGS:
+        value = args.get(s.option)
+        if value is not None:
+            out[s.name] = value
+    return out
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] != "emulate":
+        argv = ["emulate"] + argv
+    try:
+        args = docopt(USAGE, argv=argv)
+    except DocoptExit as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    if args["--list-profiles"]:
+        print(json.dumps(S.PROFILES, indent=2))
+        return 0
+    try:
+        port = int(args["--port"])
+        config = S.load_config_file(args["--config"]) if args["--config"] else None
+        values = S.resolve(args["--profile"], config, overrides_from_args(args))
+        faces = [f.strip() for f in args["--face"].split(",") if f.strip()]
+        from loadgen.emulator.faces import load_face
+
+        for face in faces:
+            load_face(face)
+    except (OSError, ValueError) as e:
+        print(f"loadgen emulate: {e}", file=sys.stderr)
+        return 2
+    from loadgen.emulator.server import serve
+
+    try:
+        return serve(values, port=port, faces=faces)
+    except OSError as e:
+        print(f"loadgen emulate: cannot listen on 127.0.0.1:{port}: {e}", file=sys.stderr)
+        return 1

@@ -1,0 +1,24 @@
+"""Protocol faces: one module per provider, each translating its wire protocol
+into calls on the provider-neutral core (`loadgen.emulator.core.Core`).
+
+A face is a class built with the core, with a `name` and a
+`handle(request) -> bool` method that answers the request (now or later) and
+returns True, or returns False when the request is not for this face. Faces
+are tried in the order given to the server; add a provider by adding a module
+and a line below.
+"""
+
+import importlib
+
+FACES = {
+    "e2b": "loadgen.emulator.faces.e2b:E2BFace",
+}
+
+
+def load_face(name: str):
+    try:
+        target = FACES[name]
+    except KeyError:
+        raise ValueError(f"unknown face {name!r}; available: {', '.join(sorted(FACES))}") from None
+    module, cls = target.split(":")
+    return getattr(importlib.import_module(module), cls)

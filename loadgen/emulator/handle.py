@@ -1,0 +1,317 @@
+"""Running the emulator from Python: as a subprocess or on a thread.
+
+The locustfiles and the tests need an emulator they can start, query and
+stop. A subprocess (`start_emulator`) keeps the emulator's CPU off the
+generator's core and is what benchmarks should use; `EmulatorThread` is for
+quick in-process use. Both answer the same accessors, which go through the
+ground-truth HTTP endpoints so that they behave the same either way (and stay
+cooperative under gevent, whose monkey-patching makes the socket calls yield).
+
+A subprocess is tied to its parent with PR_SET_PDEATHSIG on Linux, so a test
+run that crashes never leaves servers behind.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from typing import Any, Dict, List, Mapping, Optional, Union
+
+from loadgen.emulator import settings as S
+
+PR_SET_PDEATHSIG = 1
+
+
+class _Accessors:
+    """Ground-truth accessors shared by the process and the thread handles."""
+
+    url: str
+
+    def _call(self, method: str, path: str, timeout: float = 30.0) -> bytes:
+        req = urllib.request.Request(self.url + path, method=method, data=b"" if method == "POST" else None)
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.read()
+
+    def stats(self) -> Dict[str, Any]:
+        return json.loads(self._call("GET", "/_emulator/stats"))
+
+    def sandboxes(self) -> List[Dict[str, Any]]:
+        body = self._call("GET", "/_emulator/sandboxes")
+        return [json.loads(line) for line in body.splitlines() if line.strip()]
+
+    def reset(self) -> None:
+        self._call("POST", "/_emulator/reset")
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+def _cli_args(profile: Optional[str], port: int, config_path: Optional[str], overrides: Mapping[str, Any]) -> List[str]:
+    args = ["--port", str(port)]
+    if profile:
+        args += ["--profile", profile]
+    if config_path:
+        args += ["--config", config_path]
+    for name, value in overrides.items():
+        setting = S.BY_NAME.get(name)
+        if setting is None:
+            raise ValueError(f"unknown emulator setting {name!r}; known: {', '.join(S.BY_NAME)}")
+        if value is None:
+            text = "none"
+        elif isinstance(value, (dict, list, bool)):
+            text = json.dumps(value)
+        else:
+            text = str(value)
+        args += [setting.option, text]
+    return args
+
+
+def _pdeathsig_preexec():
+    """A preexec_fn that asks Linux to SIGTERM the child when the parent dies."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc_name = ctypes.util.find_library("c") or "libc.so.6"
+    try:
+        libc = ctypes.CDLL(libc_name, use_errno=True)
+    except OSError:
+        return None
+    prctl = libc.prctl
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+class EmulatorProcess(_Accessors):
+    """Handle of an emulator subprocess (see `start_emulator`)."""
+
+    def __init__(self, proc: subprocess.Popen, url: str, config_path: Optional[str] = None):
+        self.proc = proc
+        self.url = url
+        self._config_path = config_path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM, wait, SIGKILL if needed. Returns the exit code."""
+        proc = self.proc
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+        if self._config_path:
+            try:
+                os.unlink(self._config_path)
+            except OSError:
+                pass
+            self._config_path = None
+        return proc.returncode
+
+
+def start_emulator(profile: Optional[str] = "fast", port: int = 0,
+                   config: Union[None, str, os.PathLike, Mapping[str, Any]] = None,
+                   *, ready_timeout: float = 30.0, faces: str = "e2b", **overrides: Any) -> EmulatorProcess:
+    """Start `python -m loadgen.emulator` and wait for its URL line.
+
+    `config` is a profile file path or a mapping of settings; `overrides` are
+    single settings by name (e.g. `fault_create_5xx=0.05`,
+    `create_latency={"kind": "constant", "ms": 50}`). Settings are validated
+    here first, so a typo fails in the caller, not in the child.
+    """
+    config_path = None
+    mapping: Optional[Mapping[str, Any]] = None
+    if isinstance(config, Mapping):
+        mapping = config
+        fd, config_path = tempfile.mkstemp(prefix="loadgen-emulator-", suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            json.dump(dict(config), f)
+    elif config is not None:
+        config_path = os.fspath(config)
+        mapping = S.load_config_file(config_path)
+    S.resolve(profile, mapping, overrides)  # validate before spawning
+    cmd = [sys.executable, "-m", "loadgen.emulator", "--face", faces] + \
+        _cli_args(profile, port, config_path, overrides)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=_child_env(),
+                            preexec_fn=_pdeathsig_preexec(), close_fds=True)
+    try:
+        url = _read_url(proc, ready_timeout)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        if config_path and isinstance(config, Mapping):
+            os.unlink(config_path)
+        raise
+    return EmulatorProcess(proc, url, config_path if isinstance(config, Mapping) else None)
+
+
+def _child_env() -> Dict[str, str]:
+    """This process's environment, plus the directory holding `loadgen` on
+    PYTHONPATH, so the child imports the same code whatever its cwd."""
+    import loadgen
+
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(loadgen.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    return env
+
+
+def _read_url(proc: subprocess.Popen, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    fd = proc.stdout.fileno()
+    buf = b""
+    while b"\n" not in buf:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"emulator did not print its URL within {timeout} s")
+        ready, _, _ = select.select([fd], [], [], min(left, 0.5))
+        if ready:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                raise RuntimeError(f"emulator exited before it was ready (exit code {proc.wait()})")
+            buf += chunk
+        elif proc.poll() is not None:
+            raise RuntimeError(f"emulator exited before it was ready (exit code {proc.returncode})")
+    line = buf.split(b"\n", 1)[0].decode().strip()
+    if not line.startswith("http://"):
+        raise RuntimeError(f"emulator printed {line!r} instead of its URL")
+    return line
+
+
+def _original(module: str, name: str):
+    """The unpatched stdlib object, when gevent has monkey-patched it."""
+    try:
+        from gevent import monkey
+
+        if monkey.is_module_patched(module):
+            return monkey.get_original(module, name)
+    except ImportError:
+        pass
+    return getattr(__import__(module), name)
+
+
+class EmulatorThread(_Accessors):
+    """The emulator on a real OS thread with its own (uv)loop, in this process.
+
+    Under gevent the thread is an original (unpatched) thread, so the
+    emulator's loop runs beside the gevent hub rather than inside it.
+    """
+
+    def __init__(self, profile: Optional[str] = "fast", port: int = 0,
+                 config: Union[None, str, os.PathLike, Mapping[str, Any]] = None,
+                 faces: str = "e2b", **overrides: Any):
+        if config is not None and not isinstance(config, Mapping):
+            config = S.load_config_file(os.fspath(config))
+        self.settings = S.resolve(profile, config, overrides)
+        self._port = port
+        self._faces = [f.strip() for f in faces.split(",") if f.strip()]
+        self._loop = None
+        self._stop_event = None
+        self._error: Optional[BaseException] = None
+        self.url = ""
+        self.emulator = None
+        self._done = None
+
+    @property
+    def pid(self) -> int:
+        return os.getpid()
+
+    def start(self, timeout: float = 30.0) -> "EmulatorThread":
+        # The original _thread primitives, not threading.Thread: under gevent,
+        # even the original Thread class starts a greenlet, because it calls
+        # the patched module-level _start_new_thread.
+        start_new_thread = _original("_thread", "start_new_thread")
+        allocate_lock = _original("_thread", "allocate_lock")
+        ready = allocate_lock()
+        ready.acquire()
+        self._done = allocate_lock()
+        self._done.acquire()
+        start_new_thread(self._run, (ready,))
+        deadline = time.monotonic() + timeout
+        while not ready.acquire(False):  # polling keeps a gevent hub responsive
+            if time.monotonic() > deadline:
+                raise TimeoutError("emulator thread did not start")
+            _sleep(0.005)
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def is_alive(self) -> bool:
+        return self._done is not None and self._done.locked()
+
+    def _run(self, ready) -> None:
+        try:
+            self._serve(ready)
+        finally:
+            self._done.release()
+
+    def _serve(self, ready) -> None:
+        import asyncio
+
+        from loadgen.emulator.server import Emulator, new_event_loop
+
+        loop = self._loop = new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            self.emulator = Emulator(self.settings, self._faces)
+            self._stop_event = asyncio.Event()
+            self.url = loop.run_until_complete(self.emulator.start(self._port))
+        except BaseException as e:
+            self._error = e
+            ready.release()
+            loop.close()
+            return
+        ready.release()
+        try:
+            loop.run_until_complete(self._stop_event.wait())
+            loop.run_until_complete(self.emulator.stop())
+        finally:
+            loop.close()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._loop is not None and self._stop_event is not None and not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(self._stop_event.set)
+            except RuntimeError:
+                pass
+        deadline = time.monotonic() + timeout
+        while self.is_alive() and time.monotonic() < deadline:
+            _sleep(0.01)
+
+    def __enter__(self) -> "EmulatorThread":
+        if self._done is None:
+            self.start()
+        return self
+
+
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)  # gevent-patched time.sleep yields to the hub

@@ -1,0 +1,300 @@
+"""A lean HTTP/1.1 server: asyncio Protocol + httptools, hand-written replies.
+
+Why not an HTTP framework: the emulator must never be what limits a benchmark,
+so it needs keep-alive, no thread per request, replies streamed as they are
+produced, and a few microseconds per request. A framework also could not send
+a real TCP RST on demand. httptools decodes chunked request bodies (e2b 2.63
+sends them) and pipelined requests; replies on one connection are kept in
+request order, as HTTP/1.1 requires.
+
+Writes made while a request is being dispatched are gathered and sent in one
+`transport.write` (one syscall for a whole short Connect stream); writes made
+later, from timers, go out at once.
+"""
+
+from __future__ import annotations
+
+import collections
+import socket
+import struct
+import sys
+import traceback
+from http import HTTPStatus
+from typing import Callable, Deque, Dict, List, Optional
+
+import asyncio
+import httptools
+
+MAX_BODY = 4 * 1024 * 1024
+
+_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+
+
+def status_line(status: int) -> bytes:
+    return b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown"))
+
+
+_STATUS_LINES = {s: status_line(s) for s in _REASONS}
+_LINGER_0 = struct.pack("ii", 1, 0)
+
+
+class Request:
+    """One parsed request and the means to answer it (exactly once)."""
+
+    __slots__ = ("conn", "method", "path", "query", "headers", "body", "keep_alive", "state")
+
+    # state: 0 = not answered, 1 = streaming, 2 = answered
+    def __init__(self, conn: "Connection", method: bytes, url: bytes, headers: Dict[bytes, bytes],
+                 body: bytes, keep_alive: bool):
+        self.conn = conn
+        self.method = method
+        path, _, query = url.partition(b"?")
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.body = body
+        self.keep_alive = keep_alive
+        self.state = 0
+
+    @property
+    def closed(self) -> bool:
+        return self.conn.transport is None
+
+    def respond(self, status: int, body: bytes = b"", content_type: bytes = b"application/json",
+                extra_headers: bytes = b"") -> None:
+        if self.state:
+            return
+        self.state = 2
+        head = _STATUS_LINES.get(status) or status_line(status)
+        if body or status not in (204, 304):
+            head += b"content-type: " + content_type + b"\r\ncontent-length: %d\r\n" % len(body)
+        if not self.keep_alive:
+            head += b"connection: close\r\n"
+        self.conn.write(head + extra_headers + b"\r\n" + body)
+        self.conn.finished(self)
+
+    def start_stream(self, status: int, content_type: bytes, first_chunk: bytes = b"") -> None:
+        """Start a chunked reply; `first_chunk` rides along with the headers."""
+        if self.state:
+            return
+        self.state = 1
+        head = (_STATUS_LINES.get(status) or status_line(status)) + b"content-type: " + content_type + \
+            b"\r\ntransfer-encoding: chunked\r\n"
+        if not self.keep_alive:
+            head += b"connection: close\r\n"
+        head += b"\r\n"
+        if first_chunk:
+            head += b"%x\r\n" % len(first_chunk) + first_chunk + b"\r\n"
+        self.conn.write(head)
+
+    def write_chunk(self, data: bytes) -> None:
+        if self.state == 1 and data:
+            self.conn.write(b"%x\r\n" % len(data) + data + b"\r\n")
+
+    def end_stream(self, last_chunk: bytes = b"") -> None:
+        if self.state != 1:
+            return
+        self.state = 2
+        if last_chunk:
+            self.conn.write(b"%x\r\n" % len(last_chunk) + last_chunk + b"\r\n0\r\n\r\n")
+        else:
+            self.conn.write(b"0\r\n\r\n")
+        self.conn.finished(self)
+
+    def reset(self) -> None:
+        """Abort the connection with a TCP RST (SO_LINGER 0, then close)."""
+        self.state = 2
+        self.conn.reset()
+
+    def header(self, name: bytes) -> Optional[bytes]:
+        return self.headers.get(name)
+
+
+Handler = Callable[[Request], None]
+
+
+class Connection(asyncio.Protocol):
+    __slots__ = ("server", "transport", "parser", "_url", "_headers", "_body", "_body_len",
+                 "_queue", "_current", "_cork", "_too_big", "_closing")
+
+    def __init__(self, server: "HttpServer"):
+        self.server = server
+        self.transport: Optional[asyncio.Transport] = None
+        self.parser = httptools.HttpRequestParser(self)
+        self._url = b""
+        self._headers: Dict[bytes, bytes] = {}
+        self._body: List[bytes] = []
+        self._body_len = 0
+        self._queue: Deque[Request] = collections.deque()
+        self._current: Optional[Request] = None
+        self._cork: Optional[List[bytes]] = None
+        self._too_big = False
+        self._closing = False
+
+    # -- asyncio.Protocol ------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.server.connections += 1
+        self.server.connections_total += 1
+
+    def connection_lost(self, exc: Optional[BaseException]) -> None:
+        if self.transport is not None:
+            self.server.connections -= 1
+        self.transport = None
+        self._queue.clear()
+
+    def data_received(self, data: bytes) -> None:
+        self._cork = []
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._bad(400, b'{"code":400,"message":"upgrade not supported"}')
+        except httptools.HttpParserError as e:
+            self._bad(400, b'{"code":400,"message":"malformed HTTP request: %s"}' % str(e).encode()[:200].replace(b'"', b"'"))
+        finally:
+            self._flush()
+
+    # -- httptools callbacks -----------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = {}
+        self._body = []
+        self._body_len = 0
+        self._too_big = False
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers[name.lower()] = value
+
+    def on_headers_complete(self) -> None:
+        # curl and some other clients wait for this before sending a body.
+        if self._headers.get(b"expect", b"").lower() == b"100-continue":
+            self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        self._body_len += len(body)
+        if self._body_len > MAX_BODY:
+            self._too_big = True
+        else:
+            self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        body = b"".join(self._body) if len(self._body) != 1 else self._body[0]
+        req = Request(self, self.parser.get_method(), self._url, self._headers, body,
+                      self.parser.should_keep_alive())
+        self._body = []
+        if self._too_big:
+            req.body = b""
+            req.keep_alive = False
+            req.path = b"/_emulator/too-big"
+        if self._current is None:
+            self._dispatch(req)
+        else:
+            self._queue.append(req)
+
+    # -- writing -------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self.transport is None:
+            return
+        if self._cork is not None:
+            self._cork.append(data)
+        else:
+            self.transport.write(data)
+
+    def _flush(self) -> None:
+        cork, self._cork = self._cork, None
+        if self.transport is not None:
+            if cork:
+                self.transport.write(b"".join(cork) if len(cork) > 1 else cork[0])
+            if self._closing:
+                self.transport.close()
+
+    def finished(self, req: Request) -> None:
+        """The reply to `req` is complete: close, or serve the next request."""
+        if self._current is not req:
+            return
+        self._current = None
+        if not req.keep_alive:
+            self._queue.clear()
+            if self._cork is not None:
+                self._closing = True
+            elif self.transport is not None:
+                self.transport.close()
+            return
+        if self._queue:
+            self._dispatch(self._queue.popleft())
+
+    def _dispatch(self, req: Request) -> None:
+        self._current = req
+        corked = self._cork is not None
+        if not corked:
+            self._cork = []
+        try:
+            self.server.handler(req)
+        except Exception:
+            traceback.print_exc(file=sys.stderr)
+            if req.state == 0:
+                req.respond(500, b'{"code":500,"message":"emulator internal error"}')
+            elif req.state == 1:
+                req.end_stream()
+        finally:
+            if not corked:
+                self._flush()
+
+    def _bad(self, status: int, body: bytes) -> None:
+        if self.transport is None:
+            return
+        self.write(_STATUS_LINES[status] + b"content-type: application/json\r\ncontent-length: %d\r\n"
+                   b"connection: close\r\n\r\n" % len(body) + body)
+        self._closing = True
+        self.server.bad_requests += 1
+
+    def reset(self) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        self._cork = None
+        sock = transport.get_extra_info("socket")
+        try:
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_0)
+        except OSError:
+            pass
+        self.server.connections -= 1
+        self.transport = None
+        self._queue.clear()
+        transport.abort()
+
+
+class HttpServer:
+    """Owns the listening socket; `handler(request)` must answer each request
+    (now or later) through the Request methods."""
+
+    def __init__(self, handler: Handler):
+        self.handler = handler
+        self.connections = 0
+        self.connections_total = 0
+        self.bad_requests = 0
+        self._server: Optional[asyncio.AbstractServer] = None
+        self.port = 0
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0, backlog: int = 65535) -> int:
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+        sock.setblocking(False)
+        self._server = await loop.create_server(lambda: Connection(self), sock=sock, backlog=backlog)
+        self.port = sock.getsockname()[1]
+        return self.port
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None

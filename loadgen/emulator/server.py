@@ -1,0 +1,93 @@
+"""Wiring: one core, its faces, the ground-truth endpoints, one HTTP server.
+
+`Emulator` runs on whatever event loop calls `start()`; `serve()` is the
+blocking entry point of `loadgen emulate` (uvloop, signal handling, the URL
+line on stdout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from typing import Any, Callable, Dict, Optional, Sequence
+
+from loadgen.emulator import control
+from loadgen.emulator.core import Core
+from loadgen.emulator.faces import load_face
+from loadgen.emulator.http import HttpServer, Request
+
+HOST = "127.0.0.1"
+BACKLOG = 65535  # the kernel caps it at net.core.somaxconn
+
+
+class Emulator:
+    def __init__(self, settings: Dict[str, Any], faces: Sequence[str] = ("e2b",)):
+        self.settings = settings
+        self.face_names = tuple(faces)
+        self.core: Optional[Core] = None
+        self.faces: list = []
+        self.http = HttpServer(self.handle)
+        self.port = 0
+        self.started_monotonic = time.monotonic()
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    async def start(self, port: int = 0, backlog: int = BACKLOG) -> str:
+        loop = asyncio.get_running_loop()
+        self.core = Core(self.settings, loop.call_later, loop.time)
+        self.faces = [load_face(name)(self.core) for name in self.face_names]
+        self.port = await self.http.start(HOST, port, backlog)
+        return self.url
+
+    async def stop(self) -> None:
+        await self.http.stop()
+
+    def handle(self, req: Request) -> None:
+        if req.path.startswith(control.PREFIX):
+            control.handle(self, req)
+            return
+        for face in self.faces:
+            if face.handle(req):
+                return
+        self.core.note_error("not_found")
+        req.respond(404, b'{"code":404,"message":"not found"}')
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+
+        return uvloop.new_event_loop()
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        return asyncio.new_event_loop()
+
+
+def serve(settings: Dict[str, Any], port: int = 0, faces: Sequence[str] = ("e2b",),
+          on_ready: Optional[Callable[[str], None]] = None) -> int:
+    """Serve until SIGINT or SIGTERM; print the URL line once listening."""
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    emulator = Emulator(settings, faces)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        url = await emulator.start(port)
+        if on_ready is not None:
+            on_ready(url)
+        else:
+            sys.stdout.write(url + "\n")
+            sys.stdout.flush()
+        await stop.wait()
+        await emulator.stop()
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    return 0

@@ -1,0 +1,282 @@
+"""One sandbox's life, as a Locust user.
+
+create → readiness (`node -v`) → hold (cluster barrier) → liveness (`node -v`)
+→ destroy, then the user idles. One user is one sandbox, exactly once.
+
+The life runs in its own greenlet, outside the Locust user's greenlet, for
+two reasons Locust would otherwise defeat:
+- Locust kills user greenlets on stop; a kill landing inside a create would
+  lose the id of a sandbox the provider made (a paid-for leak). Here a stop
+  only aborts the hold; the life still probes, destroys and records.
+- An exception in a Locust task makes Locust run the task again (a second
+  create). The life catches everything and ends in exactly one record.
+
+Request events are fired directly (not through ``events.request.measure``,
+which swallows exceptions), one per phase: ``<provider>/create``,
+``/readiness``, ``/liveness``, ``/destroy``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import TYPE_CHECKING, Any, Optional
+
+import gevent
+from locust import User, constant, task
+
+from loadgen.result import (
+    ErrorInfo,
+    FailureClass,
+    SandboxResult,
+    Status,
+    iso,
+    ms_between,
+    scrub_metadata,
+    truncate,
+    OUTPUT_LIMIT,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from loadgen.run import ProcessRun
+
+log = logging.getLogger("loadgen.lifecycle")
+
+VERSION_PATTERN = re.compile(r"v?\d+\.\d+\.\d+")
+
+
+class CommandFailed(Exception):
+    """A command ran but did not give what readiness/liveness requires (exit 0 and a version)."""
+
+    def __init__(self, exit_code, stdout: str, stderr: str):
+        self.exit_code = exit_code
+        if exit_code not in (0, None):
+            detail = (stderr or stdout or "").strip()[:200]
+            message = f"command exited with {exit_code}" + (f": {detail}" if detail else "")
+        else:
+            message = f"no version on stdout: {(stdout or '').strip()[:200]!r}"
+        super().__init__(message)
+
+
+def check_version_output(result) -> str:
+    """Readiness and liveness both require exit code 0 and a version on stdout."""
+    if result.exit_code != 0:
+        raise CommandFailed(result.exit_code, result.stdout, result.stderr)
+    match = VERSION_PATTERN.search(result.stdout or "")
+    if not match:
+        raise CommandFailed(result.exit_code, result.stdout, result.stderr)
+    return match.group(0)
+
+
+class Lifecycle:
+    """The life of sandbox ``idx``. ``run()`` never raises and emits exactly one record."""
+
+    def __init__(self, proc: "ProcessRun", idx: int):
+        self.proc = proc
+        self.idx = idx
+        self.provider = proc.provider
+        self.handle: Any = None
+        self.record = SandboxResult(run_id=proc.run_id, sandbox_idx=idx, provider=proc.provider.name,
+                                    worker_id=proc.worker_id)
+        self.arrived = False
+
+    # -- helpers -------------------------------------------------------------
+    def _now(self) -> float:
+        return time.time() - self.proc.clock_offset
+
+    def _fire(self, phase: str, started: float, ended: float, exc: Optional[BaseException]) -> None:
+        self.proc.fire_request(phase, (ended - started) * 1000.0, exc)
+
+    def _fail(self, phase: str, info: ErrorInfo, status: Status) -> None:
+        rec = self.record
+        rec.status = status.value
+        rec.failed_phase = phase
+        rec.failure_class = info.failure_class
+        rec.http_status = info.http_status
+        rec.error_code = info.error_code
+        rec.error_type = info.error_type
+        rec.error_message = info.error_message
+
+    def _arrive(self) -> None:
+        if not self.arrived:
+            self.arrived = True
+            self.proc.gate.arrive()
+
+    def _timed(self, method, *args, timeout: float, cancel_on_timeout: bool = True):
+        """Run an adapter operation with a deadline; returns (value, exc, started, ended, call)."""
+        self.proc.in_flight += 1
+        started = self._now()
+        call = self.provider.start_call(method, *args)
+        try:
+            value = call.wait(timeout)
+            exc = None
+        except BaseException as e:  # noqa: BLE001 - every failure is data
+            value, exc = None, e
+            if isinstance(e, TimeoutError) and cancel_on_timeout:
+                call.cancel()
+        ended = self._now()
+        self.proc.in_flight -= 1
+        return value, exc, started, ended, call
+
+    def _classify(self, exc: BaseException) -> ErrorInfo:
+        if isinstance(exc, TimeoutError) and str(exc).startswith("no answer within"):
+            return ErrorInfo(FailureClass.TIMEOUT.value, None, None, "TimeoutError", truncate(str(exc)))
+        if isinstance(exc, CommandFailed):
+            return ErrorInfo(FailureClass.OTHER.value, None,
+                             f"exit_{exc.exit_code}" if exc.exit_code else "bad_output",
+                             "CommandFailed", truncate(str(exc)))
+        try:
+            return self.provider.classify(exc)
+        except Exception:  # a classifier bug must not lose the record
+            return ErrorInfo(FailureClass.OTHER.value, None, None, type(exc).__name__, truncate(str(exc)))
+
+    # -- the phases ----------------------------------------------------------
+    def run(self) -> None:
+        rec = self.record
+        rec.started_at = iso(self._now())
+        try:
+            if self._create() and self._probe("readiness"):
+                self._arrive()
+                ready_at = self._now()
+                self.proc.held += 1
+                try:
+                    self.proc.gate.hold(self.idx, ready_at + self.proc.clock_offset, self.proc.abort)
+                finally:
+                    self.proc.held -= 1
+                rec.hold_ms = ms_between(ready_at, self._now())
+                if self._probe("liveness"):
+                    rec.status = Status.SUCCESS.value
+        except BaseException as exc:  # noqa: BLE001 - a bug or a kill must still end in a record
+            if rec.failure_class is None and rec.status != Status.SUCCESS.value:
+                self._fail("lifecycle", self._classify(exc), Status(rec.status))
+            log.exception("sandbox %s: unexpected error in the lifecycle", self.idx)
+        finally:
+            self._arrive()
+            if self.handle is not None:
+                self._destroy()
+            rec.completed_at = iso(self._now())
+            self.proc.emit(rec)
+
+    def _create(self) -> bool:
+        rec = self.record
+        settings = self.proc.settings
+        tags = {"run_id": self.proc.run_id, "sandbox_idx": str(self.idx)}
+        handle, exc, started, ended, call = self._timed(
+            self.provider.create, tags, timeout=settings.create_timeout_s, cancel_on_timeout=False
+        )
+        rec.create_started_at, rec.create_ended_at = iso(started), iso(ended)
+        self._fire("create", started, ended, exc)
+        if exc is None:
+            self._adopt(handle)
+            rec.latency_ms = ms_between(started, ended)
+            return True
+        self._fail("create", self._classify(exc), Status.FAILED)
+        if isinstance(exc, TimeoutError) and str(exc).startswith("no answer within"):
+            # The provider may still make the sandbox: it arrived after our deadline,
+            # so it counts as failed, but it must be destroyed, not leaked.
+            self._arrive()
+            try:
+                handle = call.wait(settings.late_create_window_s)
+            except BaseException:  # noqa: BLE001 - no sandbox after all
+                handle = None
+            if handle is not None:
+                rec.late_create = True
+                self._adopt(handle)
+        return False
+
+    def _adopt(self, handle: Any) -> None:
+        self.handle = handle
+        rec = self.record
+        try:
+            rec.sandbox_id = self.provider.sandbox_id(handle)
+            rec.provider_metadata = scrub_metadata(self.provider.metadata(handle))
+        except Exception:  # noqa: BLE001
+            log.exception("sandbox %s: could not read the provider's sandbox object", self.idx)
+        self.proc.created(self.idx, rec.sandbox_id)
+
+    def _probe(self, phase: str) -> bool:
+        rec = self.record
+        settings = self.proc.settings
+        result, exc, started, ended, _ = self._timed(
+            self.provider.run, self.handle, settings.readiness_command, settings.command_timeout_s,
+            timeout=settings.command_timeout_s + 1.0,
+        )
+        if exc is None:
+            try:
+                version = check_version_output(result)
+                if phase == "readiness":
+                    rec.readiness_output = truncate(version, OUTPUT_LIMIT)
+            except CommandFailed as failed:
+                exc = failed
+        setattr(rec, f"{phase}_started_at", iso(started))
+        setattr(rec, f"{phase}_ended_at", iso(ended))
+        self._fire(phase, started, ended, exc)
+        if exc is None:
+            if phase == "readiness":
+                rec.first_command_ms = ms_between(started, ended)
+            else:
+                rec.liveness_ms = ms_between(started, ended)
+            return True
+        self._fail(phase, self._classify(exc),
+                   Status.READINESS_FAILED if phase == "readiness" else Status.PARTIAL)
+        return False
+
+    def _destroy(self) -> None:
+        rec = self.record
+        settings = self.proc.settings
+        value, exc, started, ended, _ = self._timed(
+            self.provider.destroy, self.handle, settings.destroy_timeout_s, timeout=settings.destroy_timeout_s + 1.0
+        )
+        rec.destroy_started_at, rec.destroy_ended_at = iso(started), iso(ended)
+        rec.destroy_ms = ms_between(started, ended)
+        self._fire("destroy", started, ended, exc)
+        if exc is None:
+            rec.destroy_ok = True
+            if value is False:
+                # the provider says it was already gone: nothing leaks, but say so
+                rec.destroy_error_message = "already gone (provider answered not found)"
+            self.proc.destroyed(self.idx)
+        else:
+            info = self._classify(exc)
+            rec.destroy_ok = False
+            rec.destroy_failure_class = info.failure_class
+            rec.destroy_error_message = info.error_message
+
+
+class SandboxUser(User):
+    """Base class of every provider's user. A provider's locustfile sets ``provider_name``.
+
+    The task only idles: the work happens once, in the life greenlet started by
+    on_start. A user built after its process ran out of index tickets (a
+    Locust respawn) never creates anything.
+    """
+
+    abstract = True
+    provider_name: str = ""
+    wait_time = constant(1)
+
+    def __init__(self, environment):
+        super().__init__(environment)
+        from loadgen.run import process_run
+
+        self._proc = process_run(environment)
+        self.sandbox_idx = self._proc.take_ticket() if self._proc is not None else None
+        self._life: Optional[gevent.Greenlet] = None
+
+    def on_start(self) -> None:
+        if self.sandbox_idx is None:
+            if self._proc is not None:
+                self._proc.note_refused_user()
+            return
+        self._life = self._proc.start_lifecycle(self.sandbox_idx)
+
+    @task
+    def idle(self) -> None:
+        gevent.sleep(3600)
+
+    def on_stop(self) -> None:
+        # Locust is stopping this user (test stop or a ramp-down). The life is
+        # not killed: it is told to end its hold, then probes, destroys and records.
+        if self._life is not None and not self._life.ready():
+            self._proc.abort_all("user stopped")

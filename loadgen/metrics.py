@@ -1,0 +1,109 @@
+"""Per-process health: how busy the generator itself was.
+
+A burst figure is only trustworthy if the generator was not the bottleneck,
+so every process (master, workers, local) samples itself once a second: CPU,
+memory, gevent hub lag, open fds, sockets, load, and how many requests and
+held sandboxes it had. Hub lag is the overshoot of a short sleep: when the
+hub is busy (CPU-bound work, a blocking call), timers fire late, and every
+latency the process measures is inflated by about that much.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable, Optional
+
+import gevent
+import psutil
+
+from loadgen.result import iso
+
+PROBE_INTERVAL_S = 0.02
+
+
+def _percentile(sorted_values: list[float], p: float) -> float:
+    """Nearest rank, as everywhere in loadgen."""
+    if not sorted_values:
+        return 0.0
+    import math
+
+    rank = max(1, math.ceil(p / 100.0 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def read_sockstat() -> dict:
+    out = {}
+    try:
+        with open("/proc/net/sockstat") as fh:
+            for line in fh:
+                proto, _, rest = line.partition(":")
+                fields = rest.split()
+                out[proto.strip()] = {fields[i]: int(fields[i + 1]) for i in range(0, len(fields) - 1, 2)}
+    except OSError:
+        pass
+    return out
+
+
+class HealthSampler:
+    def __init__(self, process_name: str, emit: Callable[[dict], None], gauges: Optional[Callable[[], dict]] = None,
+                 interval_s: float = 1.0):
+        self.process_name = process_name
+        self.emit = emit
+        self.gauges = gauges or (lambda: {})
+        self.interval_s = interval_s
+        self._lags: list[float] = []
+        self._proc = psutil.Process(os.getpid())
+        self._proc.cpu_percent(None)
+        self._greenlets: list[gevent.Greenlet] = []
+        self.max_lag_ms = 0.0
+
+    def start(self) -> None:
+        self._greenlets = [gevent.spawn(self._probe), gevent.spawn(self._sample_loop)]
+
+    def stop(self) -> None:
+        for g in self._greenlets:
+            g.kill(block=False)
+
+    def _probe(self) -> None:
+        while True:
+            before = time.perf_counter()
+            gevent.sleep(PROBE_INTERVAL_S)
+            lag = (time.perf_counter() - before - PROBE_INTERVAL_S) * 1000.0
+            self._lags.append(max(lag, 0.0))
+
+    def sample(self) -> dict:
+        lags, self._lags = sorted(self._lags), []
+        if lags:
+            self.max_lag_ms = max(self.max_lag_ms, lags[-1])
+        now = time.time()
+        try:
+            fds = self._proc.num_fds()
+        except Exception:  # noqa: BLE001
+            fds = None
+        sample = {
+            "t": now,
+            "ts": iso(now),
+            "process": self.process_name,
+            "pid": os.getpid(),
+            "cpu_percent": self._proc.cpu_percent(None),
+            "rss_bytes": self._proc.memory_info().rss,
+            "hub_lag_ms": {
+                "p50": round(_percentile(lags, 50), 3),
+                "p99": round(_percentile(lags, 99), 3),
+                "max": round(lags[-1], 3) if lags else 0.0,
+            },
+            "open_fds": fds,
+            "sockstat": read_sockstat(),
+            "loadavg": list(os.getloadavg()),
+        }
+        sample.update(self.gauges())
+        return sample
+
+    def _sample_loop(self) -> None:
+        while True:
+            gevent.sleep(self.interval_s)
+            try:
+                self.emit(self.sample())
+            except Exception:  # noqa: BLE001 - health sampling must never end a run
+                pass

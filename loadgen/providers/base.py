@@ -1,0 +1,144 @@
+"""The provider adapter contract.
+
+An adapter is the only provider-specific code in a run: it turns the four
+lifecycle operations into calls of the provider's official SDK, and the SDK's
+exceptions into the shared taxonomy. Everything else (timing, timeouts, the
+barrier, records, late-create cleanup) is the lifecycle's job, so a new
+provider is one small file.
+
+An adapter's operations are either coroutines (set ``asynchronous = True``;
+they run on the process's asyncio bridge, see loadgen.aio) or plain
+functions that cooperate with gevent (the SDK does its I/O over gevent's
+monkey-patched sockets). Never a function that blocks the hub.
+
+Rules every adapter keeps (they are what makes the numbers honest):
+- SDK retries off: a retry inside the SDK would hide the very failure we measure.
+- The sandbox lifetime is longer than the run, so nothing expires mid-hold.
+- No connection pool capped below the number of users in the process.
+- The create carries ``tags`` (run_id, sandbox_idx) wherever the provider takes metadata or labels.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import gevent
+
+from loadgen.aio import Pending, get_bridge
+from loadgen.result import ErrorInfo, classify_exception
+
+
+@dataclass
+class CommandResult:
+    exit_code: Optional[int]
+    stdout: str = ""
+    stderr: str = ""
+
+
+@dataclass
+class ProviderSettings:
+    """What the lifecycle tells an adapter about the run (from the Locust options)."""
+
+    template: Optional[str] = None
+    sandbox_lifetime_s: int = 3600
+    create_timeout_s: float = 60.0
+    command_timeout_s: float = 30.0
+    destroy_timeout_s: float = 30.0
+    late_create_window_s: float = 120.0
+    users_in_process: int = 1000
+    base_url: Optional[str] = None  # only for emulated runs (locustfiles/local.py)
+
+
+class MissingCredentials(Exception):
+    """Raised at start when a provider's environment variables are not set. Names them, never their values."""
+
+    def __init__(self, provider: str, names: list[str]):
+        self.provider, self.names = provider, names
+        super().__init__(f"{provider}: set the environment variable{'s' if len(names) > 1 else ''} " + ", ".join(names))
+
+
+class Provider:
+    name = "provider"
+    required_env: tuple[str, ...] = ()
+    optional_env: tuple[str, ...] = ()
+    asynchronous = False
+    default_template: Optional[str] = None
+
+    def __init__(self, settings: ProviderSettings):
+        self.settings = settings
+
+    # -- called once per process, before the first create ------------------
+    @classmethod
+    def missing_env(cls) -> list[str]:
+        return [name for name in cls.required_env if not os.environ.get(name)]
+
+    def setup(self) -> None:
+        """Size pools, build clients. Called once per process, before the first create."""
+
+    def prepare(self) -> None:
+        """What the lifecycle calls: the adapter's setup, plus the asyncio bridge it will need."""
+        if self.asynchronous:
+            get_bridge()
+        self.setup()
+
+    # -- the four operations -------------------------------------------------
+    def create(self, tags: dict[str, str]) -> Any:
+        """Create one sandbox; return a handle the other operations take."""
+        raise NotImplementedError
+
+    def run(self, handle: Any, command: str, timeout: float) -> CommandResult:
+        raise NotImplementedError
+
+    def destroy(self, handle: Any, timeout: float) -> bool:
+        """True if destroyed, False if the provider says it is already gone. Raise on failure."""
+        raise NotImplementedError
+
+    # -- describing results --------------------------------------------------
+    def sandbox_id(self, handle: Any) -> Optional[str]:
+        return getattr(handle, "sandbox_id", None)
+
+    def metadata(self, handle: Any) -> Any:
+        """The provider's sandbox object or dict; the lifecycle keeps its primitive, non-secret fields."""
+        return handle
+
+    def classify(self, exc: BaseException) -> ErrorInfo:
+        return classify_exception(exc)
+
+    # -- plumbing --------------------------------------------------------------
+    def start_call(self, method, *args) -> Pending | "GreenletCall":
+        """Start an operation without waiting: the lifecycle decides how long to wait,
+        and whether a late answer still matters (it does for create)."""
+        if self.asynchronous:
+            return get_bridge().submit(method(*args))
+        return GreenletCall(method, *args)
+
+
+class GreenletCall:
+    """The gevent twin of aio.Pending, for adapters whose SDK cooperates with gevent."""
+
+    def __init__(self, fn, *args):
+        self._greenlet = gevent.spawn(fn, *args)
+
+    @property
+    def done(self) -> bool:
+        return self._greenlet.ready()
+
+    def wait(self, timeout: Optional[float] = None):
+        self._greenlet.join(timeout)
+        if not self._greenlet.ready():
+            raise TimeoutError(f"no answer within {timeout:g} s")
+        if self._greenlet.exception is not None:
+            raise self._greenlet.exception
+        return self._greenlet.value
+
+    @property
+    def error(self):
+        return self._greenlet.exception
+
+    def result(self):
+        return self.wait(0)
+
+    def cancel(self) -> None:
+        self._greenlet.kill(block=False)

@@ -1,0 +1,339 @@
+"""One run's report as a self-contained HTML page and as Markdown.
+
+The HTML page inlines its SVGs and its CSS so it can be mailed, attached to
+a CI run or opened from object storage with no other file beside it. The
+Markdown is for a GitHub job summary or a PR comment, where images cannot be
+inlined; it carries the numbers a reviewer compares. Both read the figures
+of loadgen.stats.compute, never their own.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Optional
+
+from loadgen import stats
+from loadgen.result import FAILURE_CLASSES, PHASES, STATUSES
+
+DISTRIBUTIONS = (
+    ("latency_distribution", "create latency"),
+    ("first_command_distribution", "first command (node -v)"),
+    ("tti_distribution", "TTI (create + first command)"),
+    ("liveness_distribution", "liveness (node -v after hold)"),
+    ("destroy_distribution", "destroy"),
+)
+DIST_COLUMNS = ("count", "min", "p10", "p25", "p50", "p75", "p90", "p95", "p99", "p99_9", "max", "mean")
+
+PERCENTILE_RULE = (
+    "Percentiles are nearest rank: over n sorted values, the p-th percentile is the value at rank "
+    "ceil(p/100 x n) (1-based; p = 0 is the minimum). Every figure is an observed value. Distributions "
+    "cover only phases that succeeded."
+)
+CONCURRENCY_RULE = (
+    "A sandbox exists from create_ended_at to destroy_ended_at (closed interval; a sandbox whose destroy "
+    "never ended counts until the run's end). A request is in flight from a phase's start to its end "
+    "(half-open). Timelines give, for each second since the run's start, the maximum count within it."
+)
+SATURATION_RULE = (
+    f"A process is saturated when its hub lag p99 (nearest rank over its per-second p99 samples) exceeds "
+    f"{stats.HUB_LAG_P99_LIMIT_MS:.0f} ms, or its CPU is at or above {stats.CPU_BUSY_PERCENT:.0f}% of one core in "
+    f"more than {stats.CPU_BUSY_FRACTION_LIMIT * 100:.0f}% of its samples."
+)
+
+CSS = """
+body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:0;background:#f6f7f9;color:#1d1f23}
+main{max-width:1060px;margin:0 auto;padding:24px 28px 60px;background:#fff}
+h1{font-size:26px;margin:0 0 4px}
+h2{font-size:19px;margin:34px 0 10px;padding-bottom:4px;border-bottom:1px solid #e3e5e8}
+.sub{color:#5a5f66;margin:0 0 18px}
+.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(140px,1fr));gap:12px;margin:16px 0}
+.card{border:1px solid #e3e5e8;border-radius:8px;padding:10px 14px;background:#fafbfc}
+.card .k{font-size:12px;color:#5a5f66;text-transform:uppercase;letter-spacing:.04em}
+.card .v{font-size:24px;font-weight:600;margin-top:4px}
+.warn{border-left:6px solid #c8342f;background:#fdecea;padding:12px 16px;margin:14px 0;border-radius:4px}
+.info{border-left:6px solid #8a8f98;background:#f0f1f3;padding:12px 16px;margin:14px 0;border-radius:4px}
+.ok{border-left:6px solid #2e9d5b;background:#eaf6ee;padding:12px 16px;margin:14px 0;border-radius:4px}
+table{border-collapse:collapse;margin:8px 0 14px;font-size:13px}
+th,td{border:1px solid #e3e5e8;padding:4px 8px;text-align:right}
+th{background:#f3f4f6;font-weight:600}
+td.l,th.l{text-align:left}
+td.msg{text-align:left;max-width:520px;word-break:break-word}
+figure{margin:14px 0}
+figure svg{max-width:100%;height:auto;border:1px solid #eceef1;border-radius:6px}
+.defs{color:#5a5f66;font-size:13px}
+code{background:#f3f4f6;padding:1px 4px;border-radius:3px}
+"""
+
+
+# ---------------------------------------------------------------------------
+# Formatting
+
+
+def num(v, digits: int = 1) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return f"{v:,.{digits}f}"
+    return str(v)
+
+
+def pct(x: Optional[float]) -> str:
+    return "-" if x is None else f"{x * 100:.2f}%"
+
+
+def seconds(ms: Optional[float]) -> str:
+    return "-" if ms is None else f"{ms / 1000:,.2f} s"
+
+
+def headline(run: dict) -> list:
+    """(label, value) pairs shown first in both formats."""
+    s = run["stats"]
+    c = s["concurrency_summary"]
+    tti = s["tti_distribution"]
+    return [
+        ("attempted", num(s["sandboxes_attempted"])),
+        ("success rate", pct(s["success_rate"])),
+        ("TTI p50", seconds(tti["p50"])),
+        ("TTI p99", seconds(tti["p99"])),
+        ("peak concurrent", num(c["peak_concurrent"])),
+        ("leaks", num(s["leak_count"])),
+    ]
+
+
+def health_note(s: dict) -> tuple:
+    """(kind, text) about generator saturation: kind is warn, info or ok."""
+    if s["generator_saturated"]:
+        return (
+            "warn",
+            "The load generator was saturated, so part of the latency measured here is the generator's own "
+            f"delay; treat the figures as upper bounds. Why: {s['generator_saturated_reason']}.",
+        )
+    if not s["metrics_summary"]["samples"]:
+        return ("info", "No generator health samples (metrics.jsonl missing or empty): it cannot be told whether "
+                        "the load generator was the bottleneck.")
+    return ("ok", "The load generator was not saturated: the figures measure the provider.")
+
+
+# ---------------------------------------------------------------------------
+# HTML
+
+
+def _table(head: list, rows: list, left: int = 1, text_cols: tuple = (), msg_col: Optional[int] = None) -> str:
+    """An HTML table: the first `left` columns and `text_cols` left-aligned, numbers right-aligned."""
+    def cls(i: int, cell: str = "td") -> str:
+        if i == msg_col:
+            return ' class="msg"' if cell == "td" else ' class="l"'
+        return ' class="l"' if i < left or i in text_cols else ""
+
+    out = ["<table><thead><tr>"]
+    out += [f"<th{cls(i, 'th')}>{escape(str(h))}</th>" for i, h in enumerate(head)]
+    out.append("</tr></thead><tbody>")
+    for row in rows:
+        out.append("<tr>" + "".join(f"<td{cls(i)}>{escape(str(c))}</td>" for i, c in enumerate(row)) + "</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def _figure(svg: str) -> str:
+    # the SVG's XML prologue-free text is valid inline HTML5
+    return f"<figure>{svg}</figure>"
+
+
+def _identity_rows(meta: dict) -> list:
+    skip = set(stats.compute([]).keys())
+    rows = []
+    for k in sorted(meta):
+        v = meta[k]
+        if k in skip or isinstance(v, (list, dict)) and len(str(v)) > 300:
+            continue
+        rows.append((k, v if not isinstance(v, (list, dict)) else str(v)))
+    return rows
+
+
+def render_html(run: dict, svgs: dict) -> str:
+    s = run["stats"]
+    c = s["concurrency_summary"]
+    kind, note = health_note(s)
+    h = []
+    h.append("<!DOCTYPE html>")
+    h.append('<html lang="en"><head><meta charset="utf-8">')
+    h.append('<meta name="viewport" content="width=device-width, initial-scale=1">')
+    h.append(f"<title>loadgen report: {escape(run['label'])}</title>")
+    h.append(f"<style>{CSS}</style></head><body><main>")
+    h.append(f"<h1>loadgen report: {escape(run['provider'])}</h1>")
+    h.append(
+        f'<p class="sub">run <code>{escape(str(run["run_id"]))}</code> &middot; '
+        f"{escape(str(c['run_started_at'] or '-'))} to {escape(str(c['run_ended_at'] or '-'))} &middot; "
+        f"{escape(seconds(c['total_run_ms']))}</p>"
+    )
+    h.append(f'<div class="{kind}"><strong>Generator health.</strong> {escape(note)}</div>')
+    h.append('<div class="cards">')
+    for k, v in headline(run):
+        h.append(f'<div class="card"><div class="k">{escape(k)}</div><div class="v">{escape(v)}</div></div>')
+    h.append("</div>")
+
+    h.append("<h2>Status along submission order</h2>")
+    h.append(_figure(svgs["status_strip"]))
+    h.append(_table(["status", "sandboxes", "share"], [
+        (st, num(n), pct(n / s["sandboxes_attempted"]) if s["sandboxes_attempted"] else "-")
+        for st, n in s["status_histogram"].items()
+    ]))
+
+    h.append("<h2>Latency distributions (ms)</h2>")
+    rows = []
+    for key, label in DISTRIBUTIONS:
+        d = s[key]
+        rows.append([label] + [num(d[col], 1) if col != "count" else num(d[col]) for col in DIST_COLUMNS])
+    h.append(_table(["phase"] + [col.replace("_", ".") for col in DIST_COLUMNS], rows))
+    h.append(_figure(svgs["latency_hist"]))
+    h.append(_figure(svgs["latency_cdf"]))
+    h.append(_figure(svgs["tti_cdf"]))
+
+    h.append("<h2>Failures</h2>")
+    h.append("<p>Failure class of every non-success record (destroy failures are counted under destroy only).</p>")
+    h.append(_table(["failure class", "non-success records"],
+                    [(k, num(v)) for k, v in s["failure_class_histogram"].items()]))
+    fbp = s["failure_class_by_phase"]
+    h.append(_table(["phase"] + list(FAILURE_CLASSES) + ["total"],
+                    [[p] + [num(fbp[p][fc]) for fc in FAILURE_CLASSES] + [num(sum(fbp[p].values()))] for p in PHASES]))
+    if s["top_errors"]:
+        h.append("<h3>Most frequent errors</h3>")
+        h.append(_table(
+            ["phase", "count", "class", "type", "HTTP", "message"],
+            [(e["phase"], num(e["count"]), e["failure_class"] or "-", e["error_type"] or "-",
+              e["http_status"] if e["http_status"] is not None else "-", e["message"] or "(no message)")
+             for e in s["top_errors"]],
+            text_cols=(2, 3), msg_col=5,
+        ))
+    else:
+        h.append("<p>No errors.</p>")
+
+    h.append("<h2>Submission segments</h2>")
+    h.append("<p>Records in sandbox_idx (submission) order, split into the first 25%, the middle 50% and the "
+             "last 25%; create latency in ms.</p>")
+    h.append(_table(
+        ["segment", "sandbox_idx", "count", "success", "success rate", "p50", "p95", "p99", "max"],
+        [(g["segment"], f"{g['idx_from']}..{g['idx_to']}" if g["count"] else "-", num(g["count"]),
+          num(g["success"]), pct(g["success_rate"]), num(g["p50"]), num(g["p95"]), num(g["p99"]), num(g["max"]))
+         for g in s["submission_segments"]],
+    ))
+
+    h.append("<h2>Concurrency</h2>")
+    h.append(_table(["figure", "value"], [
+        ("peak concurrent sandboxes", num(c["peak_concurrent"])),
+        ("time of peak (since run start)", seconds(c["peak_t_ms"])),
+        ("mean concurrent (time-weighted)", num(c["mean_concurrent"], 1)),
+        ("peak requests in flight", num(c["peak_in_flight"])),
+        ("total run time", seconds(c["total_run_ms"])),
+        ("sandboxes whose destroy never ended (counted to run end)", num(c["open_ended"])),
+    ]))
+    h.append(_figure(svgs["concurrency"]))
+
+    h.append("<h2>Generator health</h2>")
+    h.append(f'<div class="{kind}">{escape(note)}</div>')
+    procs = s["metrics_summary"]["processes"]
+    if procs:
+        h.append(_table(
+            ["process", "samples", "CPU max %", "CPU busy", "hub lag p99 ms", "hub lag max ms", "RSS max MB",
+             "open fds max", "saturated"],
+            [(name, num(p["samples"]), num(p["cpu_percent_max"]), pct(p["cpu_busy_fraction"]),
+              num(p["hub_lag_p99_ms"]), num(p["hub_lag_max_ms"]),
+              num(p["rss_bytes_max"] / 1e6 if p["rss_bytes_max"] is not None else None),
+              num(p["open_fds_max"]), "YES" if p["saturated"] else "no")
+             for name, p in procs.items()],
+        ))
+        h.append(_figure(svgs["hub_lag"]))
+        h.append(_figure(svgs["cpu"]))
+    h.append(f'<p class="defs">{escape(SATURATION_RULE)}</p>')
+
+    h.append("<h2>Leaks</h2>")
+    leaks = s["leaks"]
+    if leaks:
+        h.append(f'<div class="warn">{len(leaks):,} created sandboxes were not confirmed destroyed; '
+                 "<code>loadgen reap</code> can find them by sandbox_id.</div>")
+        h.append(_table(["sandbox_idx", "sandbox_id", "worker", "destroy class", "message"],
+                        [(x["sandbox_idx"], x["sandbox_id"], x["worker_id"] or "-",
+                          x["destroy_failure_class"] or "-", x["destroy_error_message"] or "(destroy did not finish)")
+                         for x in leaks[:50]], left=0, text_cols=(1, 2, 3), msg_col=4))
+        if len(leaks) > 50:
+            h.append(f"<p>... and {len(leaks) - 50:,} more (see stats.json).</p>")
+    else:
+        h.append('<div class="ok">Every created sandbox was destroyed.</div>')
+
+    ident = _identity_rows(run["meta"])
+    if ident:
+        h.append("<h2>Run identity and options</h2>")
+        h.append(_table(["field", "value"], ident, left=2))
+
+    h.append("<h2>Definitions</h2>")
+    h.append(f'<p class="defs">{escape(PERCENTILE_RULE)}</p>')
+    h.append(f'<p class="defs">{escape(CONCURRENCY_RULE)}</p>')
+    h.append(f'<p class="defs">Statistics schema version {s["schema_version"]}; recomputed from raw.jsonl by '
+             "<code>loadgen report</code>.</p>")
+    h.append("</main></body></html>")
+    return "\n".join(h)
+
+
+# ---------------------------------------------------------------------------
+# Markdown
+
+
+def md_cell(v) -> str:
+    """A table cell: pipes and HTML escaped (error text reaches PR comments), newlines flattened, long text cut."""
+    text = str(v).replace("\n", " ").replace("\r", " ")
+    text = text if len(text) <= 160 else text[:157] + "..."
+    text = text.replace("\\", "\\\\").replace("|", "\\|")
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def md_table(head: list, rows: list, left: int = 1, text_cols: tuple = ()) -> list:
+    """GitHub table: the first `left` columns and `text_cols` left-aligned, numbers right-aligned."""
+    out = ["| " + " | ".join(md_cell(h) for h in head) + " |",
+           "|" + "|".join(" --- " if i < left or i in text_cols else " ---: " for i in range(len(head))) + "|"]
+    out += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in rows]
+    return out
+
+
+def render_md(run: dict) -> str:
+    s = run["stats"]
+    c = s["concurrency_summary"]
+    kind, note = health_note(s)
+    md = [f"## loadgen: {run['provider']} `{run['run_id']}`", ""]
+    if kind == "warn":
+        md += [f"> [!WARNING]\n> {note}", ""]
+    elif kind == "info":
+        md += [f"> [!NOTE]\n> {note}", ""]
+    md += md_table([k for k, _ in headline(run)], [[v for _, v in headline(run)]])
+    md += ["", "**Statuses**", ""]
+    md += md_table(list(STATUSES), [[num(s["status_histogram"].get(k, 0)) for k in STATUSES]])
+    md += ["", "**Latency (ms)**", ""]
+    cols = ("count", "p50", "p90", "p95", "p99", "p99_9", "max", "mean")
+    md += md_table(["phase"] + [x.replace("_", ".") for x in cols],
+                   [[label] + [num(s[key][x]) if x != "count" else num(s[key][x]) for x in cols]
+                    for key, label in DISTRIBUTIONS])
+    md += ["", "**Failure classes by phase**", ""]
+    fbp = s["failure_class_by_phase"]
+    md += md_table(["phase"] + list(FAILURE_CLASSES), [[p] + [num(fbp[p][fc]) for fc in FAILURE_CLASSES] for p in PHASES])
+    md += ["", "**Submission segments** (create latency, ms)", ""]
+    md += md_table(["segment", "count", "success rate", "p50", "p95", "p99", "max"],
+                   [[g["segment"], num(g["count"]), pct(g["success_rate"]), num(g["p50"]), num(g["p95"]),
+                     num(g["p99"]), num(g["max"])] for g in s["submission_segments"]])
+    md += ["", f"**Concurrency**: peak {num(c['peak_concurrent'])} sandboxes at {seconds(c['peak_t_ms'])}, "
+               f"mean {num(c['mean_concurrent'])}, peak requests in flight {num(c['peak_in_flight'])}, "
+               f"run time {seconds(c['total_run_ms'])}"
+               + (f", {num(c['open_ended'])} destroys never ended (counted to run end)" if c["open_ended"] else "")
+               + "."]
+    if s["top_errors"]:
+        md += ["", "**Top errors**", ""]
+        md += md_table(["phase", "count", "class", "message"], text_cols=(2, 3), rows=
+                       [[e["phase"], num(e["count"]), e["failure_class"] or "-", e["message"] or "(no message)"]
+                        for e in s["top_errors"][:5]])
+    md += ["", f"**Generator health**: {note}"]
+    if s["leak_count"]:
+        md += ["", f"**Leaks**: {s['leak_count']:,} created sandboxes not confirmed destroyed (run `loadgen reap`)."]
+    md += ["", f"<sub>{PERCENTILE_RULE}</sub>", ""]
+    return "\n".join(md)

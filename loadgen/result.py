@@ -1,0 +1,275 @@
+"""The result record: one per sandbox, and the taxonomy every figure is built on.
+
+Everything downstream (raw.jsonl, Postgres, object storage, statistics,
+reports) reads records of exactly this shape, so the field list lives here and
+nowhere else. Classification is a pure function of an exception so that it can
+be tested without a network, and so that an error we do not recognise is
+counted as `other` instead of being guessed into a class.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import re
+import socket
+import ssl
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+import orjson
+
+
+class Status(str, enum.Enum):
+    SUCCESS = "success"  # every phase passed
+    PARTIAL = "partial"  # ready, but the liveness probe failed
+    READINESS_FAILED = "readiness_failed"  # created, but the first `node -v` failed
+    FAILED = "failed"  # create failed or timed out
+
+
+class FailureClass(str, enum.Enum):
+    TIMEOUT = "timeout"
+    HTTP_ERROR = "http_error"
+    NETWORK_ERROR = "network_error"
+    OTHER = "other"
+
+
+PHASES = ("create", "readiness", "liveness", "destroy")
+
+STATUSES = tuple(s.value for s in Status)
+FAILURE_CLASSES = tuple(c.value for c in FailureClass)
+
+ERROR_MESSAGE_LIMIT = 500
+OUTPUT_LIMIT = 200
+
+
+def iso(ts: Optional[float]) -> Optional[str]:
+    """Epoch seconds to ISO 8601 UTC with microseconds, e.g. 2026-11-28T16:21:18.123456Z."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_iso(value: Optional[str]) -> Optional[float]:
+    """ISO 8601 (as written by `iso`) back to epoch seconds."""
+    if not value:
+        return None
+    if value.endswith("Z"):
+        value = value[:-1] + "+00:00"
+    return datetime.fromisoformat(value).timestamp()
+
+
+def ms_between(start: Optional[float], end: Optional[float]) -> Optional[float]:
+    if start is None or end is None:
+        return None
+    return round((end - start) * 1000.0, 3)
+
+
+@dataclass
+class SandboxResult:
+    """One sandbox's whole life. Serialised as one line of raw.jsonl.
+
+    Field order is the column order of raw.jsonl, of the Postgres table and of
+    the README's field reference.
+    """
+
+    run_id: str
+    sandbox_idx: int
+    provider: str
+    worker_id: str = ""
+    sandbox_id: Optional[str] = None
+    status: str = Status.FAILED.value
+    failure_class: Optional[str] = None
+    failed_phase: Optional[str] = None
+    http_status: Optional[Any] = None  # int for HTTP, gRPC status name (str) for gRPC providers
+    error_code: Optional[str] = None
+    error_type: Optional[str] = None
+    error_message: Optional[str] = None
+    started_at: Optional[str] = None
+    completed_at: Optional[str] = None
+    create_started_at: Optional[str] = None
+    create_ended_at: Optional[str] = None
+    readiness_started_at: Optional[str] = None
+    readiness_ended_at: Optional[str] = None
+    liveness_started_at: Optional[str] = None
+    liveness_ended_at: Optional[str] = None
+    destroy_started_at: Optional[str] = None
+    destroy_ended_at: Optional[str] = None
+    latency_ms: Optional[float] = None
+    first_command_ms: Optional[float] = None
+    liveness_ms: Optional[float] = None
+    destroy_ms: Optional[float] = None
+    destroy_ok: Optional[bool] = None
+    destroy_failure_class: Optional[str] = None
+    destroy_error_message: Optional[str] = None
+    hold_ms: Optional[float] = None
+    late_create: bool = False
+    readiness_output: Optional[str] = None
+    provider_metadata: dict = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self)
+
+
+RECORD_FIELDS = tuple(f.name for f in fields(SandboxResult))
+
+
+def dumps_record(record: dict | SandboxResult) -> bytes:
+    """One raw.jsonl line (without the newline)."""
+    return orjson.dumps(record)
+
+
+def loads_record(line: bytes | str) -> dict:
+    return orjson.loads(line)
+
+
+# ---------------------------------------------------------------------------
+# Classification
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    failure_class: str
+    http_status: Optional[Any] = None
+    error_code: Optional[str] = None
+    error_type: Optional[str] = None
+    error_message: Optional[str] = None
+
+
+def truncate(text: Optional[str], limit: int = ERROR_MESSAGE_LIMIT) -> Optional[str]:
+    if text is None:
+        return None
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_STATUS_PREFIX = re.compile(r"^\s*(\d{3})\s*:")
+
+_NETWORK_ERRNOS = {
+    errno.ECONNREFUSED,
+    errno.ECONNRESET,
+    errno.ECONNABORTED,
+    errno.EPIPE,
+    errno.ENETUNREACH,
+    errno.EHOSTUNREACH,
+    errno.ENETDOWN,
+    errno.ENOTCONN,
+}
+
+# Exception class names (anywhere in the MRO) that mean "the deadline passed".
+_TIMEOUT_NAMES = {
+    "TimeoutError",
+    "Timeout",
+    "TimeoutException",
+    "ReadTimeout",
+    "WriteTimeout",
+    "ConnectTimeout",
+    "PoolTimeout",
+    "APITimeoutError",
+    "DeadlineExceeded",
+    "CancelledError",
+}
+# Exception class names that mean "the transport broke" (no HTTP answer).
+_NETWORK_NAMES = {
+    "ConnectError",
+    "ReadError",
+    "WriteError",
+    "RemoteProtocolError",
+    "NetworkError",
+    "ConnectionError",
+    "ConnectionResetError",
+    "ConnectionRefusedError",
+    "ConnectionAbortedError",
+    "BrokenPipeError",
+    "APIConnectionError",
+    "ProtocolError",
+    "IncompleteRead",
+}
+
+
+def _mro_names(exc: BaseException) -> set[str]:
+    return {klass.__name__ for klass in type(exc).__mro__}
+
+
+def status_code_of(exc: BaseException) -> Optional[int]:
+    """The HTTP status an exception carries, whichever SDK raised it."""
+    for attr in ("status_code", "status", "http_status"):
+        value = getattr(exc, attr, None)
+        if isinstance(value, int) and 100 <= value <= 599:
+            return value
+    response = getattr(exc, "response", None)
+    value = getattr(response, "status_code", None)
+    if isinstance(value, int) and 100 <= value <= 599:
+        return value
+    match = _STATUS_PREFIX.match(str(exc))
+    if match:
+        return int(match.group(1))
+    return None
+
+
+def classify_exception(exc: BaseException) -> ErrorInfo:
+    """Generic classification. Adapters call this after their own SDK-specific rules.
+
+    Order matters: a timeout is a timeout even when it wraps a socket error, and
+    an HTTP status beats a transport guess. Anything unrecognised is `other`,
+    never `network_error`.
+    """
+    names = _mro_names(exc)
+    error_type = type(exc).__name__
+    message = truncate(str(exc) or error_type)
+    if names & _TIMEOUT_NAMES or isinstance(exc, (TimeoutError, socket.timeout)):
+        return ErrorInfo(FailureClass.TIMEOUT.value, None, None, error_type, message)
+    status = status_code_of(exc)
+    if status is not None:
+        return ErrorInfo(FailureClass.HTTP_ERROR.value, status, str(status), error_type, message)
+    if names & _NETWORK_NAMES or isinstance(exc, (ConnectionError, ssl.SSLError, socket.gaierror)):
+        return ErrorInfo(FailureClass.NETWORK_ERROR.value, None, None, error_type, message)
+    if isinstance(exc, OSError) and exc.errno in _NETWORK_ERRNOS:
+        return ErrorInfo(FailureClass.NETWORK_ERROR.value, None, errno.errorcode.get(exc.errno), error_type, message)
+    return ErrorInfo(FailureClass.OTHER.value, None, None, error_type, message)
+
+
+# ---------------------------------------------------------------------------
+# Provider metadata
+
+_SECRET_KEY = re.compile(r"(key|token|secret|passw|credential|auth|cookie|session|signature|private)", re.I)
+_PRIMITIVES = (str, int, float, bool, type(None))
+
+
+def scrub_metadata(source: Any) -> dict:
+    """The primitive fields of a provider's sandbox object, minus anything credential-shaped.
+
+    Providers return tokens beside ids (e2b's envdAccessToken, for one), and a
+    result record travels to logs, Postgres and object storage; so the rule is
+    an allow-list of primitive values under a deny-list of key names.
+    """
+    if source is None:
+        return {}
+    if isinstance(source, dict):
+        items = source.items()
+    else:
+        items = ((k, getattr(source, k, None)) for k in _public_attrs(source))
+    out = {}
+    for key, value in items:
+        key = str(key)
+        if key.startswith("_") or _SECRET_KEY.search(key):
+            continue
+        if isinstance(value, enum.Enum):
+            value = value.value
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        if isinstance(value, _PRIMITIVES):
+            out[key] = truncate(value, OUTPUT_LIMIT) if isinstance(value, str) else value
+    return out
+
+
+def _public_attrs(obj: Any) -> list[str]:
+    names = set()
+    if hasattr(obj, "__dict__"):
+        names.update(vars(obj))
+    for klass in type(obj).__mro__:
+        for name, value in vars(klass).items():
+            if isinstance(value, property):
+                names.add(name)
+    return sorted(n for n in names if not n.startswith("_"))

@@ -1,0 +1,621 @@
+"""Run identity, the loadgen command-line options, and the wiring into Locust's events.
+
+This module is where Locust meets loadgen. A locustfile imports
+``loadgen.run`` (through its user class), which registers the options and
+event listeners once per process. From then on:
+
+- master / local: ``test_start`` opens a run (identity, run directory,
+  coordinator, sinks); ``spawning_complete`` freezes dispatch and arms the
+  barrier; ``test_stopping`` ends every hold and collects the last results;
+  ``test_stop`` writes meta.json; ``quitting`` makes sure all of that happened
+  even on SIGTERM and sets the exit code.
+- worker: ``test_start`` (the first spawn message) builds the process's run
+  from the options the master sent; custom messages carry results, counts,
+  the barrier release, aborts and clock samples.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import gevent
+from locust import events
+from locust.runners import LocalRunner, MasterRunner, WorkerRunner
+
+from loadgen import __version__
+from loadgen.coordinator import Coordinator, EXIT_INCOMPLETE, default_host
+from loadgen.dispatch import IndexAllocator, install_master_dispatch
+from loadgen.process import ProcessRun
+from loadgen.providers import get_provider_class
+from loadgen.providers.base import MissingCredentials, ProviderSettings
+from loadgen.result import iso
+
+log = logging.getLogger("loadgen.run")
+
+MSG_RESULTS = "loadgen_results"
+MSG_ACK = "loadgen_ack"
+MSG_REPORT = "loadgen_report"
+MSG_RELEASE = "loadgen_release"
+MSG_ABORT = "loadgen_abort"
+MSG_METRICS = "loadgen_metrics"
+MSG_PING = "loadgen_ping"
+MSG_PONG = "loadgen_pong"
+MSG_CLOCK = "loadgen_clock"
+
+CLOCK_SAMPLES = 5
+SECRET_OPTIONS = ("database_url",)
+
+
+# ---------------------------------------------------------------------------
+# options
+
+
+@events.init_command_line_parser.add_listener
+def add_arguments(parser) -> None:
+    # Locust's own parser (not an argument group) understands include_in_web_ui.
+    group = parser
+    group.add_argument("--run-dir", default="./runs", help="Where run directories go (default ./runs).")
+    group.add_argument("--run-id", default="", help="Run id (default: <UTC time>-<short commit>-<provider>).",
+                       include_in_web_ui=False)
+    group.add_argument("--create-timeout", type=float, default=60.0, help="Seconds a create may take (default 60).")
+    group.add_argument("--command-timeout", type=float, default=30.0,
+                       help="Seconds the readiness and liveness command may take (default 30).")
+    group.add_argument("--destroy-timeout", type=float, default=30.0, help="Seconds a destroy may take (default 30).")
+    group.add_argument("--late-create-window", type=float, default=120.0,
+                       help="Seconds to wait, after a create timed out, for its late answer so that the sandbox "
+                            "is destroyed rather than leaked (default 120).")
+    group.add_argument("--hold", type=float, default=0.0, help="Minimum seconds each sandbox is held (default 0).")
+    group.add_argument("--barrier-timeout", type=float, default=600.0,
+                       help="Seconds after the start at which the hold barrier releases even if not every "
+                            "sandbox finished phase 1 (default 600).")
+    group.add_argument("--probe-spread", type=float, default=0.0,
+                       help="Spread the liveness probes over this many seconds after release (default 0).")
+    group.add_argument("--template", default="", help="Template, snapshot or image to create sandboxes from.")
+    group.add_argument("--readiness-command", default="node -v",
+                       help="Command for the readiness and liveness probes (default 'node -v').")
+    group.add_argument("--sandbox-lifetime", type=int, default=0,
+                       help="Lifetime in seconds requested for each sandbox; must outlast the run "
+                            "(default: barrier timeout + hold + every phase timeout + 10 minutes).")
+    group.add_argument("--min-success-rate", type=float, default=None,
+                       help="Exit non-zero if the success rate (0..1) is below this.")
+    group.add_argument("--group-id", default="", help="Group tag shared by the shards of one sharded run.")
+    group.add_argument("--shard-index", type=int, default=None, help="This shard's index in its group.")
+    group.add_argument("--shard-count", type=int, default=None, help="Number of shards in the group.")
+    group.add_argument("--commit-sha", default="", help="Commit of the code under test (default: git or $GITHUB_SHA).",
+                       include_in_web_ui=False)
+    group.add_argument("--database-url", default="", include_in_web_ui=False,
+                       help="Postgres URL for the results sink (default $DATABASE_URL). Prefer the environment "
+                            "variable: a password in the URL would show in the process list.")
+    group.add_argument("--bucket", default="", help="S3-compatible bucket for the object-store sink.")
+    group.add_argument("--prefix", default="", help="Key prefix inside the bucket.")
+
+
+@dataclass
+class RunSettings:
+    """The validated options every process of a run works from."""
+
+    provider: str
+    create_timeout_s: float
+    command_timeout_s: float
+    destroy_timeout_s: float
+    late_create_window_s: float
+    hold_s: float
+    barrier_timeout_s: float
+    probe_spread_s: float
+    template: Optional[str]
+    readiness_command: str
+    sandbox_lifetime_s: int
+    min_success_rate: Optional[float]
+
+    @classmethod
+    def from_options(cls, options, provider: str) -> "RunSettings":
+        errors = []
+
+        def positive(name, value, allow_zero=False):
+            if value is None or value < 0 or (value == 0 and not allow_zero):
+                errors.append(f"--{name.replace('_', '-')} must be {'>= 0' if allow_zero else '> 0'} (got {value})")
+            return value
+
+        create = positive("create_timeout", options.create_timeout)
+        command = positive("command_timeout", options.command_timeout)
+        destroy = positive("destroy_timeout", options.destroy_timeout)
+        late = positive("late_create_window", options.late_create_window, allow_zero=True)
+        hold = positive("hold", options.hold, allow_zero=True)
+        barrier = positive("barrier_timeout", options.barrier_timeout)
+        spread = positive("probe_spread", options.probe_spread, allow_zero=True)
+        rate = options.min_success_rate
+        if rate is not None and not 0.0 <= rate <= 1.0:
+            errors.append(f"--min-success-rate must be between 0 and 1 (got {rate})")
+        if not (options.readiness_command or "").strip():
+            errors.append("--readiness-command must not be empty")
+        needed = int((barrier or 0) + (hold or 0) + (spread or 0) + (create or 0) + (late or 0)
+                     + 2 * (command or 0) + (destroy or 0) + 600)
+        lifetime = options.sandbox_lifetime or needed
+        if options.sandbox_lifetime and options.sandbox_lifetime < (barrier or 0) + (hold or 0):
+            errors.append(f"--sandbox-lifetime {options.sandbox_lifetime} s is shorter than the barrier timeout "
+                          f"plus hold ({(barrier or 0) + (hold or 0):g} s): sandboxes would expire mid-hold")
+        if errors:
+            raise ValueError("; ".join(errors))
+        return cls(provider, create, command, destroy, late, hold, barrier, spread, options.template or None,
+                   options.readiness_command, lifetime, rate)
+
+    def provider_settings(self, users_in_process: int, base_url: Optional[str]) -> ProviderSettings:
+        return ProviderSettings(
+            template=self.template,
+            sandbox_lifetime_s=self.sandbox_lifetime_s,
+            create_timeout_s=self.create_timeout_s,
+            command_timeout_s=self.command_timeout_s,
+            destroy_timeout_s=self.destroy_timeout_s,
+            late_create_window_s=self.late_create_window_s,
+            users_in_process=users_in_process,
+            base_url=base_url,
+        )
+
+
+# ---------------------------------------------------------------------------
+# identity
+
+
+def commit_sha(explicit: str = "") -> str:
+    if explicit:
+        return explicit
+    if os.environ.get("GITHUB_SHA"):
+        return os.environ["GITHUB_SHA"]
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=os.path.dirname(os.path.abspath(__file__)))
+        return out.stdout.strip() if out.returncode == 0 else "unknown"
+    except Exception:  # noqa: BLE001
+        return "unknown"
+
+
+def redact_url(url: str) -> str:
+    """postgres://user:secret@host/db -> postgres://user:***@host/db"""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        if parts.password:
+            netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+            return urlunsplit(parts._replace(netloc=netloc))
+    except Exception:  # noqa: BLE001
+        return "***"
+    return url
+
+
+def public_options(options) -> dict:
+    """The options as recorded in run.json / meta.json / Postgres: JSON values only, secrets never."""
+    out = {}
+    for key, value in sorted(vars(options).items()):
+        if key.startswith("loadgen_") or any(s in key for s in ("password", "secret", "token", "api_key")):
+            continue
+        if key in SECRET_OPTIONS:
+            value = redact_url(value) if value else value
+        if isinstance(value, (str, int, float, bool, type(None))):
+            out[key] = value
+        elif isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float, bool)) for v in value):
+            out[key] = list(value)
+    return out
+
+
+def make_identity(options, provider: str) -> dict:
+    sha = commit_sha(options.commit_sha)
+    started = time.time()
+    run_id = options.run_id or f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(started))}-{sha[:7]}-{provider}"
+    return {
+        "run_id": run_id,
+        "provider": provider,
+        "commit_sha": sha,
+        "host": default_host(),
+        "started_at": iso(started),
+        "loadgen_version": __version__,
+        "target": "emulator" if getattr(options, "emulator_url", "") else "provider",
+        "group_id": options.group_id or None,
+        "shard_index": options.shard_index,
+        "shard_count": options.shard_count,
+        "options": public_options(options),
+    }
+
+
+def make_sinks(options) -> list:
+    sinks = []
+    database_url = options.database_url or os.environ.get("DATABASE_URL", "")
+    if database_url:
+        from loadgen.sinks.postgres import PostgresSink
+
+        sinks.append(PostgresSink(database_url))
+    if options.bucket:
+        from loadgen.sinks.objectstore import ObjectStoreSink
+
+        sinks.append(ObjectStoreSink(options.bucket, options.prefix or ""))
+    return sinks
+
+
+# ---------------------------------------------------------------------------
+# the controller: one per Locust environment
+
+
+def provider_name_of(environment) -> str:
+    from loadgen.lifecycle import SandboxUser
+
+    names = {getattr(u, "provider_name", "") for u in environment.user_classes if issubclass(u, SandboxUser)}
+    names.discard("")
+    if len(names) != 1:
+        raise ValueError(f"a loadgen locustfile needs exactly one provider's user class (found {sorted(names) or 'none'})")
+    return names.pop()
+
+
+class Controller:
+    def __init__(self, environment):
+        self.environment = environment
+        self.runner = environment.runner
+        self.options = environment.parsed_options
+        self.provider_name = provider_name_of(environment)
+        self.provider_class = get_provider_class(self.provider_name)
+        self.settings = RunSettings.from_options(self.options, self.provider_name)
+        self.is_master = isinstance(self.runner, MasterRunner)
+        self.is_worker = isinstance(self.runner, WorkerRunner)
+        self.coordinator: Optional[Coordinator] = None
+        self.proc: Optional[ProcessRun] = None
+        self.allocator = IndexAllocator()
+        self.clock_offset = 0.0
+        self._pongs: dict[str, list] = {}
+        self._ending = False
+        self._reporter: Optional[gevent.Greenlet] = None
+        self._ticker: Optional[gevent.Greenlet] = None
+        self.exit_code: Optional[int] = None
+
+        ev = environment.events
+        ev.test_start.add_listener(self.on_test_start)
+        ev.spawning_complete.add_listener(self.on_spawning_complete)
+        ev.test_stopping.add_listener(self.on_test_stopping)
+        ev.test_stop.add_listener(self.on_test_stop)
+        ev.quitting.add_listener(self.on_quitting)
+        if self.is_master:
+            install_master_dispatch(self.runner, lambda: self.allocator)
+            self.runner.register_message(MSG_RESULTS, self._m_results)
+            self.runner.register_message(MSG_REPORT, self._m_report)
+            self.runner.register_message(MSG_METRICS, self._m_metrics)
+            self.runner.register_message(MSG_PONG, self._m_pong)
+        elif self.is_worker:
+            self.runner.register_message(MSG_ACK, lambda environment, msg, **kw: self.proc and self.proc.outbox.ack(msg.data["seq"]))
+            self.runner.register_message(MSG_RELEASE, self._w_release)
+            self.runner.register_message(MSG_ABORT, self._w_abort)
+            self.runner.register_message(MSG_PING, self._w_ping)
+            self.runner.register_message(MSG_CLOCK, self._w_clock)
+
+    # -- helpers ---------------------------------------------------------------------
+    @property
+    def headless(self) -> bool:
+        return bool(getattr(self.options, "headless", False))
+
+    def base_url(self) -> Optional[str]:
+        return getattr(self.environment.parsed_options, "emulator_url", None) or None
+
+    def _new_process_run(self, run_id: str, run_path: Path, worker_id: str, send_results, send_metrics,
+                         ticket_limit: Optional[int]) -> ProcessRun:
+        users = max(1, int(getattr(self.environment.parsed_options, "num_users", None) or 1))
+        provider = self.provider_class(self.settings.provider_settings(users, self.base_url()))
+        provider.prepare()
+        proc = ProcessRun(self.environment, run_id, worker_id, provider, self.settings, run_path, send_results,
+                          send_metrics, ticket_limit=ticket_limit, clock_offset=self.clock_offset)
+        proc.start()
+        return proc
+
+    # -- test start --------------------------------------------------------------------
+    def on_test_start(self, environment, **kw) -> None:
+        if self.is_worker:
+            self._start_worker_run()
+            return
+        options = self.environment.parsed_options
+        # a new run: identity, run directory, dispatch state
+        self.settings = RunSettings.from_options(options, self.provider_name)
+        identity = make_identity(options, self.provider_name)
+        run_path = Path(options.run_dir) / identity["run_id"]
+        options.loadgen_run_id = identity["run_id"]
+        options.loadgen_run_path = str(run_path)
+        self.allocator = IndexAllocator()
+        self._ending = False
+        if hasattr(self.runner, "loadgen_reset_dispatch"):
+            self.runner.loadgen_reset_dispatch()
+        users = int(getattr(options, "num_users", 0) or 0)
+        if self.is_master:
+            expected = lambda: self.allocator.allocated  # noqa: E731
+        else:
+            expected = lambda: (self.proc.tickets.issued if self.proc else 0)  # noqa: E731
+        self.coordinator = Coordinator(identity, self.settings, run_path, make_sinks(options), expected, users)
+        self.coordinator.start()
+        self.coordinator.collector.on_complete = self._on_all_results
+        print(f"loadgen: run {identity['run_id']} ({self.provider_name}), results in {run_path}", flush=True)
+        if self.is_master:
+            self._sync_clocks()
+        else:
+            target = self.runner.target_user_count or users
+            self.proc = self._new_process_run(
+                identity["run_id"], run_path, "local",
+                send_results=self._local_results, send_metrics=self.coordinator.on_metrics, ticket_limit=target,
+            )
+            self.proc.gate.on_change = self._local_report
+        self._ticker = gevent.spawn(self._tick)
+
+    def _start_worker_run(self) -> None:
+        options = self.environment.parsed_options
+        run_id = getattr(options, "loadgen_run_id", None)
+        if not run_id:
+            log.error("the master sent no run id; is the master running loadgen?")
+            return
+        run_path = Path(options.run_dir) / run_id
+        worker_id = self.runner.client_id
+        self.settings = RunSettings.from_options(options, self.provider_name)
+
+        def send_results(data):
+            self.runner.send_message(MSG_RESULTS, data)
+
+        def send_metrics(sample):
+            self.runner.send_message(MSG_METRICS, sample)
+
+        self.proc = self._new_process_run(run_id, run_path, worker_id, send_results, send_metrics, ticket_limit=None)
+        self.proc.gate.on_change = self._schedule_report
+        self._reporter = gevent.spawn(self._report_loop)
+
+    # -- local mode: direct calls instead of messages -----------------------------------
+    def _local_results(self, data: dict) -> None:
+        self.coordinator.on_results(data)
+        self.proc.outbox.ack(data["seq"])
+
+    def _local_report(self) -> None:
+        release = self.coordinator.on_report(self.proc.report())
+        if release is not None:
+            self.proc.gate.release(release)
+
+    # -- worker side ------------------------------------------------------------------------
+    def _schedule_report(self) -> None:
+        # arrivals come in bursts; one report per 50 ms is plenty and stays level-triggered
+        if not getattr(self, "_report_pending", False):
+            self._report_pending = True
+            gevent.spawn_later(0.05, self._send_report)
+
+    def _send_report(self) -> None:
+        self._report_pending = False
+        if self.proc is not None:
+            try:
+                self.runner.send_message(MSG_REPORT, self.proc.report())
+            except Exception:  # noqa: BLE001 - the next periodic report repeats it
+                log.exception("could not send a report to the master")
+
+    def _report_loop(self) -> None:
+        while True:
+            self._send_report()
+            gevent.sleep(1.0)
+
+    def _w_release(self, environment, msg, **kw) -> None:
+        if self.proc is not None:
+            self.proc.gate.release(msg.data)
+            self._schedule_report()
+
+    def _w_abort(self, environment, msg, **kw) -> None:
+        proc = self.proc
+        if proc is None:
+            self.runner.send_message(MSG_RESULTS, {"worker_id": self.runner.client_id, "seq": 0, "records": [],
+                                                   "final": True})
+            return
+        proc.abort_all((msg.data or {}).get("reason", "aborted by the master"))
+        if not getattr(proc, "draining", False):
+            proc.draining = True
+            gevent.spawn(proc.drain, proc.max_life_s())
+
+    def _w_ping(self, environment, msg, **kw) -> None:
+        self.runner.send_message(MSG_PONG, {"worker_id": self.runner.client_id, "t": msg.data["t"], "tw": time.time()})
+
+    def _w_clock(self, environment, msg, **kw) -> None:
+        self.clock_offset = float(msg.data.get("offset_s", 0.0))
+        if self.proc is not None:
+            self.proc.clock_offset = self.clock_offset
+
+    # -- master side -------------------------------------------------------------------------
+    def _m_results(self, environment, msg, **kw) -> None:
+        if self.coordinator is None or self.coordinator.finalized:
+            return
+        self.coordinator.on_results(msg.data)
+        if msg.data.get("records"):
+            self.runner.send_message(MSG_ACK, {"seq": msg.data["seq"]}, client_id=msg.node_id)
+
+    def _m_report(self, environment, msg, **kw) -> None:
+        if self.coordinator is None or self.coordinator.finalized:
+            return
+        release = self.coordinator.on_report(msg.data)
+        if release is not None:
+            self.runner.send_message(MSG_RELEASE, release, client_id=msg.node_id)
+
+    def _m_metrics(self, environment, msg, **kw) -> None:
+        if self.coordinator is not None and not self.coordinator.finalized:
+            self.coordinator.on_metrics(msg.data)
+
+    def _m_pong(self, environment, msg, **kw) -> None:
+        self._pongs.setdefault(msg.data["worker_id"], []).append((msg.data["t"], msg.data["tw"], time.time()))
+
+    def _sync_clocks(self) -> None:
+        """Estimate each worker's clock offset from a few round trips before any sandbox is created."""
+        from loadgen.stats import estimate_clock_offset
+
+        clients = [c.id for c in self.runner.clients.all]
+        self._pongs = {}
+        for _ in range(CLOCK_SAMPLES):
+            for client_id in clients:
+                self.runner.send_message(MSG_PING, {"t": time.time()}, client_id=client_id)
+            gevent.sleep(0.02)
+        deadline = time.time() + 2.0
+        while time.time() < deadline and any(len(self._pongs.get(c, [])) < CLOCK_SAMPLES for c in clients):
+            gevent.sleep(0.02)
+        for client_id in clients:
+            samples = self._pongs.get(client_id)
+            if not samples:
+                log.warning("no clock samples from worker %s; its timestamps are uncorrected", client_id)
+                continue
+            estimate = estimate_clock_offset(samples)
+            self.coordinator.clock_offsets[client_id] = estimate
+            self.runner.send_message(MSG_CLOCK, {"offset_s": estimate["offset_s"]}, client_id=client_id)
+
+    def _granted_workers(self) -> set[str]:
+        return {w for w, n in self.allocator.counts.items() if n > 0}
+
+    # -- shared master/local: ticking, the end ---------------------------------------------------
+    def _tick(self) -> None:
+        """Barrier deadline, release re-broadcast, and lost-worker detection, twice a second."""
+        while self.coordinator is not None and not self.coordinator.finalized:
+            coord = self.coordinator
+            coord.tick_barrier()
+            if coord.barrier.released:
+                if self.is_master:
+                    for worker_id, report in coord.reports.items():
+                        if not report.get("seen_release"):
+                            self.runner.send_message(MSG_RELEASE, coord.barrier.message(), client_id=worker_id)
+                elif self.proc is not None and not self.proc.gate.released:
+                    self.proc.gate.release(coord.barrier.message())
+                if self.is_master and coord.dispatch_complete and not self._ending:
+                    live = {c.id for c in self.runner.clients.all if c.state != "missing"}
+                    granted = self._granted_workers()
+                    if granted and all(w in coord.final_from or w not in live for w in granted) \
+                            and not coord.collector.complete:
+                        log.error("[phase] every worker has ended or been lost, but %d results are missing",
+                                  len(coord.collector.missing()))
+                        self._end_run("workers lost")
+            gevent.sleep(0.5)
+
+    def on_spawning_complete(self, user_count, **kw) -> None:
+        if self.coordinator is not None and not self.is_worker:
+            self.coordinator.mark_dispatch_complete()
+            if self.proc is not None:
+                self._local_report()
+            if self.coordinator.collector.complete:
+                self._on_all_results()
+
+    def _on_all_results(self) -> None:
+        log.info("[phase] every sandbox's life is over; ending the run")
+        self._end_run(None)
+
+    def _end_run(self, reason: Optional[str]) -> None:
+        if self._ending:
+            return
+        self._ending = True
+        if reason and self.coordinator is not None:
+            self.coordinator.interrupted_reason = self.coordinator.interrupted_reason or reason
+
+        def end():
+            if self.headless:
+                self.runner.quit()
+            else:
+                self.runner.stop()
+
+        gevent.spawn(end)
+
+    def on_test_stopping(self, environment, **kw) -> None:
+        """End every hold, then wait (bounded) until every process has sent its last result."""
+        if self.is_worker:
+            if self.proc is not None:
+                self.proc.abort_all("test stopping")
+            return
+        coord = self.coordinator
+        if coord is None or coord.finalized:
+            return
+        complete = coord.collector.complete
+        if not complete and coord.interrupted_reason is None:
+            coord.interrupted_reason = "stopped before every sandbox finished"
+        coord.barrier.abort()
+        if self.proc is not None:  # local
+            self.proc.abort_all("test stopping")
+            self.proc.drain(self.proc.max_life_s())
+            return
+        granted = self._granted_workers()
+        if complete or not granted:
+            return
+        for worker_id in granted:
+            self.runner.send_message(MSG_ABORT, {"reason": coord.interrupted_reason}, client_id=worker_id)
+        timeout = self.settings.create_timeout_s + self.settings.late_create_window_s + \
+            2 * (self.settings.command_timeout_s + 1) + self.settings.destroy_timeout_s + 15
+        deadline = time.time() + timeout
+        log.info("[phase] waiting up to %.0f s for %d workers to destroy their sandboxes and send their last results",
+                 timeout, len(granted))
+        while time.time() < deadline and not coord.collector.complete:
+            live = {c.id for c in self.runner.clients.all if c.state != "missing"}
+            if all(w in coord.final_from or w not in live for w in granted):
+                break
+            gevent.sleep(0.1)
+
+    def on_test_stop(self, environment, **kw) -> None:
+        if self.is_worker:
+            if self.proc is not None:
+                self.proc.abort_all("test stopped")
+                if not getattr(self.proc, "draining", False):
+                    self.proc.draining = True
+                    self.proc.drain(self.proc.max_life_s())
+                self.proc.close()
+                self.proc = None
+            return
+        self.finalize()
+
+    def finalize(self) -> None:
+        coord = self.coordinator
+        if coord is None or coord.finalized:
+            return
+        from loadgen.stats import compute
+
+        thresholds = {"min_success_rate": self.settings.min_success_rate}
+        try:
+            self.exit_code = coord.finalize(compute, thresholds)
+        except Exception:  # noqa: BLE001 - a crash here must still be a failed exit
+            log.exception("finalizing the run failed")
+            self.exit_code = EXIT_INCOMPLETE
+        if self.proc is not None:
+            self.proc.close()
+        self.environment.process_exit_code = self.exit_code
+
+    def on_quitting(self, environment, **kw) -> None:
+        if self.is_worker:
+            if self.proc is not None:
+                self.proc.abort_all("worker quitting")
+                self.proc.drain(self.proc.max_life_s())
+            return
+        coord = self.coordinator
+        if coord is not None and not coord.finalized:
+            if coord.interrupted_reason is None and not coord.collector.complete:
+                coord.interrupted_reason = "interrupted (signal or quit)"
+            if self.runner.state not in ("stopped", "init"):
+                self.runner.stop()  # fires test_stopping / test_stop: holds end, sandboxes are destroyed
+            self.finalize()
+        if self.exit_code is not None:
+            environment.process_exit_code = self.exit_code
+
+
+_controllers: dict[int, Controller] = {}
+
+
+@events.init.add_listener
+def on_init(environment, **kw) -> None:
+    if environment.parsed_options is None:
+        return
+    try:
+        controller = Controller(environment)
+        missing = controller.provider_class.missing_env()
+        if missing:
+            raise MissingCredentials(controller.provider_name, missing)
+    except (ValueError, KeyError, MissingCredentials) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
+        sys.stderr.write(f"loadgen: error: {message}\n")
+        sys.stderr.flush()
+        os._exit(2)  # before any sandbox exists; Locust would otherwise carry on
+    _controllers[id(environment)] = controller
+    environment.loadgen = controller
+
+
+def process_run(environment) -> Optional[ProcessRun]:
+    controller = getattr(environment, "loadgen", None)
+    return controller.proc if controller is not None else None

@@ -1,0 +1,14 @@
+"""e2b: a burst of real e2b sandboxes.
+
+    E2B_API_KEY=... locust -f locustfiles/e2b.py --headless -u 1000 -r 1000
+
+Each user creates one sandbox, runs `node -v`, holds it until every sandbox
+of the run is ready (the barrier), runs `node -v` again and destroys it.
+"""
+
+from loadgen.lifecycle import SandboxUser
+import loadgen.run  # noqa: F401  registers loadgen's options and event hooks
+
+
+class E2BUser(SandboxUser):
+    provider_name = "e2b"
