@@ -94,6 +94,8 @@ def add_arguments(parser) -> None:
     group.add_argument("--database-url", default="", include_in_web_ui=False,
                        help="Postgres URL for the results sink (default $DATABASE_URL). Prefer the environment "
                             "variable: a password in the URL would show in the process list.")
+    group.add_argument("--emulator-url", default="",
+                       help="Point the provider's SDK at a loadgen emulator at this URL instead of the real service.")
     group.add_argument("--bucket", default="", help="S3-compatible bucket for the object-store sink.")
     group.add_argument("--prefix", default="", help="Key prefix inside the bucket.")
 

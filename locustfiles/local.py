@@ -2,7 +2,7 @@
 
     locust -f locustfiles/local.py --headless -u 1000 -r 1000
 
-With no --emulator-url, the master (or the single process) starts the
+With no --emulator-url (an option of every loadgen locustfile), the master (or the single process) starts the
 emulator as a subprocess on 127.0.0.1 with the `fast` profile (or
 --emulator-profile), points the e2b adapter at it, and stops it at exit.
 Workers receive the URL from the master. No cloud account is needed.
@@ -25,7 +25,6 @@ _emulator = {}
 
 @events.init_command_line_parser.add_listener
 def _options(parser):
-    parser.add_argument("--emulator-url", default="", help="Use a running emulator instead of starting one.")
     parser.add_argument("--emulator-profile", default="fast",
                         help="Profile for the emulator this locustfile starts (default fast).")
 

@@ -17,6 +17,10 @@ from docopt import docopt
 # name -> "module:Class"; adding a provider is one module and one line here.
 REGISTRY = {
     "e2b": "loadgen.providers.e2b:E2BProvider",
+    "daytona": "loadgen.providers.daytona:DaytonaProvider",
+    "runloop": "loadgen.providers.runloop:RunloopProvider",
+    "modal": "loadgen.providers.modal:ModalProvider",
+    "codesandbox": "loadgen.providers.codesandbox:CodeSandboxProvider",
 }
 
 
