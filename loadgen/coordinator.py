@@ -197,8 +197,8 @@ class Coordinator:
         metrics = list(rundir.iter_jsonl(self.run_path / rundir.METRICS))
         missing = self.collector.missing() if self.dispatch_complete else []
         complete = self.dispatch_complete and not missing and self.expected() > 0
-        if self.interrupted_reason and not complete:
-            status = "interrupted"
+        if self.interrupted_reason:
+            status = "interrupted"  # even when every life ended: the holds were cut short
         elif complete:
             status = "done"
         else:

@@ -103,6 +103,8 @@ def install_master_dispatch(runner, allocator_for_run) -> None:
     state = {"started": False}
 
     def frozen_start(user_count, spawn_rate, wait=False, user_classes=None):
+        # A start while a run is under way is a rebalance; a start from "stopped"
+        # (the web UI's next run) begins a new run and is honoured.
         if state["started"] and runner.state in (STATE_RUNNING, STATE_SPAWNING, "stopping", "cleanup"):
             log.warning(
                 "dispatch frozen: ignored a rebalance to %s users (a worker joined, reconnected or was lost)", user_count
@@ -122,7 +124,7 @@ def install_master_dispatch(runner, allocator_for_run) -> None:
         original_send = zmqrpc.Server.send_to_client
 
         def send_to_client(self, msg):
-            hook = getattr(self, "loadgen_spawn_hook", None) or _class_hook.get("hook")
+            hook = _class_hook.get("hook")
             if hook is not None:
                 hook(msg)
             return original_send(self, msg)
@@ -131,11 +133,7 @@ def install_master_dispatch(runner, allocator_for_run) -> None:
         zmqrpc.Server._loadgen_hooked = True
     _class_hook["hook"] = add_ranges
 
-    def reset():
-        state["started"] = False
-
     runner.start = frozen_start
-    runner.loadgen_reset_dispatch = reset
 
 
 _class_hook: dict = {}

@@ -326,8 +326,6 @@ class Controller:
         options.loadgen_run_path = str(run_path)
         self.allocator = IndexAllocator()
         self._ending = False
-        if hasattr(self.runner, "loadgen_reset_dispatch"):
-            self.runner.loadgen_reset_dispatch()
         users = int(getattr(options, "num_users", 0) or 0)
         if self.is_master:
             expected = lambda: self.allocator.allocated  # noqa: E731
@@ -489,7 +487,7 @@ class Controller:
                             and not coord.collector.complete:
                         log.error("[phase] every worker has ended or been lost, but %d results are missing",
                                   len(coord.collector.missing()))
-                        self._end_run("workers lost")
+                        self._end_run()
             gevent.sleep(0.5)
 
     def on_spawning_complete(self, user_count, **kw) -> None:
@@ -502,14 +500,13 @@ class Controller:
 
     def _on_all_results(self) -> None:
         log.info("[phase] every sandbox's life is over; ending the run")
-        self._end_run(None)
+        self._end_run()
 
-    def _end_run(self, reason: Optional[str]) -> None:
+    def _end_run(self) -> None:
+        """Stop Locust: quit when headless, stop (and keep the web UI) otherwise."""
         if self._ending:
             return
         self._ending = True
-        if reason and self.coordinator is not None:
-            self.coordinator.interrupted_reason = self.coordinator.interrupted_reason or reason
 
         def end():
             if self.headless:
@@ -529,7 +526,8 @@ class Controller:
         if coord is None or coord.finalized:
             return
         complete = coord.collector.complete
-        if not complete and coord.interrupted_reason is None:
+        if not complete and not self._ending and coord.interrupted_reason is None:
+            # stopped from outside (--run-time, the web UI, a signal), not by the run's own end
             coord.interrupted_reason = "stopped before every sandbox finished"
         coord.barrier.abort()
         if self.proc is not None:  # local

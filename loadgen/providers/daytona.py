@@ -1,0 +1,211 @@
+"""daytona, through the official `daytona` SDK's sync client.
+
+Why sync: the sync client's HTTP is urllib3 on the standard socket module, so
+under gevent's monkey-patching every request yields to the hub. The adapter
+runs each operation in a greenlet (``asynchronous = False``).
+
+What the SDK does on its own, and what this adapter does about it:
+
+- Retries. urllib3 retries connection errors and idempotent requests (the
+  DELETE) three times by default, and the toolbox client retries any request
+  whose connection closed without an answer (``RemoteDisconnectedRetry``).
+  Both pool managers get ``retries=False``: a hidden retry would hide the very
+  failure we measure, and a request that fails raises urllib3's own error.
+- Its own timeouts. A ``timeout`` given to ``create``/``delete`` arms the
+  SDK's ``with_timeout``: SIGALRM on the main thread, else a
+  ``threading.Timer`` that injects an exception with
+  ``PyThreadState_SetAsyncExc`` into the calling thread's id. Under gevent a
+  greenlet's "thread id" is no OS thread, so that injection never lands (it
+  only logs a warning) and every call costs a timer greenlet. The adapter
+  passes ``timeout=0`` (the SDK's "no timeout") and bounds each operation with
+  a ``gevent.Timeout`` instead, which interrupts a blocked socket at once.
+- Socket.io. By default every ``Daytona`` client opens a socket.io
+  connection (Engine.IO 4, websocket transport only, at
+  ``{origin}{api path}/socket.io/``, token in the auth payload) to learn
+  sandbox state changes. Every sandbox object subscribes to it, and the SDK
+  then considers itself subscribed even when the connection never came up:
+  a create whose answer is not yet ``started`` then polls
+  ``GET /sandbox/{id}`` only once a second, waiting for events that never
+  come. ``setup`` therefore connects once, waits up to ``_EVENTS_WAIT_S`` for the
+  outcome, and if the connection failed rebuilds the client in polling mode
+  (``use_deprecated_polling``: 0.1 s polls for 5 s, then backing off to 1 s).
+  Against the emulator (``--emulator-url``), which serves no websocket, the
+  client is built in polling mode from the start.
+- Pool size. ``connection_pool_maxsize`` (default 250) is the urllib3 pool of
+  each host; above it urllib3 opens and throws away extra connections. It is
+  sized to at least the users in the process.
+- Lifetime. ``auto_stop_interval=0`` (no idle stop; the default is 15 min) and
+  ``ttl_minutes`` = the run's sandbox lifetime, so a sandbox outlives the run
+  and a leaked one still goes away.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+import warnings
+from typing import Any, Optional
+
+import gevent
+
+from loadgen.providers.base import CommandResult, Provider
+from loadgen.result import ErrorInfo, FailureClass, classify_exception, truncate
+
+log = logging.getLogger("loadgen.providers.daytona")
+
+_POOL_FLOOR = 256
+_EVENTS_WAIT_S = 5.0
+
+
+def api_url_for_emulator(base_url: str) -> str:
+    """The emulator serves Daytona's API under /api, as app.daytona.io does."""
+    return base_url.rstrip("/") + "/api"
+
+
+class DaytonaProvider(Provider):
+    name = "daytona"
+    required_env = ("DAYTONA_API_KEY",)
+    optional_env = ("DAYTONA_API_URL", "DAYTONA_TARGET")
+    asynchronous = False
+    default_template: Optional[str] = None  # no snapshot: Daytona's default snapshot
+
+    # -- setup -----------------------------------------------------------------
+    def setup(self) -> None:
+        s = self.settings
+        self.pool_size = max(_POOL_FLOOR, int(s.users_in_process) + 16)
+        if s.base_url:
+            self.api_url = api_url_for_emulator(s.base_url)
+        else:
+            self.api_url = os.environ.get("DAYTONA_API_URL") or None
+        self.target = os.environ.get("DAYTONA_TARGET") or None
+        polling = bool(s.base_url) or os.environ.get("DAYTONA_USE_DEPRECATED_POLLING", "").lower() == "true"
+        client = self._build_client(polling)
+        if not polling:
+            dispatcher = getattr(client, "_event_dispatcher", None)
+            if dispatcher is not None and not self._wait_for_events(dispatcher):
+                log.warning("daytona: socket.io event stream unavailable (%s); using polling mode",
+                            getattr(dispatcher, "fail_error", None) or "no answer")
+                try:
+                    dispatcher.disconnect()
+                except Exception:  # noqa: BLE001
+                    pass
+                polling = True
+                client = self._build_client(True)
+        self.events = "polling" if polling else "socket.io"
+        self.client = client
+        log.info("daytona: api %s, pool %d, state updates by %s", self.api_url or "(SDK default)",
+                 self.pool_size, self.events)
+
+    def _build_client(self, polling: bool):
+        import urllib3
+        from daytona import Daytona, DaytonaConfig
+
+        config = DaytonaConfig(
+            api_key=os.environ.get("DAYTONA_API_KEY"),
+            api_url=self.api_url,
+            target=self.target,
+            connection_pool_maxsize=self.pool_size,
+            use_deprecated_polling=polling,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # polling mode is "deprecated"
+            client = Daytona(config)
+        # Retries off on both clients, before any pool exists (pools are made
+        # lazily per host from connection_pool_kw).
+        for api_client in (client._api_client, client._toolbox_api_client):
+            api_client.configuration.retries = False
+            pool_manager = api_client.rest_client.pool_manager
+            pool_manager.connection_pool_kw["retries"] = False
+            pool_manager.connection_pool_kw["maxsize"] = self.pool_size
+            assert isinstance(pool_manager, urllib3.PoolManager)
+        return client
+
+    @staticmethod
+    def _wait_for_events(dispatcher) -> bool:
+        deadline = time.monotonic() + _EVENTS_WAIT_S
+        while time.monotonic() < deadline:
+            if dispatcher.is_connected:
+                return True
+            if dispatcher.is_failed:
+                return False
+            gevent.sleep(0.05)
+        return bool(dispatcher.is_connected)
+
+    # -- the operations ----------------------------------------------------------
+    def create(self, tags: dict[str, str]):
+        from daytona import CreateSandboxFromSnapshotParams
+
+        s = self.settings
+        params = CreateSandboxFromSnapshotParams(
+            snapshot=s.template or self.default_template,
+            auto_stop_interval=0,
+            ttl_minutes=max(1, math.ceil(s.sandbox_lifetime_s / 60)),
+            labels=dict(tags),
+        )
+        # The SDK's own timeout machinery is off (timeout=0); the late-create
+        # window is the longest we would still adopt a sandbox, so no request outlives it.
+        with gevent.Timeout(s.create_timeout_s + s.late_create_window_s):
+            return self.client.create(params, timeout=0)
+
+    def run(self, handle, command: str, timeout: float) -> CommandResult:
+        # exec's HTTP timeout is timeout + 5 s; the lifecycle gives up at timeout + 1 s.
+        response = handle.process.exec(command, timeout=max(1, math.ceil(timeout)))
+        exit_code = response.exit_code
+        return CommandResult(exit_code, response.result or "", "")
+
+    def destroy(self, handle, timeout: float) -> bool:
+        from daytona import DaytonaNotFoundError
+
+        try:
+            with gevent.Timeout(timeout):
+                self.client.delete(handle, timeout=0)
+        except DaytonaNotFoundError:
+            return False
+        return True
+
+    # -- describing results ---------------------------------------------------------
+    def sandbox_id(self, handle) -> Optional[str]:
+        return getattr(handle, "id", None)
+
+    def metadata(self, handle) -> Any:
+        info = {"sandbox_id": handle.id}
+        for attr in ("state", "target", "snapshot", "runner_id", "daemon_version", "cpu", "memory", "disk"):
+            value = getattr(handle, attr, None)
+            if value is not None:
+                info[attr] = getattr(value, "value", value)
+        info["state_updates"] = self.events
+        return info
+
+    def classify(self, exc: BaseException) -> ErrorInfo:
+        import daytona
+
+        error_type = type(exc).__name__
+        message = truncate(str(exc) or error_type)
+        if isinstance(exc, gevent.Timeout):
+            return ErrorInfo(FailureClass.TIMEOUT.value, None, None, error_type, message)
+        if isinstance(exc, daytona.DaytonaError):
+            status = exc.status_code
+            code = getattr(exc, "code", None)
+            if isinstance(exc, daytona.DaytonaTimeoutError) and status is None:
+                # the SDK's timeouts, including urllib3 read/connect timeouts
+                return ErrorInfo(FailureClass.TIMEOUT.value, None, code, error_type, message)
+            if isinstance(exc, daytona.DaytonaRateLimitError) or status == 429:
+                return ErrorInfo(FailureClass.HTTP_ERROR.value, 429, code or "rate_limited", error_type, message)
+            if isinstance(exc, daytona.DaytonaAuthenticationError) and status in (None, 401):
+                return ErrorInfo(FailureClass.HTTP_ERROR.value, 401, code or "unauthorized", error_type, message)
+            if isinstance(exc, daytona.DaytonaNotFoundError):
+                return ErrorInfo(FailureClass.HTTP_ERROR.value, status or 404, code or "sandbox_gone", error_type, message)
+            if status is not None:
+                return ErrorInfo(FailureClass.HTTP_ERROR.value, status, code or str(status), error_type, message)
+            if isinstance(exc, daytona.DaytonaConnectionError):
+                return ErrorInfo(FailureClass.NETWORK_ERROR.value, None, code, error_type, message)
+            # no status: look at what the SDK wrapped (urllib3 / socket errors)
+            cause = exc.__cause__
+            if cause is not None:
+                inner = classify_exception(cause)
+                if inner.failure_class != FailureClass.OTHER.value:
+                    return ErrorInfo(inner.failure_class, inner.http_status, inner.error_code, error_type, message)
+            return ErrorInfo(FailureClass.OTHER.value, None, code, error_type, message)
+        return classify_exception(exc)
