@@ -222,6 +222,11 @@ class Coordinator:
         }
         threshold_results = evaluate_thresholds(meta, thresholds)
         meta["thresholds"] = threshold_results
+        meta["leak_count"] = meta.get("leak_count", len(meta.get("leaks") or []))
+        for line in summary_lines(meta, self.run_path):
+            log.info(line)
+        # Sinks copy the run directory as it is now: nothing is logged after this
+        # point unless a copy failed (which that copy could not carry anyway).
         reports = {}
         for sink in self.sinks:
             try:
@@ -246,10 +251,11 @@ class Coordinator:
         rundir.atomic_write_json(self.run_path / rundir.META, meta)
         self.meta, self.exit_code = meta, code
         rundir.atomic_write_json(self.run_path / rundir.HEARTBEAT, self.heartbeat())
-        for line in summary_lines(meta, self.run_path):
-            log.info(line)
         if self._logfile is not None:
             self._logfile.close()
+        print(f"loadgen: run {self.run_id} {status}; complete {meta['complete']}; exit code {code}"
+              + "".join(f"; {name} copy {'complete' if r['complete'] else 'INCOMPLETE'}" for name, r in reports.items())
+              + f"; results in {self.run_path}", flush=True)
         return code
 
 
@@ -272,7 +278,7 @@ def summary_lines(meta: dict, run_path: Path) -> list[str]:
     barrier = meta.get("barrier") or {}
     lines = [
         f"[summary] run {meta.get('run_id')} ({meta.get('provider')}) status {meta.get('status')}, "
-        f"complete {meta.get('complete')}, exit code {meta.get('exit_code')}",
+        f"{meta.get('records_received')} of {meta.get('sandboxes_dispatched')} results received",
         f"[summary] sandboxes: {meta.get('sandboxes_attempted', 0)} attempted, "
         + ", ".join(f"{k} {hist.get(k, 0)}" for k in ("success", "partial", "readiness_failed", "failed")),
         f"[summary] create latency p50 {lat.get('p50')} ms, p99 {lat.get('p99')} ms; "

@@ -12,6 +12,7 @@ import importlib
 
 FACES = {
     "e2b": "loadgen.emulator.faces.e2b:E2BFace",
+    "modal": "loadgen.emulator.faces.modal:ModalFace",
     "codesandbox": "loadgen.emulator.faces.codesandbox:CodeSandboxFace",
     "daytona": "loadgen.emulator.faces.daytona:DaytonaFace",
     "runloop": "loadgen.emulator.faces.runloop:RunloopFace",

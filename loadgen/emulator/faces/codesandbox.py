@@ -345,22 +345,28 @@ class CodeSandboxFace:
             self.core.note_error("not_found")
             req.respond(404, _agent_err(404, f"no sandbox agent at {sid!r}"))
             return
+        path = b"/" + sub
+        method = req.method
+        exec_id = None
+        if path.startswith(b"/api/v1/stream/execs/") and path.endswith(b"/io") and method == b"GET":
+            exec_id = path[len(b"/api/v1/stream/execs/"):-len(b"/io")].decode("utf-8", "replace")
         sb = self.core.by_id.get(box.core_id)
         if sb is None or sb.state != C.RUNNING:
-            # the VM is gone: its agent's edge has nothing to forward to
-            req.respond(502, _agent_err(502, f"sandbox {sid} is not running"))
-            return
+            state = self.execs.get(exec_id) if exec_id is not None else None
+            if state is None or not state.done:
+                # the VM is gone: its agent's edge has nothing to forward to. (A
+                # command that completed before that still delivers its result,
+                # as the core's model has it: a sandbox dies *after* a command.)
+                req.respond(502, _agent_err(502, f"sandbox {sid} is not running"))
+                return
         auth = req.headers.get(b"authorization", b"")
-        if auth != b"Bearer " + (sb.token or "").encode():
+        if sb is None or auth != b"Bearer " + (sb.token or "").encode():
             self.core.note_error("unauthorized")
             req.respond(401, _agent_err(401, "invalid agent token"))
             return
-        path = b"/" + sub
-        method = req.method
         if path == b"/api/v1/execs" and method == b"POST":
             self._exec(req, sid, box)
-        elif path.startswith(b"/api/v1/stream/execs/") and path.endswith(b"/io") and method == b"GET":
-            exec_id = path[len(b"/api/v1/stream/execs/"):-len(b"/io")].decode("utf-8", "replace")
+        elif exec_id is not None:
             self._stream(req, sid, exec_id)
         else:
             self.core.note_error("not_found")

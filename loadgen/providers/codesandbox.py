@@ -1,0 +1,174 @@
+"""codesandbox, through the official Python SDK `together-sandbox` (4.1.1).
+
+The SDK is asyncio-only (httpx + SSE), so the adapter is asynchronous: its
+coroutines run on the process's asyncio bridge (loadgen.aio) and never touch
+gevent's hub.
+
+What the SDK does, per operation (checked in the installed source):
+- create: `POST {base}/v1/sandboxes` (`Authorization: Bearer $TOGETHER_API_KEY`),
+  then, while the answer says `starting`, `POST /v1/sandboxes/{id}/wait` (a
+  long poll) until `running`; any other settled status raises RuntimeError.
+  The `running` sandbox names its agent: `agent.url` and `agent.token`.
+- run: `POST {agent}/api/v1/execs` `{"command","args","autostart":true}`, then
+  the SSE stream `GET {agent}/api/v1/stream/execs/{id}/io` until an event
+  carries `exitCode`. Output is stdout and stderr interleaved, in one string.
+- destroy: `POST /v1/sandboxes/{id}/terminate`, then `/wait` until `terminated`.
+
+The rules of base.py, and how they are kept here:
+- Retries off: the SDK retries 408/429/5xx and transport errors 3 times by
+  default (also when no RetryConfig is given); `RetryConfig(max_attempts=1)`
+  is passed everywhere.
+- Lifetime: sandboxes have no lifetime unless `ttl` is set. The adapter sets
+  `ttl = settings.sandbox_lifetime_s` (longer than the run), so a sandbox whose
+  destroy fails still ends on its own.
+- Pools: the SDK's management client is built here (the SDK's own
+  `AuthenticatedClient`, `httpx_args={"limits": ...}`) with a pool above the
+  users in the process. The SDK builds one httpx.AsyncClient per sandbox for
+  its agent, with httpx's default pool and, above all, its own SSL context:
+  about 20 ms of CPU per sandbox (20 s for 1,000), on the loop thread. So the
+  adapter gives each sandbox's agent client (`set_async_httpx_client`) a
+  lightweight httpx.AsyncClient over ONE shared transport, sized like the
+  management pool. These per-sandbox clients are never closed: closing one
+  would close the shared transport.
+- Tags: the create carries `tags={"run_id", "sandbox_idx"}`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+
+from loadgen.providers.base import CommandResult, Provider
+from loadgen.result import ErrorInfo, FailureClass, classify_exception, truncate
+
+_POOL_FLOOR = 1000
+DEFAULT_BASE_URL = "https://api.bartender.codesandbox.io"  # together_sandbox._configuration.DEFAULT_BASE_URL
+SHELL = ("bash", "-lc")  # the probe runs in a login shell, as e2b's does
+
+
+def _snapshot_args(template):
+    """A template that parses as a UUID is a snapshot id, anything else an alias."""
+    if not template:
+        return {}
+    try:
+        return {"snapshot_id": str(uuid.UUID(template))}
+    except ValueError:
+        return {"snapshot_alias": template}
+
+
+class CodeSandboxProvider(Provider):
+    name = "codesandbox"
+    required_env = ("TOGETHER_API_KEY",)
+    optional_env = ("TOGETHER_BASE_URL",)
+    asynchronous = True
+    default_template = None  # the API's default snapshot
+
+    def setup(self) -> None:
+        import httpx
+        from together_sandbox import RetryConfig, SandboxesNamespace
+        from together_sandbox.api.client import AuthenticatedClient as ApiClient
+
+        # httpx logs every request at INFO: 400k lines in a 100k run
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        s = self.settings
+        pool = max(_POOL_FLOOR, 2 * s.users_in_process)
+        limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool, keepalive_expiry=30.0)
+        base = (s.base_url or os.environ.get("TOGETHER_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        self.base_url = base
+        self._retry = RetryConfig(max_attempts=1)
+        # A create may answer late and must still be seen (late-create window); the
+        # lifecycle puts its own, shorter deadlines on every call.
+        api_timeout = httpx.Timeout(s.create_timeout_s + s.late_create_window_s, connect=s.create_timeout_s)
+        self._api = ApiClient(base_url=base + "/v1", token=os.environ.get("TOGETHER_API_KEY", ""), prefix="Bearer",
+                              timeout=api_timeout, httpx_args={"limits": limits})
+        self._sandboxes = SandboxesNamespace(self._api, retry=self._retry)
+        self._agent_transport = httpx.AsyncHTTPTransport(limits=limits)
+        self._agent_timeout = httpx.Timeout(s.command_timeout_s + 5.0, connect=s.command_timeout_s)
+
+    def _connect_agent(self, sandbox):
+        """Give the SDK's sandbox a cheap agent client over the shared transport."""
+        import httpx
+        from together_sandbox import Sandbox
+        from together_sandbox.sandbox.client import AuthenticatedClient as SandboxClient
+
+        agent = sandbox.vm_info.agent
+        client = SandboxClient(base_url=agent.url, token=agent.token, prefix="Bearer")
+        client.set_async_httpx_client(httpx.AsyncClient(
+            base_url=agent.url, headers={"Authorization": f"Bearer {agent.token}"},
+            transport=self._agent_transport, timeout=self._agent_timeout, trust_env=False))
+        return Sandbox(sandbox.vm_info, client, self._api, retry=self._retry)
+
+    async def create(self, tags: dict[str, str]):
+        sandbox = await self._sandboxes.create(
+            ttl=int(self.settings.sandbox_lifetime_s), tags=tags,
+            **_snapshot_args(self.settings.template or self.default_template))
+        return self._connect_agent(sandbox)
+
+    async def run(self, handle, command: str, timeout: float) -> CommandResult:
+        result = await handle.execs.exec(SHELL[0], [SHELL[1], command])
+        return CommandResult(result["exit_code"], result.get("output") or "", "")
+
+    async def destroy(self, handle, timeout: float) -> bool:
+        from together_sandbox import HttpError
+
+        try:
+            await handle.terminate(snapshot=None)  # ephemeral teardown: no snapshot is taken
+        except HttpError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def sandbox_id(self, handle):
+        return handle.id
+
+    def metadata(self, handle):
+        vm = handle.vm_info
+        info = {"sandbox_id": str(vm.id)}
+        for attr in ("status", "status_reason", "snapshot_id", "cpu", "memory_bytes", "ttl", "project_id"):
+            value = getattr(vm, attr, None)
+            if value is not None:
+                info[attr] = value if isinstance(value, (int, float)) else str(value)
+        version = getattr(vm.agent, "version", None)
+        if version:
+            info["agent_version"] = version
+        return info
+
+    def classify(self, exc: BaseException) -> ErrorInfo:
+        import httpx
+        from together_sandbox import HttpError
+
+        error_type = type(exc).__name__
+        message = truncate(str(exc) or error_type)
+        if isinstance(exc, HttpError):
+            status = exc.status
+            if not isinstance(status, int) or status < 100:
+                # status 0: the SDK wrapped a transport failure; the cause says which
+                cause = exc.__cause__
+                cause_type = type(cause).__name__ if cause is not None else error_type
+                if isinstance(cause, httpx.TimeoutException):
+                    return ErrorInfo(FailureClass.TIMEOUT.value, None, None, cause_type, message)
+                return ErrorInfo(FailureClass.NETWORK_ERROR.value, None, None, cause_type, message)
+            agent_call = str(exc).startswith("Failed to sandbox.")
+            if status == 429:
+                code = "rate_limited"
+            elif status in (401, 403):
+                code = "unauthorized"
+            elif agent_call and status in (404, 410, 502):
+                code = "sandbox_gone"  # the agent's edge has no sandbox behind it
+            else:
+                code = exc.code or str(status)
+            return ErrorInfo(FailureClass.HTTP_ERROR.value, status, code, error_type, message)
+        if type(exc) is RuntimeError:
+            text = str(exc)
+            if "without an exit code" in text:
+                code = "no_exit_code"  # the exec stream ended early
+            elif "failed to start" in text:
+                code = "failed_to_start"
+            elif "instead of reaching 'running'" in text or "could not be recovered" in text:
+                code = "sandbox_gone"
+            else:
+                code = None
+            return ErrorInfo(FailureClass.OTHER.value, None, code, error_type, message)
+        return classify_exception(exc)

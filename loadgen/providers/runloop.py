@@ -1,0 +1,164 @@
+"""runloop, through the official `runloop-api-client` SDK's sync client.
+
+Why sync: the sync client is httpx over the standard socket module, so under
+gevent's monkey-patching every request yields to the hub; each operation runs
+in a greenlet (``asynchronous = False``).
+
+What the SDK does on its own, and what this adapter does about it:
+
+- Retries: 5 by default, on connection errors, 408, 409, 429 and 5xx.
+  ``max_retries=0``. (Its status long polls already pass ``max_retries=0``.)
+- Pools: without an ``http_client`` it builds process-wide sharded pools of
+  20 connections each, which capped in-flight calls at 160 and failed
+  connects at 1,000 concurrent flows. The adapter hands it one
+  ``httpx.Client`` whose limits are above the users in the process, on
+  HTTP/1.1 (one connection per request in flight; the emulator speaks only
+  HTTP/1.1, so real and emulated runs go through the same transport).
+- Lifetime: a devbox shuts itself down after
+  ``launch_parameters.keep_alive_time_seconds`` (default 1 h, at most 48 h);
+  it is set to the run's sandbox lifetime.
+- Long polls: ``create_and_await_running`` and
+  ``execute_and_await_completion`` fall back to server long polls when the
+  first answer is not final. Those polls treat a connection error or a 408
+  as "not yet" and poll again, until their ``PollingConfig`` runs out; the
+  adapter bounds them with the create timeout plus the late-create window
+  (create) and the command timeout (commands), so nothing outlives the
+  lifecycle's deadline by more than that. The first request of each call
+  has no such leniency: its failure is raised.
+- ``shutdown`` takes no per-call timeout: the client's default timeout (the
+  destroy timeout) applies to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from typing import Any, Optional
+
+from loadgen.providers.base import CommandResult, Provider
+from loadgen.result import ErrorInfo, FailureClass, classify_exception, truncate
+
+log = logging.getLogger("loadgen.providers.runloop")
+
+_POOL_FLOOR = 256
+_MAX_KEEP_ALIVE_S = 172800  # Runloop's documented maximum (48 h)
+
+
+class RunloopProvider(Provider):
+    name = "runloop"
+    required_env = ("RUNLOOP_API_KEY",)
+    optional_env = ("RUNLOOP_BASE_URL",)
+    asynchronous = False
+    default_template: Optional[str] = None  # no blueprint: Runloop's default image
+
+    def setup(self) -> None:
+        import httpx
+        from runloop_api_client import Runloop
+        from runloop_api_client.lib.polling import PollingConfig
+
+        # httpx logs every request at INFO: 400k lines in a 100k run
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        s = self.settings
+        self.pool_size = max(_POOL_FLOOR, int(s.users_in_process) * 2 + 16)
+        base_url = s.base_url or os.environ.get("RUNLOOP_BASE_URL") or None
+        default_timeout = httpx.Timeout(s.destroy_timeout_s, connect=min(10.0, s.destroy_timeout_s))
+        self.http_client = httpx.Client(
+            limits=httpx.Limits(max_connections=self.pool_size, max_keepalive_connections=self.pool_size,
+                                keepalive_expiry=60.0),
+            timeout=default_timeout,
+            follow_redirects=True,
+        )
+        self.client = Runloop(
+            bearer_token=os.environ.get("RUNLOOP_API_KEY"),
+            base_url=base_url,
+            max_retries=0,
+            timeout=default_timeout,
+            http_client=self.http_client,
+        )
+        self.create_window_s = s.create_timeout_s + s.late_create_window_s
+        self.create_polling = PollingConfig(interval_seconds=1.0, max_attempts=max(1, math.ceil(self.create_window_s)),
+                                            timeout_seconds=self.create_window_s)
+        self.keep_alive_s = int(min(_MAX_KEEP_ALIVE_S, max(60, s.sandbox_lifetime_s)))
+        if s.sandbox_lifetime_s > _MAX_KEEP_ALIVE_S:
+            log.warning("runloop: sandbox lifetime %d s is above Runloop's maximum keep-alive; using %d s",
+                        s.sandbox_lifetime_s, _MAX_KEEP_ALIVE_S)
+        log.info("runloop: api %s, pool %d, keep-alive %d s", base_url or "(SDK default)", self.pool_size,
+                 self.keep_alive_s)
+
+    # -- the operations ----------------------------------------------------------
+    def create(self, tags: dict[str, str]):
+        kwargs: dict[str, Any] = {}
+        if self.settings.template:
+            kwargs["blueprint_name"] = self.settings.template
+        return self.client.devboxes.create_and_await_running(
+            launch_parameters={"keep_alive_time_seconds": self.keep_alive_s},
+            metadata=dict(tags),
+            polling_config=self.create_polling,
+            timeout=self.create_window_s,
+            **kwargs,
+        )
+
+    def run(self, handle, command: str, timeout: float) -> CommandResult:
+        from runloop_api_client.lib.polling import PollingConfig
+
+        optimistic = int(max(1, min(25, math.ceil(timeout))))
+        result = self.client.devboxes.execute_and_await_completion(
+            handle.id,
+            command=command,
+            optimistic_timeout=optimistic,
+            polling_config=PollingConfig(interval_seconds=0.5, max_attempts=max(1, math.ceil(timeout * 2)),
+                                         timeout_seconds=timeout),
+            timeout=timeout + 5.0,
+        )
+        return CommandResult(result.exit_status, result.stdout or "", result.stderr or "")
+
+    def destroy(self, handle, timeout: float) -> bool:
+        from runloop_api_client import NotFoundError
+
+        try:
+            self.client.devboxes.shutdown(handle.id)
+        except NotFoundError:
+            return False
+        return True
+
+    # -- describing results ---------------------------------------------------------
+    def sandbox_id(self, handle) -> Optional[str]:
+        return getattr(handle, "id", None)
+
+    def metadata(self, handle) -> Any:
+        info = {"sandbox_id": handle.id}
+        for attr in ("status", "blueprint_id", "snapshot_id", "create_time_ms", "name"):
+            value = getattr(handle, attr, None)
+            if value is not None:
+                info[attr] = value
+        return info
+
+    def classify(self, exc: BaseException) -> ErrorInfo:
+        import runloop_api_client as rl
+        from runloop_api_client.lib.polling import PollingTimeout
+
+        error_type = type(exc).__name__
+        message = truncate(str(exc) or error_type)
+        if isinstance(exc, (rl.APITimeoutError, PollingTimeout)):
+            return ErrorInfo(FailureClass.TIMEOUT.value, None, None, error_type, message)
+        if isinstance(exc, rl.APIStatusError):
+            status = exc.status_code
+            body = exc.body if isinstance(exc.body, dict) else {}
+            code = body.get("error_code") if isinstance(body.get("error_code"), str) else None
+            if isinstance(exc, rl.RateLimitError):
+                code = code or "rate_limited"
+            elif isinstance(exc, rl.AuthenticationError):
+                code = code or "unauthorized"
+            elif isinstance(exc, rl.NotFoundError):
+                code = "sandbox_gone" if code in (None, "not_found") else code
+            return ErrorInfo(FailureClass.HTTP_ERROR.value, status, code or str(status), error_type, message)
+        if isinstance(exc, rl.APIConnectionError):
+            cause = exc.__cause__
+            if cause is not None and classify_exception(cause).failure_class == FailureClass.TIMEOUT.value:
+                return ErrorInfo(FailureClass.TIMEOUT.value, None, None, error_type, message)
+            return ErrorInfo(FailureClass.NETWORK_ERROR.value, None, None, error_type, message)
+        if isinstance(exc, rl.RunloopError) and "non-running terminal state" in str(exc):
+            # the devbox booted into failure/shutdown instead of running
+            return ErrorInfo(FailureClass.OTHER.value, None, "devbox_failed", error_type, message)
+        return classify_exception(exc)
