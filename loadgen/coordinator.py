@@ -8,6 +8,7 @@ is then copied by the sinks, which follow that directory.
 
 from __future__ import annotations
 
+import collections
 import logging
 import socket
 import time
@@ -30,7 +31,7 @@ EXIT_THRESHOLD = 1
 EXIT_INTERRUPTED = 2
 EXIT_INCOMPLETE = 3
 
-HEARTBEAT_INTERVAL_S = 2.0
+HEARTBEAT_INTERVAL_S = 1.0
 SINK_INTERVAL_S = 2.0
 
 
@@ -75,6 +76,8 @@ class Coordinator:
         self._metrics_fh = None
         self._logfile: Optional[LogFile] = None
         self.sink_failures: dict[str, str] = {}
+        self.timeline: collections.deque = collections.deque(maxlen=7200)  # (t_s, live, in_flight), for the web UI
+        self.live_reports: Callable[[], list] = lambda: list(self.reports.values())
 
     # -- start ------------------------------------------------------------------
     def start(self) -> None:
@@ -145,8 +148,8 @@ class Coordinator:
             "status": "running" if not self.finalized else (self.meta or {}).get("status"),
             "expected": self.expected(),
             "done": c.received if c else 0,
-            "in_flight": sum(r.get("in_flight", 0) for r in self.reports.values()),
-            "held": sum(r.get("held", 0) for r in self.reports.values()),
+            "in_flight": sum(r.get("in_flight", 0) for r in self.live_reports()),
+            "held": sum(r.get("held", 0) for r in self.live_reports()),
             "errors": (c.received - c.by_status.get("success", 0)) if c else 0,
             "by_status": dict(c.by_status) if c else {},
             "barrier": {"released": self.barrier.released, "reason": self.barrier.reason,
@@ -156,6 +159,10 @@ class Coordinator:
 
     def _heartbeat_loop(self) -> None:
         while True:
+            reports = self.live_reports()
+            self.timeline.append({"t_s": round(time.time() - self.barrier.started_at, 1),
+                                  "live": sum(r.get("live", 0) for r in reports),
+                                  "in_flight": sum(r.get("in_flight", 0) for r in reports)})
             try:
                 rundir.atomic_write_json(self.run_path / rundir.HEARTBEAT, self.heartbeat())
             except Exception:  # noqa: BLE001

@@ -119,6 +119,8 @@ class ProcessRun:
             "in_flight": self.in_flight,
             "held": self.held,
             "done": self.done,
+            "created": self.created_count,
+            "live": self.created_count - self.destroyed_count,
             "lives": len(self.lives),
         }
 

@@ -344,6 +344,7 @@ class Controller:
                 send_results=self._local_results, send_metrics=self.coordinator.on_metrics, ticket_limit=target,
             )
             self.proc.gate.on_change = self._local_report
+            self.coordinator.live_reports = lambda: [self.proc.report()] if self.proc else []
         self._ticker = gevent.spawn(self._tick)
 
     def _start_worker_run(self) -> None:
@@ -595,9 +596,6 @@ class Controller:
             environment.process_exit_code = self.exit_code
 
 
-_controllers: dict[int, Controller] = {}
-
-
 @events.init.add_listener
 def on_init(environment, **kw) -> None:
     if environment.parsed_options is None:
@@ -612,8 +610,11 @@ def on_init(environment, **kw) -> None:
         sys.stderr.write(f"loadgen: error: {message}\n")
         sys.stderr.flush()
         os._exit(2)  # before any sandbox exists; Locust would otherwise carry on
-    _controllers[id(environment)] = controller
     environment.loadgen = controller
+    if environment.web_ui is not None and not controller.is_worker:
+        from loadgen import webui
+
+        webui.install(environment, controller)
 
 
 def process_run(environment) -> Optional[ProcessRun]:

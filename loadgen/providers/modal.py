@@ -1,0 +1,260 @@
+"""modal, through the official `modal` SDK's async (`.aio`) API.
+
+The name: this module is `loadgen.providers.modal`, and `import modal` below
+is an absolute import of the SDK (a package module never imports itself).
+Locust, however, registers `locustfiles/modal.py` as the top-level module
+`modal`; that locustfile puts the SDK back in its place before anything
+imports it, and `_sdk()` here refuses to run on anything but the SDK.
+
+Why async, and on which loop: the SDK is asyncio (grpclib) underneath, driven
+by `synchronicity`, which normally runs it on a loop thread of its own. Under
+gevent's monkey-patching that "thread" is a greenlet, so every RPC, protobuf
+encode and HTTP/2 frame would run on the gevent hub; and a blocking call warns
+with AsyncUsageWarning each time. So the SDK is handed loadgen's asyncio
+bridge (loadgen.aio) as its loop (`_adopt_bridge_loop`): `.aio` calls made on
+the bridge then run inline there, in a real OS thread, and the hub only sees
+one wake-up per batch of completions.
+
+Rules (see providers/base.py):
+- Retries off. modal has no switch, so `_disable_sdk_retries` sets the
+  defaults the SDK's retry loops read: unary control-plane calls (3 retries
+  of UNAVAILABLE/INTERNAL/DEADLINE_EXCEEDED/... and of broken connections),
+  server-directed throttling waits (MODAL_MAX_THROTTLE_WAIT=0), command
+  router calls (10 retries), stdio reads (10), channel connects (18 and 34
+  attempts, through the SDK's own RETRY_N_ATTEMPTS_OVERRIDE). TaskExecWait still retries transient errors until the exec's own
+  deadline: the SDK passes that explicitly; the lifecycle's deadline bounds it.
+- Lifetime: `Sandbox.create(timeout=settings.sandbox_lifetime_s)` (default 300 s).
+- No pool below the users: all sandboxes share one HTTP/2 control-plane
+  connection (multiplexed; the server's stream limit applies), and each
+  sandbox opens its own command-router connection, closed by `detach()`.
+- Tags: `Sandbox.create(tags={"run_id", "sandbox_idx"})`.
+- The app (`App.lookup(..., create_if_missing=True)`), the client and the
+  image are made once per process in `setup()`, before the clock starts, so a
+  create is the SandboxCreateV2 call alone.
+
+Errors: gRPC statuses arrive as `modal.exception` classes carrying
+`_grpc_status`; its name is the record's `http_status` (e.g.
+"RESOURCE_EXHAUSTED"). Deadlines and `modal.exception.TimeoutError` are
+`timeout`; `modal.exception.ConnectionError`, a reset stream
+(StreamTerminatedError) and h2 protocol errors are `network_error`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import math
+import os
+import re
+import shlex
+from typing import Any, Optional
+
+from loadgen.aio import get_bridge
+from loadgen.providers.base import CommandResult, Provider
+from loadgen.result import ErrorInfo, FailureClass, classify_exception, truncate
+
+log = logging.getLogger("loadgen.providers.modal")
+
+APP_NAME = os.environ.get("LOADGEN_MODAL_APP", "loadgen")
+SDK_VERSION = "1.6.4"  # the pinned release this adapter (and the emulator's modal face) was checked against
+_SHELL_SYNTAX = re.compile(r"[;&|<>$`*?(){}\[\]~\\\n]")
+
+
+def _sdk():
+    """The modal SDK (not a module that happens to be called `modal`)."""
+    import modal
+
+    if not hasattr(modal, "Sandbox") or not hasattr(modal, "App"):
+        raise ImportError(
+            f"`import modal` gave {getattr(modal, '__file__', modal)!r}, not the modal SDK: a local file named "
+            "modal.py shadows it (locustfiles/modal.py restores the SDK itself; import that, not `modal`)")
+    return modal
+
+
+def grpc_url_for(emulator_url: str) -> str:
+    """The gRPC URL of a loadgen emulator's modal face (it serves HTTP/1.1 for the other providers)."""
+    from loadgen.emulator.faces.modal import grpc_url_of
+
+    try:
+        return grpc_url_of(emulator_url)
+    except Exception as exc:  # noqa: BLE001
+        raise RuntimeError(f"the emulator at {emulator_url} has no modal face ({exc}); "
+                           "start it with --face modal (e.g. `loadgen emulate --face modal`)") from exc
+
+
+def _disable_sdk_retries() -> list[str]:
+    """Turn the SDK's retry loops down to one attempt. Returns what was set, for the record and the tests."""
+    done = []
+    os.environ["MODAL_MAX_THROTTLE_WAIT"] = "0"  # read on every call: obey no server-requested wait
+    done.append("MODAL_MAX_THROTTLE_WAIT=0")
+    from modal import _grpc_client
+    from modal._utils import grpc_utils
+    from modal.sandbox import _task_command_router_client as tcr
+
+    no_retry = grpc_utils.Retry(max_retries=0)
+    kw = getattr(_grpc_client.UnaryUnaryWrapper.__call__, "__kwdefaults__", None)
+    if kw and "retry" in kw:
+        kw["retry"] = no_retry
+        done.append("UnaryUnaryWrapper retry=Retry(max_retries=0)")
+    kw = getattr(tcr.call_with_retries_on_transient_errors, "__kwdefaults__", None)
+    if kw and "max_retries" in kw:
+        kw["max_retries"] = 0
+        done.append("call_with_retries_on_transient_errors max_retries=0")
+    kw = getattr(tcr.TaskCommandRouterClient.__init__, "__kwdefaults__", None)
+    if kw and "stream_stdio_max_retries" in kw:
+        kw["stream_stdio_max_retries"] = 0
+        done.append("TaskCommandRouterClient stream_stdio_max_retries=0")
+
+    from modal._utils import async_utils
+
+    if hasattr(async_utils, "RETRY_N_ATTEMPTS_OVERRIDE"):
+        # every @retry-decorated SDK function: here, the control-plane connect
+        # (18 attempts over 63 s) and the command-router connect (34 over 310 s)
+        async_utils.RETRY_N_ATTEMPTS_OVERRIDE = 1
+        done.append("RETRY_N_ATTEMPTS_OVERRIDE=1 (channel connects)")
+    return done
+
+
+def _adopt_bridge_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Make synchronicity run the SDK on `loop` (loadgen's bridge) instead of a loop thread of its own."""
+    from modal._utils.async_utils import synchronizer
+
+    current = synchronizer._loop
+    if current is not None and current is not loop and not current.is_closed():
+        raise RuntimeError("the modal SDK already runs on another event loop in this process; "
+                           "nothing may call its blocking API before the adapter's setup")
+    synchronizer._thread = None
+    synchronizer._loop = loop
+
+    def inside_loop() -> bool:
+        try:
+            return asyncio.get_running_loop() is loop
+        except RuntimeError:
+            return False
+
+    synchronizer._is_inside_loop = inside_loop
+
+
+def _argv(command: str) -> list[str]:
+    """`node -v` -> ["node", "-v"]; anything with shell syntax runs under bash -c."""
+    if _SHELL_SYNTAX.search(command):
+        return ["bash", "-c", command]
+    argv = shlex.split(command)
+    return argv or ["bash", "-c", command]
+
+
+class ModalProvider(Provider):
+    name = "modal"
+    required_env = ("MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET")
+    optional_env = ("MODAL_SERVER_URL", "MODAL_ENVIRONMENT")
+    asynchronous = True
+    default_template = "node:20-slim"
+
+    def setup(self) -> None:
+        logging.getLogger("hpack").setLevel(logging.WARNING)
+        _sdk()
+        if self.settings.base_url:
+            os.environ["MODAL_SERVER_URL"] = grpc_url_for(self.settings.base_url)
+        self.retry_settings = _disable_sdk_retries()
+        bridge = get_bridge()
+        _adopt_bridge_loop(bridge.loop)
+        self._client = self._app = self._image = None
+        self._setup_error: Optional[BaseException] = None
+        try:
+            bridge.call(self._open(), timeout=self.settings.create_timeout_s + 30.0)
+        except BaseException as exc:  # noqa: BLE001 - every create then fails with this error, as data
+            self._setup_error = exc
+            log.error("modal: could not open the client, app %r and image: %s: %s", APP_NAME, type(exc).__name__, exc)
+
+    async def _open(self) -> None:
+        modal = _sdk()
+        client = await modal.Client.from_credentials.aio(os.environ["MODAL_TOKEN_ID"], os.environ["MODAL_TOKEN_SECRET"])
+        app = await modal.App.lookup.aio(APP_NAME, create_if_missing=True, client=client)
+        image = modal.Image.from_registry(self.settings.template or self.default_template)
+        await image.build.aio(app)  # once per process: creates then only reference it
+        self._client, self._app, self._image = client, app, image
+
+    async def create(self, tags: dict[str, str]):
+        if self._setup_error is not None:
+            raise copy.copy(self._setup_error).with_traceback(None)
+        modal = _sdk()
+        return await modal.Sandbox.create.aio(
+            app=self._app,
+            image=self._image,
+            timeout=int(self.settings.sandbox_lifetime_s),
+            tags=tags,
+            client=self._client,
+        )
+
+    async def run(self, handle, command: str, timeout: float) -> CommandResult:
+        process = await handle.exec.aio(*_argv(command), timeout=max(1, math.ceil(timeout)))
+        stdout = await process.stdout.read.aio()
+        exit_code = await process.wait.aio()  # -1 when the exec's own deadline passed
+        stderr = ""
+        if exit_code != 0:
+            try:
+                stderr = await process.stderr.read.aio()
+            except Exception:  # noqa: BLE001 - the exit code is the answer; stderr only explains it
+                pass
+        return CommandResult(exit_code, stdout or "", stderr or "")
+
+    async def destroy(self, handle, timeout: float) -> bool:
+        modal = _sdk()
+        try:
+            await handle.terminate.aio()  # a no-op that succeeds if the sandbox already ended
+        except modal.exception.NotFoundError:
+            return False
+        finally:
+            try:
+                await handle.detach.aio()  # close this sandbox's command-router connection
+            except Exception:  # noqa: BLE001
+                pass
+        return True
+
+    def sandbox_id(self, handle) -> Optional[str]:
+        return handle.object_id
+
+    def metadata(self, handle) -> Any:
+        info = {"sandbox_id": handle.object_id, "app": APP_NAME,
+                "image": self.settings.template or self.default_template}
+        app_id = getattr(self._app, "app_id", None)
+        if app_id:
+            info["app_id"] = app_id
+        return info
+
+    def classify(self, exc: BaseException) -> ErrorInfo:
+        return classify_modal_exception(exc)
+
+
+def classify_modal_exception(exc: BaseException) -> ErrorInfo:
+    """modal's exceptions -> the taxonomy, with the gRPC status name as `http_status`."""
+    import modal.exception as me
+    from grpclib.exceptions import ProtocolError, StreamTerminatedError
+
+    error_type = type(exc).__name__
+    message = truncate(str(exc) or error_type)
+    status = getattr(exc, "_grpc_status", None)
+    if status is None:
+        status = getattr(exc, "status", None)  # a raw grpclib.GRPCError
+    name = getattr(status, "name", None) if status is not None and not isinstance(status, int) else None
+    if isinstance(exc, (me.TimeoutError, asyncio.TimeoutError)) or name == "DEADLINE_EXCEEDED":
+        return ErrorInfo(FailureClass.TIMEOUT.value, name, "deadline_exceeded" if name else None, error_type, message)
+    if name is not None:
+        code = {
+            "RESOURCE_EXHAUSTED": "rate_limited",
+            "NOT_FOUND": "not_found",
+            "UNAUTHENTICATED": "unauthorized",
+            "PERMISSION_DENIED": "forbidden",
+        }.get(name, name.lower())
+        return ErrorInfo(FailureClass.HTTP_ERROR.value, name, code, error_type, message)
+    if isinstance(exc, (me.ConnectionError, StreamTerminatedError, ProtocolError, ConnectionError)):
+        return ErrorInfo(FailureClass.NETWORK_ERROR.value, None, None, error_type, message)
+    try:
+        from h2.exceptions import ProtocolError as H2ProtocolError
+
+        if isinstance(exc, H2ProtocolError):
+            return ErrorInfo(FailureClass.NETWORK_ERROR.value, None, None, error_type, message)
+    except ImportError:  # pragma: no cover
+        pass
+    return classify_exception(exc)

@@ -1,0 +1,41 @@
+"""modal: a burst of real modal sandboxes.
+
+    MODAL_TOKEN_ID=... MODAL_TOKEN_SECRET=... locust -f locustfiles/modal.py --headless -u 1000 -r 1000
+
+Each user creates one sandbox (image node:20-slim, or --template), runs
+`node -v`, holds it until every sandbox of the run is ready (the barrier),
+runs `node -v` again and terminates it. Against the emulator:
+`--emulator-url URL` of an emulator serving the modal face
+(`loadgen emulate --face modal`).
+
+Locust imports this file as the top-level module `modal`, which would shadow
+the modal SDK for everything imported after it; so the SDK is imported here
+first, from outside this directory, and takes its name back.
+"""
+
+import importlib
+import os
+import sys
+
+
+def _restore_modal_sdk() -> None:
+    here = os.path.dirname(os.path.abspath(__file__))
+    me = sys.modules.get(__name__)
+    if sys.modules.get("modal") is me:
+        del sys.modules["modal"]
+    saved = list(sys.path)
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
+    try:
+        importlib.import_module("modal")  # the SDK, now sys.modules["modal"]
+    finally:
+        sys.path[:] = saved  # Locust removes this directory from sys.path itself, by position
+
+
+_restore_modal_sdk()
+
+from loadgen.lifecycle import SandboxUser  # noqa: E402
+import loadgen.run  # noqa: E402,F401  registers loadgen's options and event hooks
+
+
+class ModalUser(SandboxUser):
+    provider_name = "modal"
