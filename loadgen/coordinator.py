@@ -28,7 +28,7 @@ log = logging.getLogger("loadgen.coordinator")
 
 EXIT_OK = 0
 EXIT_THRESHOLD = 1
-EXIT_INTERRUPTED = 2
+EXIT_INTERRUPTED = 4
 EXIT_INCOMPLETE = 3
 
 HEARTBEAT_INTERVAL_S = 1.0

@@ -60,7 +60,7 @@ def test_sigterm_to_master_during_hold_destroys_everything(tmp_path, emulator):
         run = finish(master, workers, tmp_path, timeout=120)
     finally:
         kill_all([master, *workers])
-    assert run.returncode == 2, run.output[-4000:]
+    assert run.returncode == 4, run.output[-4000:]
     stats = emulator.stats()
     assert stats["created"] == 300 and stats["live"] == 0
     meta = run.meta

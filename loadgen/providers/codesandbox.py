@@ -21,15 +21,19 @@ The rules of base.py, and how they are kept here:
 - Lifetime: sandboxes have no lifetime unless `ttl` is set. The adapter sets
   `ttl = settings.sandbox_lifetime_s` (longer than the run), so a sandbox whose
   destroy fails still ends on its own.
-- Pools: the SDK's management client is built here (the SDK's own
-  `AuthenticatedClient`, `httpx_args={"limits": ...}`) with a pool above the
-  users in the process. The SDK builds one httpx.AsyncClient per sandbox for
-  its agent, with httpx's default pool and, above all, its own SSL context:
-  about 20 ms of CPU per sandbox (20 s for 1,000), on the loop thread. So the
-  adapter gives each sandbox's agent client (`set_async_httpx_client`) a
-  lightweight httpx.AsyncClient over ONE shared transport, sized like the
-  management pool. These per-sandbox clients are never closed: closing one
-  would close the shared transport.
+- Pools: no pool is shared, so none caps the process. httpcore's pool scans
+  every connection for every queued request (`_assign_requests_to_connections`),
+  so ONE pool sized for 1,000 in-flight calls costs O(n^2) CPU: 200
+  lifecycles through one shared pool took 32 s of CPU. Instead every sandbox
+  gets its own management client (the SDK's `AuthenticatedClient`, with
+  `httpx_args={"transport": ...}`) and its own agent client (the SDK builds
+  one per sandbox anyway; the adapter swaps in its own through
+  `set_async_httpx_client`), each with httpx's default per-client limits
+  (100 connections; a sandbox has at most two calls in flight). All clients
+  share ONE SSL context: httpx builds a new one per client otherwise, about
+  20 ms of CPU each (20 s for 1,000 sandboxes, on the loop thread). Both
+  clients are closed when the sandbox is destroyed (or its create failed).
+  Proxies from the environment are not used (`trust_env=False`).
 - Tags: the create carries `tags={"run_id", "sandbox_idx"}`.
 """
 
@@ -42,7 +46,6 @@ import uuid
 from loadgen.providers.base import CommandResult, Provider
 from loadgen.result import ErrorInfo, FailureClass, classify_exception, truncate
 
-_POOL_FLOOR = 1000
 DEFAULT_BASE_URL = "https://api.bartender.codesandbox.io"  # together_sandbox._configuration.DEFAULT_BASE_URL
 SHELL = ("bash", "-lc")  # the probe runs in a login shell, as e2b's does
 
@@ -57,6 +60,28 @@ def _snapshot_args(template):
         return {"snapshot_alias": template}
 
 
+class Handle:
+    """One sandbox: the SDK's Sandbox plus the management client it was made with."""
+
+    __slots__ = ("sandbox", "api")
+
+    def __init__(self, sandbox, api):
+        self.sandbox = sandbox
+        self.api = api
+
+    @property
+    def sandbox_id(self) -> str:
+        return self.sandbox.id
+
+    async def close(self) -> None:
+        await self.sandbox.close()
+        await _close_api(self.api)
+
+
+async def _close_api(api) -> None:
+    await api.get_async_httpx_client().aclose()
+
+
 class CodeSandboxProvider(Provider):
     name = "codesandbox"
     required_env = ("TOGETHER_API_KEY",)
@@ -66,28 +91,35 @@ class CodeSandboxProvider(Provider):
 
     def setup(self) -> None:
         import httpx
-        from together_sandbox import RetryConfig, SandboxesNamespace
-        from together_sandbox.api.client import AuthenticatedClient as ApiClient
+        from together_sandbox import RetryConfig
 
         # httpx logs every request at INFO: 400k lines in a 100k run
         logging.getLogger("httpx").setLevel(logging.WARNING)
         s = self.settings
-        pool = max(_POOL_FLOOR, 2 * s.users_in_process)
-        limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool, keepalive_expiry=30.0)
         base = (s.base_url or os.environ.get("TOGETHER_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
         self.base_url = base
+        self._api_base = base + "/v1"  # as TogetherSandbox does
+        self._api_key = os.environ.get("TOGETHER_API_KEY", "")
         self._retry = RetryConfig(max_attempts=1)
-        # A create may answer late and must still be seen (late-create window); the
-        # lifecycle puts its own, shorter deadlines on every call.
-        api_timeout = httpx.Timeout(s.create_timeout_s + s.late_create_window_s, connect=s.create_timeout_s)
-        self._api = ApiClient(base_url=base + "/v1", token=os.environ.get("TOGETHER_API_KEY", ""), prefix="Bearer",
-                              timeout=api_timeout, httpx_args={"limits": limits})
-        self._sandboxes = SandboxesNamespace(self._api, retry=self._retry)
-        self._agent_transport = httpx.AsyncHTTPTransport(limits=limits)
+        self._ssl = httpx.create_ssl_context()
+        # A create may answer late and must still be seen (the late-create window);
+        # the lifecycle puts its own, shorter deadline on every call.
+        self._api_timeout = httpx.Timeout(s.create_timeout_s + s.late_create_window_s, connect=s.create_timeout_s)
         self._agent_timeout = httpx.Timeout(s.command_timeout_s + 5.0, connect=s.command_timeout_s)
 
-    def _connect_agent(self, sandbox):
-        """Give the SDK's sandbox a cheap agent client over the shared transport."""
+    def _transport(self):
+        import httpx
+
+        return httpx.AsyncHTTPTransport(verify=self._ssl, trust_env=False)
+
+    def _new_api_client(self):
+        from together_sandbox.api.client import AuthenticatedClient as ApiClient
+
+        return ApiClient(base_url=self._api_base, token=self._api_key, prefix="Bearer", timeout=self._api_timeout,
+                         httpx_args={"transport": self._transport(), "trust_env": False})
+
+    def _connect_agent(self, sandbox, api) -> Handle:
+        """The SDK's sandbox, rebuilt around an agent client on the shared SSL context."""
         import httpx
         from together_sandbox import Sandbox
         from together_sandbox.sandbox.client import AuthenticatedClient as SandboxClient
@@ -96,35 +128,44 @@ class CodeSandboxProvider(Provider):
         client = SandboxClient(base_url=agent.url, token=agent.token, prefix="Bearer")
         client.set_async_httpx_client(httpx.AsyncClient(
             base_url=agent.url, headers={"Authorization": f"Bearer {agent.token}"},
-            transport=self._agent_transport, timeout=self._agent_timeout, trust_env=False))
-        return Sandbox(sandbox.vm_info, client, self._api, retry=self._retry)
+            transport=self._transport(), timeout=self._agent_timeout, trust_env=False))
+        return Handle(Sandbox(sandbox.vm_info, client, api, retry=self._retry), api)
 
-    async def create(self, tags: dict[str, str]):
-        sandbox = await self._sandboxes.create(
-            ttl=int(self.settings.sandbox_lifetime_s), tags=tags,
-            **_snapshot_args(self.settings.template or self.default_template))
-        return self._connect_agent(sandbox)
+    async def create(self, tags: dict[str, str]) -> Handle:
+        from together_sandbox import SandboxesNamespace
 
-    async def run(self, handle, command: str, timeout: float) -> CommandResult:
-        result = await handle.execs.exec(SHELL[0], [SHELL[1], command])
+        api = self._new_api_client()
+        try:
+            sandbox = await SandboxesNamespace(api, retry=self._retry).create(
+                ttl=int(self.settings.sandbox_lifetime_s), tags=tags,
+                **_snapshot_args(self.settings.template or self.default_template))
+        except BaseException:
+            await _close_api(api)
+            raise
+        return self._connect_agent(sandbox, api)
+
+    async def run(self, handle: Handle, command: str, timeout: float) -> CommandResult:
+        result = await handle.sandbox.execs.exec(SHELL[0], [SHELL[1], command])
         return CommandResult(result["exit_code"], result.get("output") or "", "")
 
-    async def destroy(self, handle, timeout: float) -> bool:
+    async def destroy(self, handle: Handle, timeout: float) -> bool:
         from together_sandbox import HttpError
 
         try:
-            await handle.terminate(snapshot=None)  # ephemeral teardown: no snapshot is taken
+            await handle.sandbox.terminate(snapshot=None)  # ephemeral teardown: no snapshot is taken
         except HttpError as exc:
             if exc.status == 404:
                 return False
             raise
+        finally:
+            await handle.close()
         return True
 
-    def sandbox_id(self, handle):
-        return handle.id
+    def sandbox_id(self, handle: Handle):
+        return handle.sandbox_id
 
-    def metadata(self, handle):
-        vm = handle.vm_info
+    def metadata(self, handle: Handle):
+        vm = handle.sandbox.vm_info
         info = {"sandbox_id": str(vm.id)}
         for attr in ("status", "status_reason", "snapshot_id", "cpu", "memory_bytes", "ttl", "project_id"):
             value = getattr(vm, attr, None)

@@ -7,7 +7,8 @@ inside `Emulator.start`, on the running loop) binds that port at once; the
 gRPC URL is then found through the HTTP listener:
 
     GET <emulator-url>/modal/grpc   ->  {"url": "http://127.0.0.1:PORT", "port": PORT}
-    GET <emulator-url>/modal/stats  ->  {"rpcs": {name: count}, "grpc_url": ..., "connections": N}
+    GET <emulator-url>/modal/stats  ->  {"rpcs": {name: count}, "unimplemented": {name: count},
+                                         "grpc_url": ..., "connections": N}
 
 so no change to server.py, handle.py or command.py is needed; `/_emulator/`
 ground truth (stats, sandboxes, reset) covers modal sandboxes like any other.
@@ -250,8 +251,10 @@ class ModalFace:
             req.respond(200, json.dumps({"url": self.grpc_url, "port": self.grpc_port}).encode())
             return True
         if req.path == b"/modal/stats":
+            rpcs = {k: v for k, v in self.rpcs.items() if k in RPCS}
+            others = {k: v for k, v in self.rpcs.items() if k not in RPCS}
             req.respond(200, json.dumps({"grpc_url": self.grpc_url, "connections": self.connections[0],
-                                         "rpcs": dict(self.rpcs)}).encode())
+                                         "rpcs": rpcs, "unimplemented": others}).encode())
             return True
         return False
 
@@ -263,11 +266,14 @@ class ModalFace:
             # The generated base class knows each method's cardinality and types.
             stub = type("_Types", (base,), {n: (lambda self, stream: None) for n in base.__abstractmethods__})()
             for path, h in stub.__mapping__().items():
-                if path in RPCS:
-                    method = getattr(self, path.rsplit("/", 1)[1])
-                    mapping[path] = grpclib.const.Handler(self._counted(path, method), h.cardinality,
-                                                          h.request_type, h.reply_type)
+                method = getattr(self, path.rsplit("/", 1)[1]) if path in RPCS else self._unimplemented
+                mapping[path] = grpclib.const.Handler(self._counted(path, method), h.cardinality,
+                                                      h.request_type, h.reply_type)
         return mapping
+
+    async def _unimplemented(self, stream) -> None:
+        """Every other RPC of both services: counted (so a new SDK's needs show in /modal/stats), then refused."""
+        raise GRPCError(Status.UNIMPLEMENTED, "not emulated by loadgen's modal face")
 
     def _counted(self, path: str, method):
         rpcs = self.rpcs
