@@ -334,7 +334,8 @@ class Controller:
         self.coordinator = Coordinator(identity, self.settings, run_path, make_sinks(options), expected, users)
         self.coordinator.start()
         self.coordinator.collector.on_complete = self._on_all_results
-        print(f"loadgen: run {identity['run_id']} ({self.provider_name}), results in {run_path}", flush=True)
+        print(f"loadgen: run {identity['run_id']} (provider {self.provider_name}, commit {identity['commit_sha'][:12]}, "
+              f"host {identity['host']}), results in {run_path}", flush=True)
         if self.is_master:
             self._sync_clocks()
         else:

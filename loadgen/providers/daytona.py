@@ -41,9 +41,11 @@ What the SDK does on its own, and what this adapter does about it:
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import os
+import sys
 import time
 import warnings
 from typing import Any, Optional
@@ -57,6 +59,30 @@ log = logging.getLogger("loadgen.providers.daytona")
 
 _POOL_FLOOR = 256
 _EVENTS_WAIT_S = 5.0
+
+
+def load_sdk(locustfile: Optional[str] = None):
+    """The `daytona` SDK package, even when a locustfile has taken its name.
+
+    Locust imports `locustfiles/daytona.py` as the module `daytona` and puts it
+    in sys.modules, where it would shadow the SDK (and the SDK's own submodule
+    imports would then fail). This puts the SDK back under its name, importing
+    it with the locustfile's directory off sys.path; Locust keeps its own
+    reference to the locustfile module, so nothing else needs the name.
+    """
+    module = sys.modules.get("daytona")
+    if module is not None and hasattr(module, "Daytona"):
+        return module
+    shadow = sys.modules.pop("daytona", None)
+    path = locustfile or getattr(shadow, "__file__", None)
+    saved = sys.path[:]
+    if path:
+        here = os.path.dirname(os.path.abspath(path))
+        sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
+    try:
+        return importlib.import_module("daytona")
+    finally:
+        sys.path[:] = saved
 
 
 def api_url_for_emulator(base_url: str) -> str:
@@ -100,9 +126,9 @@ class DaytonaProvider(Provider):
 
     def _build_client(self, polling: bool):
         import urllib3
-        from daytona import Daytona, DaytonaConfig
 
-        config = DaytonaConfig(
+        sdk = load_sdk()
+        config = sdk.DaytonaConfig(
             api_key=os.environ.get("DAYTONA_API_KEY"),
             api_url=self.api_url,
             target=self.target,
@@ -111,7 +137,7 @@ class DaytonaProvider(Provider):
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # polling mode is "deprecated"
-            client = Daytona(config)
+            client = sdk.Daytona(config)
         # Retries off on both clients, before any pool exists (pools are made
         # lazily per host from connection_pool_kw).
         for api_client in (client._api_client, client._toolbox_api_client):
@@ -135,10 +161,8 @@ class DaytonaProvider(Provider):
 
     # -- the operations ----------------------------------------------------------
     def create(self, tags: dict[str, str]):
-        from daytona import CreateSandboxFromSnapshotParams
-
         s = self.settings
-        params = CreateSandboxFromSnapshotParams(
+        params = load_sdk().CreateSandboxFromSnapshotParams(
             snapshot=s.template or self.default_template,
             auto_stop_interval=0,
             ttl_minutes=max(1, math.ceil(s.sandbox_lifetime_s / 60)),
@@ -156,12 +180,10 @@ class DaytonaProvider(Provider):
         return CommandResult(exit_code, response.result or "", "")
 
     def destroy(self, handle, timeout: float) -> bool:
-        from daytona import DaytonaNotFoundError
-
         try:
             with gevent.Timeout(timeout):
                 self.client.delete(handle, timeout=0)
-        except DaytonaNotFoundError:
+        except load_sdk().DaytonaNotFoundError:
             return False
         return True
 
@@ -179,8 +201,7 @@ class DaytonaProvider(Provider):
         return info
 
     def classify(self, exc: BaseException) -> ErrorInfo:
-        import daytona
-
+        daytona = load_sdk()
         error_type = type(exc).__name__
         message = truncate(str(exc) or error_type)
         if isinstance(exc, gevent.Timeout):

@@ -1,0 +1,81 @@
+"""The e2b adapter: the real e2b SDK, driven from gevent greenlets through loadgen's asyncio bridge."""
+
+import gevent
+import pytest
+
+from loadgen.aio import get_bridge
+from loadgen.emulator import start_emulator
+from loadgen.providers.base import ProviderSettings
+from loadgen.providers.e2b import E2BProvider
+
+
+def make_adapter(url, **kw):
+    settings = ProviderSettings(base_url=url, users_in_process=600, create_timeout_s=5, late_create_window_s=0, **kw)
+    adapter = E2BProvider(settings)
+    adapter.prepare()
+    return adapter
+
+
+def lifecycle(adapter, idx):
+    call = lambda coro, t=10: get_bridge().call(coro, timeout=t)  # noqa: E731
+    handle = call(adapter.create({"run_id": "adapter-test", "sandbox_idx": str(idx)}))
+    result = call(adapter.run(handle, "node -v", 5))
+    killed = call(adapter.destroy(handle, 5))
+    return result.exit_code, result.stdout.strip(), killed
+
+
+def test_500_concurrent_lifecycles_from_greenlets(monkeypatch, emulator):
+    monkeypatch.setenv("E2B_API_KEY", "e2b_test_key")
+    adapter = make_adapter(emulator.url)
+    greenlets = [gevent.spawn(lifecycle, adapter, i) for i in range(500)]
+    gevent.joinall(greenlets, timeout=120, raise_error=True)
+    results = [g.value for g in greenlets]
+    assert all(code == 0 and out.startswith("v20.") and killed is True for code, out, killed in results)
+    stats = emulator.stats()
+    assert stats["created"] == 500 and stats["killed"] == 500 and stats["live"] == 0
+
+
+@pytest.mark.parametrize("fault, expected", [
+    ({"rate_limit_per_s": 0.001, "rate_limit_burst": 1}, ("http_error", 429)),
+    ({"fault_create_5xx": 1.0}, ("http_error", 500)),
+    ({"fault_reset": 1.0}, ("network_error", None)),
+    ({"fault_kill": 1.0}, ("http_error", 500)),
+])
+def test_faults_are_classified(monkeypatch, fault, expected):
+    monkeypatch.setenv("E2B_API_KEY", "e2b_test_key")
+    with start_emulator("fast", **fault) as emu:
+        adapter = make_adapter(emu.url)
+        bridge = get_bridge()
+        if "rate_limit_per_s" in fault:  # the first create takes the only token
+            bridge.call(adapter.create({"run_id": "r", "sandbox_idx": "0"}), timeout=10)
+        try:
+            handle = bridge.call(adapter.create({"run_id": "r", "sandbox_idx": "1"}), timeout=10)
+            bridge.call(adapter.destroy(handle, 5), timeout=10)
+        except Exception as exc:  # noqa: BLE001
+            info = adapter.classify(exc)
+        else:
+            pytest.fail("no exception")
+    assert (info.failure_class, info.http_status) == expected
+
+
+def test_dead_sandbox_is_classified_as_gone(monkeypatch):
+    monkeypatch.setenv("E2B_API_KEY", "e2b_test_key")
+    with start_emulator("fast", fault_died=1.0) as emu:
+        adapter = make_adapter(emu.url)
+        bridge = get_bridge()
+        handle = bridge.call(adapter.create({"run_id": "r", "sandbox_idx": "0"}), timeout=10)
+        assert bridge.call(adapter.run(handle, "node -v", 5), timeout=10).exit_code == 0
+        with pytest.raises(Exception) as caught:
+            bridge.call(adapter.run(handle, "node -v", 5), timeout=10)
+        info = adapter.classify(caught.value)
+        assert (info.failure_class, info.error_code) == ("http_error", "sandbox_gone")
+
+
+def test_create_hang_times_out(monkeypatch):
+    monkeypatch.setenv("E2B_API_KEY", "e2b_test_key")
+    with start_emulator("fast", fault_create_hang=1.0) as emu:
+        adapter = make_adapter(emu.url)
+        adapter._opts["request_timeout"] = 1.0
+        with pytest.raises(Exception) as caught:
+            get_bridge().call(adapter.create({"run_id": "r", "sandbox_idx": "0"}), timeout=10)
+        assert adapter.classify(caught.value).failure_class == "timeout"
