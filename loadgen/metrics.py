@@ -18,18 +18,9 @@ import gevent
 import psutil
 
 from loadgen.result import iso
+from loadgen.stats import percentile
 
 PROBE_INTERVAL_S = 0.02
-
-
-def _percentile(sorted_values: list[float], p: float) -> float:
-    """Nearest rank, as everywhere in loadgen."""
-    if not sorted_values:
-        return 0.0
-    import math
-
-    rank = max(1, math.ceil(p / 100.0 * len(sorted_values)))
-    return sorted_values[rank - 1]
 
 
 def read_sockstat() -> dict:
@@ -89,8 +80,8 @@ class HealthSampler:
             "cpu_percent": self._proc.cpu_percent(None),
             "rss_bytes": self._proc.memory_info().rss,
             "hub_lag_ms": {
-                "p50": round(_percentile(lags, 50), 3),
-                "p99": round(_percentile(lags, 99), 3),
+                "p50": round(percentile(lags, 50) or 0.0, 3),
+                "p99": round(percentile(lags, 99) or 0.0, 3),
                 "max": round(lags[-1], 3) if lags else 0.0,
             },
             "open_fds": fds,

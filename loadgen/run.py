@@ -37,6 +37,7 @@ from loadgen.process import ProcessRun
 from loadgen.providers import get_provider_class
 from loadgen.providers.base import MissingCredentials, ProviderSettings
 from loadgen.result import iso
+from loadgen.sinks.pg_redact import redact_url
 
 log = logging.getLogger("loadgen.run")
 
@@ -177,20 +178,6 @@ def commit_sha(explicit: str = "") -> str:
         return out.stdout.strip() if out.returncode == 0 else "unknown"
     except Exception:  # noqa: BLE001
         return "unknown"
-
-
-def redact_url(url: str) -> str:
-    """postgres://user:secret@host/db -> postgres://user:***@host/db"""
-    from urllib.parse import urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(url)
-        if parts.password:
-            netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-            return urlunsplit(parts._replace(netloc=netloc))
-    except Exception:  # noqa: BLE001
-        return "***"
-    return url
 
 
 def public_options(options) -> dict:

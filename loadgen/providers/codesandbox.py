@@ -90,9 +90,15 @@ class CodeSandboxProvider(Provider):
     default_template = None  # the API's default snapshot
 
     def setup(self) -> None:
+        # Import here, on the gevent side, once: the first creates must not pay
+        # for importing the SDK on the loop thread.
         import httpx
-        from together_sandbox import RetryConfig
+        from together_sandbox import HttpError, RetryConfig, Sandbox, SandboxesNamespace
+        from together_sandbox.api.client import AuthenticatedClient as ApiClient
+        from together_sandbox.sandbox.client import AuthenticatedClient as SandboxClient
 
+        self._httpx, self._HttpError, self._Sandbox, self._Namespace = httpx, HttpError, Sandbox, SandboxesNamespace
+        self._ApiClient, self._SandboxClient = ApiClient, SandboxClient
         # httpx logs every request at INFO: 400k lines in a 100k run
         logging.getLogger("httpx").setLevel(logging.WARNING)
         s = self.settings
@@ -108,35 +114,25 @@ class CodeSandboxProvider(Provider):
         self._agent_timeout = httpx.Timeout(s.command_timeout_s + 5.0, connect=s.command_timeout_s)
 
     def _transport(self):
-        import httpx
-
-        return httpx.AsyncHTTPTransport(verify=self._ssl, trust_env=False)
+        return self._httpx.AsyncHTTPTransport(verify=self._ssl, trust_env=False)
 
     def _new_api_client(self):
-        from together_sandbox.api.client import AuthenticatedClient as ApiClient
-
-        return ApiClient(base_url=self._api_base, token=self._api_key, prefix="Bearer", timeout=self._api_timeout,
+        return self._ApiClient(base_url=self._api_base, token=self._api_key, prefix="Bearer", timeout=self._api_timeout,
                          httpx_args={"transport": self._transport(), "trust_env": False})
 
     def _connect_agent(self, sandbox, api) -> Handle:
         """The SDK's sandbox, rebuilt around an agent client on the shared SSL context."""
-        import httpx
-        from together_sandbox import Sandbox
-        from together_sandbox.sandbox.client import AuthenticatedClient as SandboxClient
-
         agent = sandbox.vm_info.agent
-        client = SandboxClient(base_url=agent.url, token=agent.token, prefix="Bearer")
-        client.set_async_httpx_client(httpx.AsyncClient(
+        client = self._SandboxClient(base_url=agent.url, token=agent.token, prefix="Bearer")
+        client.set_async_httpx_client(self._httpx.AsyncClient(
             base_url=agent.url, headers={"Authorization": f"Bearer {agent.token}"},
             transport=self._transport(), timeout=self._agent_timeout, trust_env=False))
-        return Handle(Sandbox(sandbox.vm_info, client, api, retry=self._retry), api)
+        return Handle(self._Sandbox(sandbox.vm_info, client, api, retry=self._retry), api)
 
     async def create(self, tags: dict[str, str]) -> Handle:
-        from together_sandbox import SandboxesNamespace
-
         api = self._new_api_client()
         try:
-            sandbox = await SandboxesNamespace(api, retry=self._retry).create(
+            sandbox = await self._Namespace(api, retry=self._retry).create(
                 ttl=int(self.settings.sandbox_lifetime_s), tags=tags,
                 **_snapshot_args(self.settings.template or self.default_template))
         except BaseException:
@@ -149,11 +145,9 @@ class CodeSandboxProvider(Provider):
         return CommandResult(result["exit_code"], result.get("output") or "", "")
 
     async def destroy(self, handle: Handle, timeout: float) -> bool:
-        from together_sandbox import HttpError
-
         try:
             await handle.sandbox.terminate(snapshot=None)  # ephemeral teardown: no snapshot is taken
-        except HttpError as exc:
+        except self._HttpError as exc:
             if exc.status == 404:
                 return False
             raise

@@ -154,16 +154,16 @@ class ModalProvider(Provider):
     def setup(self) -> None:
         logging.getLogger("hpack").setLevel(logging.WARNING)
         _sdk()
-        if self.settings.base_url:
-            os.environ["MODAL_SERVER_URL"] = grpc_url_for(self.settings.base_url)
         self.retry_settings = _disable_sdk_retries()
         bridge = get_bridge()
         _adopt_bridge_loop(bridge.loop)
         self._client = self._app = self._image = None
         self._setup_error: Optional[BaseException] = None
         try:
+            if self.settings.base_url:
+                os.environ["MODAL_SERVER_URL"] = grpc_url_for(self.settings.base_url)
             bridge.call(self._open(), timeout=self.settings.create_timeout_s + 30.0)
-        except BaseException as exc:  # noqa: BLE001 - every create then fails with this error, as data
+        except Exception as exc:  # noqa: BLE001 - every create then fails with this error: data, not a crash
             self._setup_error = exc
             log.error("modal: could not open the client, app %r and image: %s: %s", APP_NAME, type(exc).__name__, exc)
 

@@ -10,10 +10,16 @@ What the SDK does on its own, and what this adapter does about it:
   ``max_retries=0``. (Its status long polls already pass ``max_retries=0``.)
 - Pools: without an ``http_client`` it builds process-wide sharded pools of
   20 connections each, which capped in-flight calls at 160 and failed
-  connects at 1,000 concurrent flows. The adapter hands it one
-  ``httpx.Client`` whose limits are above the users in the process, on
-  HTTP/1.1 (one connection per request in flight; the emulator speaks only
-  HTTP/1.1, so real and emulated runs go through the same transport).
+  connects at 1,000 concurrent flows. The adapter hands it its own
+  ``httpx.Client``s, on HTTP/1.1 (one connection per request in flight; the
+  emulator speaks only HTTP/1.1, so real and emulated runs go through the
+  same transport), each with limits above the users in the process.
+- httpcore's pool is quadratic: every request scans every connection of its
+  pool for every queued request (and polls each idle socket), so one pool
+  with 200 concurrent flows cost 17 s of CPU for 200 lifecycles, all of it
+  on the hub. The adapter therefore keeps one client per ``_SHARD_USERS``
+  users and pins each sandbox to one of them (by its index), which keeps the
+  cost per request flat.
 - Lifetime: a devbox shuts itself down after
   ``launch_parameters.keep_alive_time_seconds`` (default 1 h, at most 48 h);
   it is set to the run's sandbox lifetime.
@@ -42,7 +48,19 @@ from loadgen.result import ErrorInfo, FailureClass, classify_exception, truncate
 log = logging.getLogger("loadgen.providers.runloop")
 
 _POOL_FLOOR = 256
+_SHARD_USERS = 32  # sandboxes per httpx client (see the module docstring)
 _MAX_KEEP_ALIVE_S = 172800  # Runloop's documented maximum (48 h)
+
+
+class Devbox:
+    """A created devbox (the SDK's DevboxView) and the client it is pinned to."""
+
+    __slots__ = ("view", "client", "id")
+
+    def __init__(self, view, client):
+        self.view = view
+        self.client = client
+        self.id = view.id
 
 
 class RunloopProvider(Provider):
@@ -63,19 +81,19 @@ class RunloopProvider(Provider):
         self.pool_size = max(_POOL_FLOOR, int(s.users_in_process) * 2 + 16)
         base_url = s.base_url or os.environ.get("RUNLOOP_BASE_URL") or None
         default_timeout = httpx.Timeout(s.destroy_timeout_s, connect=min(10.0, s.destroy_timeout_s))
-        self.http_client = httpx.Client(
-            limits=httpx.Limits(max_connections=self.pool_size, max_keepalive_connections=self.pool_size,
-                                keepalive_expiry=60.0),
-            timeout=default_timeout,
-            follow_redirects=True,
-        )
-        self.client = Runloop(
-            bearer_token=os.environ.get("RUNLOOP_API_KEY"),
-            base_url=base_url,
-            max_retries=0,
-            timeout=default_timeout,
-            http_client=self.http_client,
-        )
+        limits = httpx.Limits(max_connections=self.pool_size, max_keepalive_connections=self.pool_size,
+                              keepalive_expiry=60.0)
+        self.clients = []
+        for _ in range(max(1, math.ceil(int(s.users_in_process) / _SHARD_USERS))):
+            http_client = httpx.Client(limits=limits, timeout=default_timeout, follow_redirects=True)
+            self.clients.append(Runloop(
+                bearer_token=os.environ.get("RUNLOOP_API_KEY"),
+                base_url=base_url,
+                max_retries=0,
+                timeout=default_timeout,
+                http_client=http_client,
+            ))
+        self._next_shard = 0
         self.create_window_s = s.create_timeout_s + s.late_create_window_s
         self.create_polling = PollingConfig(interval_seconds=1.0, max_attempts=max(1, math.ceil(self.create_window_s)),
                                             timeout_seconds=self.create_window_s)
@@ -83,27 +101,37 @@ class RunloopProvider(Provider):
         if s.sandbox_lifetime_s > _MAX_KEEP_ALIVE_S:
             log.warning("runloop: sandbox lifetime %d s is above Runloop's maximum keep-alive; using %d s",
                         s.sandbox_lifetime_s, _MAX_KEEP_ALIVE_S)
-        log.info("runloop: api %s, pool %d, keep-alive %d s", base_url or "(SDK default)", self.pool_size,
-                 self.keep_alive_s)
+        log.info("runloop: api %s, %d clients of %d connections, keep-alive %d s", base_url or "(SDK default)",
+                 len(self.clients), self.pool_size, self.keep_alive_s)
+
+    def _client_for(self, tags: dict[str, str]):
+        try:
+            shard = int(tags["sandbox_idx"])
+        except (KeyError, ValueError):
+            shard = self._next_shard
+            self._next_shard += 1
+        return self.clients[shard % len(self.clients)]
 
     # -- the operations ----------------------------------------------------------
     def create(self, tags: dict[str, str]):
         kwargs: dict[str, Any] = {}
         if self.settings.template:
             kwargs["blueprint_name"] = self.settings.template
-        return self.client.devboxes.create_and_await_running(
+        client = self._client_for(tags)
+        view = client.devboxes.create_and_await_running(
             launch_parameters={"keep_alive_time_seconds": self.keep_alive_s},
             metadata=dict(tags),
             polling_config=self.create_polling,
             timeout=self.create_window_s,
             **kwargs,
         )
+        return Devbox(view, client)
 
     def run(self, handle, command: str, timeout: float) -> CommandResult:
         from runloop_api_client.lib.polling import PollingConfig
 
         optimistic = int(max(1, min(25, math.ceil(timeout))))
-        result = self.client.devboxes.execute_and_await_completion(
+        result = handle.client.devboxes.execute_and_await_completion(
             handle.id,
             command=command,
             optimistic_timeout=optimistic,
@@ -117,7 +145,7 @@ class RunloopProvider(Provider):
         from runloop_api_client import NotFoundError
 
         try:
-            self.client.devboxes.shutdown(handle.id)
+            handle.client.devboxes.shutdown(handle.id)
         except NotFoundError:
             return False
         return True
@@ -129,7 +157,7 @@ class RunloopProvider(Provider):
     def metadata(self, handle) -> Any:
         info = {"sandbox_id": handle.id}
         for attr in ("status", "blueprint_id", "snapshot_id", "create_time_ms", "name"):
-            value = getattr(handle, attr, None)
+            value = getattr(handle.view, attr, None)
             if value is not None:
                 info[attr] = value
         return info

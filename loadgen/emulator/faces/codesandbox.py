@@ -70,6 +70,11 @@ _DEFAULT_SNAPSHOT = str(uuid.uuid5(_NS, "default-snapshot"))
 _GONE_REASON = {C.KILLED: "termination_requested", C.EXPIRED: "autoterminated", C.DIED: "crashed"}
 
 
+def public_id(core_id: str) -> str:
+    """The UUID this face shows for the core's sandbox id (ground truth joins on it)."""
+    return str(uuid.uuid5(_NS, core_id))
+
+
 def _api_err(status: int, code: str, message: str, errors: Optional[list] = None) -> bytes:
     return orjson.dumps({"code": code, "message": message, "errors": errors or []})
 
@@ -243,7 +248,7 @@ class CodeSandboxFace:
         sb = out.sandbox
         kind = out.kind
         if kind == C.OK:
-            sid = str(uuid.uuid5(_NS, sb.sandbox_id))
+            sid = public_id(sb.sandbox_id)
             if sb.token is None:
                 sb.token = "csbat_" + uuid.uuid5(_NS, "token|" + sb.sandbox_id).hex
             now = sb.t_answered

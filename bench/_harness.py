@@ -1,0 +1,320 @@
+"""Shared plumbing of the generator benchmarks (bench/lifecycle_cost.py, dispatch_rate.py,
+measurement_error.py, memory_per_sandbox.py, burst_10k.py).
+
+Every figure comes from real `locust` processes, started the way a user starts
+them, against a real emulator process on 127.0.0.1:
+
+- loadgen: `locust -f locustfiles/local.py --emulator-url URL` (the e2b
+  adapter through the real SDK), or a generated locustfile naming another
+  provider's SandboxUser;
+- the baseline: a generated locustfile whose FastHttpUser makes the same HTTP
+  exchanges on the e2b wire (POST /sandboxes with X-API-KEY, two POST
+  /process.Process/Start with Connect framing, DELETE /sandboxes/{id}), one
+  lifecycle per user, no hold. It records its own measured create latency per
+  sandbox index, so the same server-side join works for both.
+
+A process's CPU time is read from its rusage when it is reaped (os.wait4):
+user + system, every thread (the asyncio loop and pyqwest's Rust threads
+included).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import orjson
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+LOCUST = str(Path(sys.executable).with_name("locust"))
+
+BASELINE_LOCUSTFILE = r'''
+"""FastHttpUser baseline: the e2b wire exchanges of one sandbox lifecycle, one per user."""
+import os, time
+import gevent
+import orjson
+from locust import FastHttpUser, task, constant, events
+from locust.runners import MasterRunner, WorkerRunner
+
+MODE = os.environ.get("BENCH_MODE", "lifecycle")      # lifecycle | create
+OUT = os.environ.get("BENCH_OUT")                      # per-process jsonl of measured create latencies
+START_MSG = b'{"process":{"cmd":"/bin/bash","args":["-l","-c","node -v"]},"stdin":false}'
+START_BODY = bytes([0]) + len(START_MSG).to_bytes(4, "big") + START_MSG
+RUN_ID = "baseline-%d" % os.getpid()
+state = {"next": 0, "done": 0, "failed": 0, "expected": None, "rows": [], "total_done": 0}
+
+
+@events.test_start.add_listener
+def _start(environment, **kw):
+    if not isinstance(environment.runner, WorkerRunner):
+        state["expected"] = environment.parsed_options.num_users
+
+
+@events.init.add_listener
+def _init(environment, **kw):
+    runner = environment.runner
+    if isinstance(runner, MasterRunner):
+        def on_done(environment, msg, **kw):
+            state["total_done"] += msg.data
+            if state["total_done"] >= state["expected"]:
+                gevent.spawn(runner.quit)
+        runner.register_message("bench_done", on_done)
+
+
+def _finished(environment):
+    state["done"] += 1
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        runner.send_message("bench_done", 1)
+    elif state["done"] >= state["expected"]:
+        gevent.spawn(runner.quit)
+
+
+@events.quitting.add_listener
+def _dump(environment, **kw):
+    if OUT and state["rows"]:
+        with open(f"{OUT}.{os.getpid()}", "wb") as fh:
+            fh.write(b"".join(orjson.dumps(r) + b"\n" for r in state["rows"]))
+
+
+class BaselineUser(FastHttpUser):
+    wait_time = constant(3600)
+    host = os.environ.get("BENCH_HOST")
+
+    def on_start(self):
+        self.idx = int(os.environ.get("BENCH_IDX_BASE", "0")) + state["next"] * int(os.environ.get("BENCH_IDX_STRIDE", "1"))
+        state["next"] += 1
+        self.did = False
+
+    @task
+    def life(self):
+        if self.did:
+            gevent.sleep(3600)
+            return
+        self.did = True
+        try:
+            body = orjson.dumps({"templateID": "base", "timeout": 3600,
+                                 "metadata": {"run_id": RUN_ID, "sandbox_idx": str(self.idx)}})
+            t0 = time.time()
+            r = self.client.post("/sandboxes", data=body, name="create",
+                                 headers={"X-API-KEY": "e2b_bench", "Content-Type": "application/json"})
+            t1 = time.time()
+            self.created = r.status_code == 201
+            info = r.json()
+            state["rows"].append({"idx": self.idx, "run_id": RUN_ID, "latency_ms": (t1 - t0) * 1000.0})
+            if MODE == "lifecycle":
+                sid, token = info["sandboxID"], info["envdAccessToken"]
+                for _ in range(2):
+                    r = self.client.post("/process.Process/Start", data=START_BODY, name="command", headers={
+                        "E2b-Sandbox-Id": sid, "X-Access-Token": token,
+                        "Content-Type": "application/connect+json", "Connect-Protocol-Version": "1"})
+                    if b"djIwLjE4LjEK" not in r.content:   # base64 of "v20.18.1\n"
+                        raise RuntimeError("no version in the command stream")
+                self.client.request("DELETE", f"/sandboxes/{sid}", name="destroy", headers={"X-API-KEY": "e2b_bench"})
+        except Exception:
+            state["failed"] += 1
+        finally:
+            _finished(self.environment)
+'''
+
+
+def command_line() -> str:
+    return "python " + " ".join(shlex.quote(a) for a in sys.argv)
+
+
+def today() -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+
+
+@dataclass
+class ProcResult:
+    returncode: int
+    cpu_s: float
+    max_rss_kb: int
+    output: str
+
+
+@dataclass
+class LocustResult:
+    wall_s: float
+    master: ProcResult
+    workers: list = field(default_factory=list)
+    run_dir: Optional[Path] = None
+
+    @property
+    def cpu_s(self) -> float:
+        return self.master.cpu_s + sum(w.cpu_s for w in self.workers)
+
+    @property
+    def run_path(self) -> Optional[Path]:
+        if self.run_dir is None:
+            return None
+        runs = [p for p in self.run_dir.iterdir() if p.is_dir()]
+        return runs[0] if len(runs) == 1 else None
+
+    def records(self) -> list[dict]:
+        from loadgen.rundir import read_records
+
+        return read_records(self.run_path)
+
+    def metrics(self) -> list[dict]:
+        from loadgen.rundir import iter_jsonl
+
+        return list(iter_jsonl(self.run_path / "metrics.jsonl"))
+
+    def meta(self) -> dict:
+        return orjson.loads((self.run_path / "meta.json").read_bytes())
+
+
+def _env(extra: Optional[dict] = None) -> dict:
+    env = dict(os.environ)
+    env.setdefault("E2B_API_KEY", "e2b_bench_key")
+    env["PYTHONUNBUFFERED"] = "1"
+    env.pop("E2B_DEBUG", None)
+    if extra:
+        env.update(extra)
+    return env
+
+
+def _spawn(cmd: list[str], env: dict, log: Path) -> subprocess.Popen:
+    fh = open(log, "wb")
+    proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    proc._bench_log = (fh, log)  # type: ignore[attr-defined]
+    return proc
+
+
+def _reap(proc: subprocess.Popen, timeout: float) -> ProcResult:
+    deadline = time.time() + timeout
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.time() > deadline:
+            os.killpg(proc.pid, 9)
+            pid, status, usage = os.wait4(proc.pid, 0)
+            break
+        time.sleep(0.05)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    fh, log = proc._bench_log  # type: ignore[attr-defined]
+    fh.close()
+    return ProcResult(proc.returncode, usage.ru_utime + usage.ru_stime, usage.ru_maxrss,
+                      log.read_text(errors="replace"))
+
+
+def baseline_locustfile(workdir: Path) -> Path:
+    path = workdir / "baseline_fasthttp.py"
+    path.write_text(BASELINE_LOCUSTFILE)
+    return path
+
+
+def provider_locustfile(workdir: Path, provider: str) -> Path:
+    """A locustfile for any registered provider, pointed at an emulator with --emulator-url."""
+    if provider == "e2b":
+        return REPO / "locustfiles" / "local.py"
+    path = workdir / f"loadgen_{provider}.py"
+    path.write_text(
+        "from loadgen.lifecycle import SandboxUser\nimport loadgen.run  # noqa: F401\n\n"
+        f"class BenchUser(SandboxUser):\n    provider_name = {provider!r}\n")
+    return path
+
+
+PROVIDER_ENV = {"e2b": {"E2B_API_KEY": "e2b_bench_key"}, "daytona": {"DAYTONA_API_KEY": "dtn_bench_key"}}
+
+
+def run_locust(locustfile: Path, users: int, *, args=(), env=None, workers: int = 0, timeout: float = 300,
+               run_dir: Optional[Path] = None, spawn_rate: Optional[int] = None, loadgen: bool = True) -> LocustResult:
+    """One headless locust run (local, or master + `workers` workers); waits for the end."""
+    import socket
+
+    workdir = Path(tempfile.mkdtemp(prefix="lgbench-"))
+    run_dir = run_dir or workdir / "runs"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env = _env(env)
+    cmd = [LOCUST, "-f", str(locustfile), "--headless", "-u", str(users), "-r", str(spawn_rate or users),
+           "--only-summary", "--loglevel", "WARNING", *args]
+    if loadgen:
+        cmd += ["--run-dir", str(run_dir)]
+    procs = []
+    if workers:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        cmd += ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
+                "--expect-workers", str(workers)]
+    t0 = time.time()
+    master = _spawn(cmd, env, workdir / "master.log")
+    for i in range(workers):
+        wenv = dict(env, BENCH_IDX_BASE=str(i), BENCH_IDX_STRIDE=str(workers))
+        procs.append(_spawn([LOCUST, "-f", str(locustfile), "--worker", "--master-host", "127.0.0.1",
+                             "--master-port", str(port), "--loglevel", "WARNING"], wenv,
+                            workdir / f"worker{i}.log"))
+    m = _reap(master, timeout)
+    wall = time.time() - t0
+    ws = [_reap(p, 60) for p in procs]
+    return LocustResult(wall, m, ws, run_dir)
+
+
+def run_baseline(users: int, emulator_url: str, mode: str = "lifecycle", workers: int = 0,
+                 timeout: float = 300) -> tuple[LocustResult, list[dict]]:
+    """The FastHttpUser baseline; returns the run and its per-sandbox measured create latencies."""
+    workdir = Path(tempfile.mkdtemp(prefix="lgbase-"))
+    out = workdir / "latency.jsonl"
+    res = run_locust(baseline_locustfile(workdir), users, env={
+        "BENCH_MODE": mode, "BENCH_OUT": str(out), "BENCH_HOST": emulator_url}, workers=workers, timeout=timeout,
+        loadgen=False)
+    rows = []
+    for p in workdir.glob("latency.jsonl.*"):
+        rows += [orjson.loads(line) for line in p.read_bytes().splitlines() if line.strip()]
+    return res, rows
+
+
+def run_loadgen(users: int, emulator_url: str, provider: str = "e2b", args=(), workers: int = 0,
+                timeout: float = 300) -> LocustResult:
+    workdir = Path(tempfile.mkdtemp(prefix="lgprov-"))
+    return run_locust(provider_locustfile(workdir, provider), users,
+                      args=["--emulator-url", emulator_url, *args], env=PROVIDER_ENV.get(provider),
+                      workers=workers, timeout=timeout)
+
+
+def emulator_url_for(emu, provider: str) -> str:
+    return emu.url
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest rank, as everywhere in loadgen."""
+    import math
+
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[max(1, math.ceil(p / 100.0 * len(s))) - 1]
+
+
+def table(headers: list[str], rows: list[list]) -> str:
+    """A Markdown table."""
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:,.3f}" if abs(v) < 10 else f"{v:,.1f}"
+        if isinstance(v, int):
+            return f"{v:,}"
+        return str(v)
+
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
+    out += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def machine() -> str:
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = (0, 0, 0)
+    return f"{os.cpu_count()} CPUs, load average {load[0]:.2f} at start"

@@ -1,0 +1,347 @@
+"""modal: the real modal SDK against the emulator's modal face (gRPC over HTTP/2).
+
+- a 200-sandbox Locust run against the `chaos` profile, record by record
+  against the emulator's ground truth (joined by the run_id/sandbox_idx tags
+  the creates carried);
+- every fault at 100%, through the adapter on loadgen's asyncio bridge: the
+  failure class and the gRPC status name, and one request per attempt (the
+  SDK's retries are off);
+- missing credentials: a clear error naming the variables, no create.
+
+Set LOADGEN_SLOW_TESTS=1 to also run the 1,000-sandbox hub-lag measurement.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import threading
+import time
+import urllib.request
+
+import pytest
+
+pytest.importorskip("modal")
+
+from loadgen.emulator import start_emulator  # noqa: E402
+from loadgen.emulator.faces.modal import RPCS, core_id  # noqa: E402
+from loadgen.providers.base import ProviderSettings  # noqa: E402
+from tests.locust_harness import run_locust  # noqa: E402
+
+CREDS = {"MODAL_TOKEN_ID": "ak-test", "MODAL_TOKEN_SECRET": "as-test"}
+LIFE_RPCS = {"AppGetOrCreate", "EnvironmentGetOrCreate", "ImageGetOrCreate", "AuthTokenGet", "SandboxCreateV2",
+             "TaskExecStart", "TaskExecStdioRead", "TaskExecWait", "SandboxTerminateV2"}
+
+
+def modal_stats(emu) -> dict:
+    with urllib.request.urlopen(emu.url + "/modal/stats", timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def expected_status(sb: dict) -> str:
+    """What the lifecycle must record for a sandbox, from what the server did to it."""
+    if sb["state"] in ("failed", "rejected", "hung"):
+        return "failed"
+    if "readiness_fail" in sb["faults"]:
+        return "readiness_failed"
+    if "died" in sb["faults"]:
+        return "partial"
+    return "success"
+
+
+# the record's (failure_class, http_status) for each create fault and phase fault
+CREATE_FAULTS = {
+    "create_5xx": ("http_error", "INTERNAL"),
+    "reset": ("network_error", None),
+    "create_hang": ("timeout", None),
+}
+
+
+def test_chaos_run_matches_ground_truth(tmp_path):
+    with start_emulator("chaos", faces="modal") as emu:
+        run = run_locust("modal.py", 200, tmp_path, [
+            "--emulator-url", emu.url, "--create-timeout", "8", "--command-timeout", "8",
+            "--destroy-timeout", "8", "--late-create-window", "2", "--hold", "3", "--barrier-timeout", "60",
+        ], env=CREDS, timeout=180)
+        assert run.returncode == 0, run.output[-4000:]
+        truth = emu.sandboxes()
+        stats = emu.stats()
+        rpcs = modal_stats(emu)
+    records = run.records
+    assert len(records) == 200 and len(truth) == 200
+    assert sorted(r["sandbox_idx"] for r in records) == list(range(200))
+    run_id = records[0]["run_id"]
+    by_idx = {}
+    for sb in truth:  # every create carried its tags
+        assert sb["provider"] == "modal" and sb["metadata"]["run_id"] == run_id
+        by_idx[int(sb["metadata"]["sandbox_idx"])] = sb
+
+    # the count of each status equals what the server says happened...
+    assert collections.Counter(r["status"] for r in records) == \
+        collections.Counter(expected_status(sb) for sb in truth)
+    faults = collections.Counter(f for sb in truth for f in sb["faults"])
+    assert sum(faults.values()) > 0, "the chaos profile injected nothing"
+    # ...and so does every single sandbox, with the right class and gRPC status
+    for r in records:
+        sb = by_idx[r["sandbox_idx"]]
+        want = expected_status(sb)
+        assert r["status"] == want, (r, sb)
+        if want == "failed":
+            assert r["failed_phase"] == "create" and r["sandbox_id"] is None
+            assert (r["failure_class"], r["http_status"]) == CREATE_FAULTS[sb["fault"]], (r, sb)
+            continue
+        assert r["sandbox_id"] == "sb-" + sb["sandbox_id"] and core_id(r["sandbox_id"]) == sb["sandbox_id"]
+        assert r["readiness_output"] if want != "readiness_failed" else True
+        if want == "readiness_failed":  # exit mode: exit 1 and the stderr line
+            assert (r["failure_class"], r["error_code"]) == ("other", "exit_1"), r
+            assert "emulated readiness fault" in r["error_message"]
+        elif want == "partial":  # the task is gone: the router says NOT_FOUND
+            assert (r["failed_phase"], r["failure_class"], r["http_status"]) == ("liveness", "http_error", "NOT_FOUND")
+        # destroy: a kill fault is INTERNAL; terminating a sandbox that died is a no-op
+        if "kill_fail" in sb["faults"]:
+            assert r["destroy_ok"] is False and r["destroy_failure_class"] == "http_error", r
+        else:
+            assert r["destroy_ok"] is True, r
+    # one request per create: the SDK retried nothing
+    assert stats["ops"]["create"]["requests"] == 200
+    assert stats["live"] == faults["kill_fail"]  # only the sandboxes whose kill failed are left
+    # the RPCs the SDK used are the emulated ones, and only those
+    used = {name.rsplit("/", 1)[1] for name in rpcs["rpcs"]}
+    assert LIFE_RPCS <= used and set(rpcs["rpcs"]) <= set(RPCS), rpcs
+    assert rpcs["unimplemented"] == {}, rpcs
+    assert rpcs["rpcs"]["/modal.client.ModalClient/SandboxCreateV2"] == 200
+    assert rpcs["rpcs"]["/modal.client.ModalClient/AppGetOrCreate"] == 1  # once per process
+    assert "AsyncUsageWarning" not in run.output
+    assert run.meta["status_histogram"]["success"] == collections.Counter(
+        expected_status(sb) for sb in truth)["success"]
+
+
+# -- every fault at 100%, through the adapter on the asyncio bridge --------------------
+
+FAULTS = {
+    "create_5xx": dict(fault_create_5xx=1.0),
+    "rate_limited": dict(rate_limit_per_s=0.001, rate_limit_burst=1),
+    "capacity": dict(capacity=1),
+    "hang": dict(fault_create_hang=1.0),
+    "reset": dict(fault_reset=1.0),
+    "readiness_exit": dict(fault_readiness=1.0),
+    "readiness_stream": dict(fault_readiness=1.0, readiness_fail_mode="stream_error"),
+    "died": dict(fault_died=1.0, died_delay_s=0.0),
+    "kill_fail": dict(fault_kill=1.0),
+}
+
+
+@pytest.fixture(scope="module")
+def fault_emulators():
+    """One emulator per fault, started in parallel. Each is a subprocess tied to the
+    thread that started it (PR_SET_PDEATHSIG), so that thread lives until teardown."""
+    emus, errors, done = {}, [], threading.Event()
+    started = threading.Semaphore(0)
+
+    def keep(name, overrides):
+        try:
+            emu = emus[name] = start_emulator("fast", faces="modal", **overrides)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+            started.release()
+            return
+        started.release()
+        done.wait()
+        emu.stop()
+
+    threads = [threading.Thread(target=keep, args=item, daemon=True) for item in FAULTS.items()]
+    for t in threads:
+        t.start()
+    try:
+        for _ in threads:
+            started.acquire()
+        if errors:
+            raise errors[0]
+        yield emus
+    finally:
+        done.set()
+        for t in threads:
+            t.join(30)
+
+
+@pytest.fixture
+def modal_env(monkeypatch):
+    for name, value in CREDS.items():
+        monkeypatch.setenv(name, value)
+    # the adapter sets these for the SDK; give them back afterwards
+    monkeypatch.setenv("MODAL_SERVER_URL", os.environ.get("MODAL_SERVER_URL", ""))
+    monkeypatch.setenv("MODAL_MAX_THROTTLE_WAIT", os.environ.get("MODAL_MAX_THROTTLE_WAIT", ""))
+    opened = []
+    yield opened
+    from loadgen.aio import get_bridge
+
+    for provider in opened:
+        if provider._client is not None:
+            try:
+                get_bridge().call(provider._client.close.aio(), timeout=10)
+            except Exception:  # noqa: BLE001
+                pass
+
+
+def _provider(emu, opened):
+    from loadgen.providers.modal import ModalProvider
+
+    provider = ModalProvider(ProviderSettings(base_url=emu.url, sandbox_lifetime_s=600, create_timeout_s=10))
+    provider.prepare()
+    opened.append(provider)
+    assert provider._setup_error is None, provider._setup_error
+    return provider
+
+
+def _call(provider, method, *args, timeout=10.0):
+    return provider.start_call(method, *args).wait(timeout)
+
+
+def _raises(provider, method, *args):
+    with pytest.raises(Exception) as info:
+        _call(provider, method, *args)
+    return provider.classify(info.value), info.value
+
+
+TAGS = {"run_id": "fault-test", "sandbox_idx": "0"}
+
+
+def test_create_faults_map_to_grpc_status(fault_emulators, modal_env):
+    cases = {
+        "create_5xx": ("http_error", "INTERNAL", "internal", "InternalError"),
+        "reset": ("network_error", None, None, "StreamTerminatedError"),
+    }
+    for name, (klass, status, code, error_type) in cases.items():
+        emu = fault_emulators[name]
+        provider = _provider(emu, modal_env)
+        info, _ = _raises(provider, provider.create, TAGS)
+        assert (info.failure_class, info.http_status, info.error_code, info.error_type) == \
+            (klass, status, code, error_type), name
+        assert emu.stats()["ops"]["create"]["requests"] == 1, f"{name}: the SDK retried"
+    # rate limit and capacity: RESOURCE_EXHAUSTED with a retry-after the SDK is told to ignore
+    for name in ("rate_limited", "capacity"):
+        emu = fault_emulators[name]
+        provider = _provider(emu, modal_env)
+        first = _call(provider, provider.create, TAGS)
+        info, exc = _raises(provider, provider.create, {**TAGS, "sandbox_idx": "1"})
+        assert (info.failure_class, info.http_status, info.error_code) == \
+            ("http_error", "RESOURCE_EXHAUSTED", "rate_limited"), name
+        assert emu.stats()["ops"]["create"]["requests"] == 2, f"{name}: the SDK waited and retried"
+        assert emu.sandboxes()[1]["fault"] == name
+        assert _call(provider, provider.destroy, first, 5.0) is True
+
+
+def test_hang_is_never_answered(fault_emulators, modal_env):
+    emu = fault_emulators["hang"]
+    provider = _provider(emu, modal_env)
+    pending = provider.start_call(provider.create, TAGS)
+    with pytest.raises(TimeoutError):
+        pending.wait(1.5)  # the lifecycle turns this into failure_class timeout
+    assert not pending.done
+    assert emu.stats()["hung"] == 1 and emu.sandboxes()[0]["state"] == "hung"
+
+
+def test_phase_faults_map_to_grpc_status(fault_emulators, modal_env):
+    # readiness, exit mode: the command ran and failed
+    provider = _provider(fault_emulators["readiness_exit"], modal_env)
+    sb = _call(provider, provider.create, TAGS)
+    result = _call(provider, provider.run, sb, "node -v", 5.0)
+    assert result.exit_code == 1 and "emulated readiness fault" in result.stderr and result.stdout == ""
+    assert _call(provider, provider.destroy, sb, 5.0) is True
+
+    # readiness, stream-error mode: INTERNAL on the stdio read, not retried
+    provider = _provider(fault_emulators["readiness_stream"], modal_env)
+    sb = _call(provider, provider.create, TAGS)
+    info, _ = _raises(provider, provider.run, sb, "node -v", 5.0)
+    assert (info.failure_class, info.http_status) == ("http_error", "INTERNAL")
+    assert _call(provider, provider.destroy, sb, 5.0) is True
+
+    # died: readiness passes, then the task is gone (NOT_FOUND), and terminate is a no-op
+    emu = fault_emulators["died"]
+    provider = _provider(emu, modal_env)
+    sb = _call(provider, provider.create, TAGS)
+    assert _call(provider, provider.run, sb, "node -v", 5.0).stdout.strip() == "v20.18.1"
+    deadline = time.time() + 10
+    while emu.stats()["died"] < 1 and time.time() < deadline:
+        time.sleep(0.05)
+    info, _ = _raises(provider, provider.run, sb, "node -v", 5.0)
+    assert (info.failure_class, info.http_status, info.error_code) == ("http_error", "NOT_FOUND", "not_found")
+    assert _call(provider, provider.destroy, sb, 5.0) is True
+    assert emu.sandboxes()[0]["state"] == "died"
+
+    # kill fail: INTERNAL, and the sandbox is still there
+    emu = fault_emulators["kill_fail"]
+    provider = _provider(emu, modal_env)
+    sb = _call(provider, provider.create, TAGS)
+    assert _call(provider, provider.run, sb, "node -v", 5.0).exit_code == 0
+    info, _ = _raises(provider, provider.destroy, sb, 5.0)
+    assert (info.failure_class, info.http_status) == ("http_error", "INTERNAL")
+    assert emu.stats()["ops"]["kill"] == {"requests": 1, "ok": 0, "not_found": 0, "failed": 1}
+    assert emu.stats()["live"] == 1
+
+
+def test_sdk_runs_on_the_bridge_with_retries_off(fault_emulators, modal_env):
+    """The SDK's coroutines run on loadgen's bridge loop: synchronicity never starts a loop thread."""
+    from modal._utils.async_utils import synchronizer
+
+    from loadgen.aio import get_bridge
+
+    provider = _provider(fault_emulators["kill_fail"], modal_env)
+    assert synchronizer._thread is None and synchronizer._loop is get_bridge().loop
+    assert len(provider.retry_settings) == 5, provider.retry_settings
+
+
+def test_classification_of_sdk_exceptions():
+    import asyncio
+
+    import modal.exception as me
+    from grpclib import GRPCError, Status
+    from grpclib.exceptions import StreamTerminatedError
+
+    from loadgen.providers.modal import classify_modal_exception as classify
+
+    def grpc(status, cls):
+        exc = cls("boom")
+        exc._grpc_status = status
+        return exc
+
+    def c(exc):
+        info = classify(exc)
+        return info.failure_class, info.http_status, info.error_code
+
+    assert c(grpc(Status.RESOURCE_EXHAUSTED, me.ResourceExhaustedError)) == \
+        ("http_error", "RESOURCE_EXHAUSTED", "rate_limited")
+    assert c(grpc(Status.UNAVAILABLE, me.ServiceError))[:2] == ("http_error", "UNAVAILABLE")
+    assert c(grpc(Status.INTERNAL, me.InternalError))[:2] == ("http_error", "INTERNAL")
+    assert c(grpc(Status.NOT_FOUND, me.NotFoundError)) == ("http_error", "NOT_FOUND", "not_found")
+    assert c(grpc(Status.DEADLINE_EXCEEDED, me.ServiceError))[:2] == ("timeout", "DEADLINE_EXCEEDED")
+    assert c(GRPCError(Status.UNAUTHENTICATED, "no")) == ("http_error", "UNAUTHENTICATED", "unauthorized")
+    assert c(me.ExecTimeoutError("late"))[0] == "timeout"
+    assert c(asyncio.TimeoutError())[0] == "timeout"
+    assert c(me.ConnectionError("Could not connect to the Modal server."))[0] == "network_error"
+    assert c(StreamTerminatedError("Stream reset by remote party"))[0] == "network_error"
+    assert c(ConnectionRefusedError(111, "refused"))[0] == "network_error"
+    assert c(ValueError("?"))[0] == "other"
+
+
+def test_missing_credentials_is_a_clear_error_and_creates_nothing(tmp_path, monkeypatch):
+    for name in CREDS:
+        monkeypatch.delenv(name, raising=False)
+    with start_emulator("fast", faces="modal") as emu:
+        run = run_locust("modal.py", 5, tmp_path, ["--emulator-url", emu.url], timeout=60)
+        assert run.returncode != 0
+        assert "MODAL_TOKEN_ID" in run.output and "MODAL_TOKEN_SECRET" in run.output, run.output[-2000:]
+        assert emu.stats()["requests"] == 0
+        assert modal_stats(emu)["rpcs"] == {}
+
+
+@pytest.mark.skipif(not os.environ.get("LOADGEN_SLOW_TESTS"), reason="set LOADGEN_SLOW_TESTS=1 (about a minute)")
+def test_hub_lag_at_1000_sandboxes(tmp_path):
+    with start_emulator("fast", faces="modal") as emu:
+        run = run_locust("modal.py", 1000, tmp_path, ["--emulator-url", emu.url], env=CREDS, timeout=300)
+    assert run.returncode == 0, run.output[-4000:]
+    assert collections.Counter(r["status"] for r in run.records) == {"success": 1000}
+    summary = run.meta["metrics_summary"]["processes"]["local"]
+    print(f"hub lag at 1000 sandboxes: p99 {summary['hub_lag_p99_ms']} ms, max {summary['hub_lag_max_ms']} ms, "
+          f"cpu max {summary['cpu_percent_max']}%")
