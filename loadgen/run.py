@@ -33,6 +33,7 @@ from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 from loadgen import __version__
 from loadgen.coordinator import Coordinator, EXIT_INCOMPLETE, default_host
 from loadgen.dispatch import IndexAllocator, install_master_dispatch
+from loadgen.metrics import HealthSampler
 from loadgen.process import ProcessRun
 from loadgen.providers import get_provider_class
 from loadgen.providers.base import MissingCredentials, ProviderSettings
@@ -210,6 +211,8 @@ def make_identity(options, provider: str) -> dict:
         "group_id": options.group_id or None,
         "shard_index": options.shard_index,
         "shard_count": options.shard_count,
+        "tigris_prefix": (f"s3://{options.bucket}/" + "/".join(p for p in (options.prefix.strip("/"), run_id) if p) + "/")
+        if options.bucket else None,
         "options": public_options(options),
     }
 
@@ -324,6 +327,9 @@ class Controller:
         print(f"loadgen: run {identity['run_id']} (provider {self.provider_name}, commit {identity['commit_sha'][:12]}, "
               f"host {identity['host']}), results in {run_path}", flush=True)
         if self.is_master:
+            self._master_sampler = HealthSampler("master", self.coordinator.on_metrics,
+                                                 lambda: {"workers": len(self.runner.clients.all)})
+            self._master_sampler.start()
             self._sync_clocks()
         else:
             target = self.runner.target_user_count or users
@@ -555,6 +561,8 @@ class Controller:
         coord = self.coordinator
         if coord is None or coord.finalized:
             return
+        if getattr(self, "_master_sampler", None) is not None:
+            self._master_sampler.stop()
         from loadgen.stats import compute
 
         thresholds = {"min_success_rate": self.settings.min_success_rate}
