@@ -110,9 +110,12 @@ class BaselineUser(FastHttpUser):
             self.created = r.status_code == 201
             info = r.json()
             state["rows"].append({"idx": self.idx, "run_id": RUN_ID, "latency_ms": (t1 - t0) * 1000.0})
-            if MODE == "lifecycle":
+            if MODE in ("lifecycle", "hold"):
                 sid, token = info["sandboxID"], info["envdAccessToken"]
-                for _ in range(2):
+                for i in range(2):
+                    if i == 1 and MODE == "hold":
+                        state["held"] = state.get("held", 0) + 1
+                        gevent.sleep(float(os.environ.get("BENCH_HOLD", "3")))
                     r = self.client.post("/process.Process/Start", data=START_BODY, name="command", headers={
                         "E2b-Sandbox-Id": sid, "X-Access-Token": token,
                         "Content-Type": "application/connect+json", "Connect-Protocol-Version": "1"})
@@ -263,12 +266,12 @@ def run_locust(locustfile: Path, users: int, *, args=(), env=None, workers: int 
 
 
 def run_baseline(users: int, emulator_url: str, mode: str = "lifecycle", workers: int = 0,
-                 timeout: float = 300) -> tuple[LocustResult, list[dict]]:
+                 timeout: float = 300, hold_s: float = 3.0) -> tuple[LocustResult, list[dict]]:
     """The FastHttpUser baseline; returns the run and its per-sandbox measured create latencies."""
     workdir = Path(tempfile.mkdtemp(prefix="lgbase-"))
     out = workdir / "latency.jsonl"
     res = run_locust(baseline_locustfile(workdir), users, env={
-        "BENCH_MODE": mode, "BENCH_OUT": str(out), "BENCH_HOST": emulator_url}, workers=workers, timeout=timeout,
+        "BENCH_MODE": mode, "BENCH_OUT": str(out), "BENCH_HOST": emulator_url, "BENCH_HOLD": str(hold_s)}, workers=workers, timeout=timeout,
         loadgen=False)
     rows = []
     for p in workdir.glob("latency.jsonl.*"):
@@ -277,10 +280,10 @@ def run_baseline(users: int, emulator_url: str, mode: str = "lifecycle", workers
 
 
 def run_loadgen(users: int, emulator_url: str, provider: str = "e2b", args=(), workers: int = 0,
-                timeout: float = 300) -> LocustResult:
+                timeout: float = 300, env: Optional[dict] = None) -> LocustResult:
     workdir = Path(tempfile.mkdtemp(prefix="lgprov-"))
     return run_locust(provider_locustfile(workdir, provider), users,
-                      args=["--emulator-url", emulator_url, *args], env=PROVIDER_ENV.get(provider),
+                      args=["--emulator-url", emulator_url, *args], env={**PROVIDER_ENV.get(provider, {}), **(env or {})},
                       workers=workers, timeout=timeout)
 
 

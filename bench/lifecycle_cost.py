@@ -14,7 +14,10 @@ making the same four exchanges on the e2b wire (see bench/_harness.py). Each
 configuration runs --repeat times, interleaved, and the median is reported.
 
 Usage:
-  python bench/lifecycle_cost.py [--lo 200] [--hi 2000] [--repeat 2] [--providers e2b,daytona]
+  python bench/lifecycle_cost.py [--lo 200] [--hi 2000] [--repeat 2] [--providers e2b,e2b-plain,daytona]
+
+`e2b-plain` is the e2b adapter with LOADGEN_E2B_PLAIN_SDK=1: its lean paths
+off, the SDK exactly as shipped (the adapter before issue 8).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import _harness as H  # noqa: E402
 
 from loadgen.emulator import start_emulator  # noqa: E402
 
-FACE = {"e2b": "e2b", "daytona": "daytona"}
+FACE = {"e2b": "e2b", "e2b-plain": "e2b", "daytona": "daytona"}
 
 
 def one(kind: str, n: int, emulators: dict) -> float:
@@ -38,6 +41,8 @@ def one(kind: str, n: int, emulators: dict) -> float:
     emu.reset()
     if kind == "baseline":
         res, _ = H.run_baseline(n, emu.url)
+    elif kind == "e2b-plain":  # the adapter with its lean paths off: the SDK exactly as shipped
+        res = H.run_loadgen(n, emu.url, provider="e2b", env={"LOADGEN_E2B_PLAIN_SDK": "1"})
     else:
         res = H.run_loadgen(n, emu.url, provider=kind)
     stats = emu.stats()
@@ -53,7 +58,7 @@ def main() -> int:
     ap.add_argument("--lo", type=int, default=200)
     ap.add_argument("--hi", type=int, default=2000)
     ap.add_argument("--repeat", type=int, default=2)
-    ap.add_argument("--providers", default="e2b,daytona")
+    ap.add_argument("--providers", default="e2b,e2b-plain,daytona")
     args = ap.parse_args()
     kinds = ["baseline"] + args.providers.split(",")
     print(f"# {H.command_line()}  ({H.today()}, {H.machine()})")

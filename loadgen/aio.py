@@ -103,6 +103,10 @@ class AsyncBridge:
 
     def __init__(self, name: str = "loadgen-asyncio"):
         self._completed: collections.deque = collections.deque()
+        # Submissions are batched: one call_soon_threadsafe (a handle and a write to the
+        # loop's wake-up pipe) per batch instead of per coroutine.
+        self._submitted: collections.deque = collections.deque()
+        self._start_scheduled = False
         self._hub = gevent.get_hub()
         self._watcher = self._hub.loop.async_()
         self._watcher.start(self._drain)
@@ -146,7 +150,12 @@ class AsyncBridge:
         """Start `coro` on the loop; returns at once."""
         pending = Pending(self)
         self.in_flight += 1
-        self.loop.call_soon_threadsafe(self._start, coro, pending)
+        self._submitted.append((coro, pending))
+        if not self._start_scheduled:
+            # The loop clears the flag before it drains, so an item appended after the
+            # drain began either is drained by it or schedules the next drain.
+            self._start_scheduled = True
+            self.loop.call_soon_threadsafe(self._start_submitted)
         return pending
 
     def call(self, coro: Awaitable, timeout: Optional[float] = None, cancel_on_timeout: bool = True) -> Any:
@@ -160,6 +169,17 @@ class AsyncBridge:
             raise
 
     # runs on the loop thread
+    def _start_submitted(self) -> None:
+        self._start_scheduled = False
+        submitted = self._submitted
+        while submitted:
+            coro, pending = submitted.popleft()
+            try:
+                self._start(coro, pending)
+            except BaseException as exc:  # noqa: BLE001 - not a coroutine: fail this call, start the rest
+                self._completed.append((pending, None, exc))
+                self._watcher.send()
+
     def _start(self, coro: Awaitable, pending: Pending) -> None:
         future = asyncio.ensure_future(coro)
         pending._future = future

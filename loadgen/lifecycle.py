@@ -18,7 +18,9 @@ which swallows exceptions), one per phase: ``<provider>/create``,
 
 from __future__ import annotations
 
+import gc
 import logging
+import os
 import re
 import time
 from typing import TYPE_CHECKING, Any, Optional
@@ -44,6 +46,33 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("loadgen.lifecycle")
 
 VERSION_PATTERN = re.compile(r"v?\d+\.\d+\.\d+")
+
+# The cyclic GC at Python's default thresholds (700, 10, 10) costs a burst more
+# than any other single thing: every sandbox held alive is thousands of SDK,
+# greenlet and record objects, so collections come every few hundred
+# allocations and each older-generation pass walks the whole growing heap
+# (3,000 e2b sandboxes in one process: ~3 s of GC CPU by gc.callbacks, against
+# ~0.3 s at these thresholds; see BENCHMARKS.md). Reference counting still frees
+# everything acyclic at once; only cyclic garbage waits longer.
+# LOADGEN_GC_THRESHOLD="700,10,10" (or "default") restores Python's.
+GC_THRESHOLD = (100_000, 50, 1000)
+_gc_tuned = False
+
+
+def tune_gc() -> None:
+    """Raise the GC thresholds once per process (the processes that run sandbox lives)."""
+    global _gc_tuned
+    if _gc_tuned:
+        return
+    _gc_tuned = True
+    setting = os.environ.get("LOADGEN_GC_THRESHOLD", "").strip()
+    if setting == "default":
+        return
+    try:
+        threshold = tuple(int(x) for x in setting.split(",")) if setting else GC_THRESHOLD
+        gc.set_threshold(*threshold)
+    except (ValueError, TypeError):
+        log.warning("ignoring LOADGEN_GC_THRESHOLD=%r (want three integers, or 'default')", setting)
 
 
 class CommandFailed(Exception):
@@ -261,6 +290,7 @@ class SandboxUser(User):
         from loadgen.run import process_run
 
         self._proc = process_run(environment)
+        tune_gc()
         self.sandbox_idx = self._proc.take_ticket() if self._proc is not None else None
         self._life: Optional[gevent.Greenlet] = None
 

@@ -13,25 +13,9 @@ the modal SDK for everything imported after it; so the SDK is imported here
 first, from outside this directory, and takes its name back.
 """
 
-import importlib
-import os
-import sys
+from loadgen.providers.sdk_import import reclaim_sdk
 
-
-def _restore_modal_sdk() -> None:
-    here = os.path.dirname(os.path.abspath(__file__))
-    me = sys.modules.get(__name__)
-    if sys.modules.get("modal") is me:
-        del sys.modules["modal"]
-    saved = list(sys.path)
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
-    try:
-        importlib.import_module("modal")  # the SDK, now sys.modules["modal"]
-    finally:
-        sys.path[:] = saved  # Locust removes this directory from sys.path itself, by position
-
-
-_restore_modal_sdk()
+reclaim_sdk("modal", __file__, "Sandbox")
 
 from loadgen.lifecycle import SandboxUser  # noqa: E402
 import loadgen.run  # noqa: E402,F401  registers loadgen's options and event hooks

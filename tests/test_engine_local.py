@@ -91,3 +91,11 @@ def test_missing_credentials_name_the_variable_and_create_nothing(tmp_path, emul
     assert run.returncode != 0
     assert "E2B_API_KEY" in run.output
     assert emulator.stats()["requests"] == 0
+
+
+def test_the_e2b_locustfile_runs_despite_sharing_the_sdk_name(tmp_path, emulator):
+    # Locust imports locustfiles/e2b.py as the module `e2b`; the SDK must still be found
+    run = run_locust("e2b.py", 20, tmp_path, ["--emulator-url", emulator.url])
+    assert run.returncode == 0, run.output[-4000:]
+    assert len(run.records) == 20 and all(r["status"] == "success" for r in run.records)
+    assert emulator.stats()["killed"] == 20

@@ -17,7 +17,7 @@ from loadgen.emulator.faces.codesandbox import public_id
 from loadgen.providers.base import ProviderSettings
 from loadgen.providers.codesandbox import CodeSandboxProvider
 from tests.emulator_fixtures import request
-from tests.locust_harness import run_locust
+from tests.locust_harness import free_port, run_locust
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -139,15 +139,22 @@ def test_each_fault_maps_to_its_class_and_status():
 
         assert error(asyncio.run(two())) == ("http_error", 429, "rate_limited")
 
-    out, _ = case(fault_create_5xx=1.0)
+    out, stats = case(fault_create_5xx=1.0)
     assert error(out["create"]) == ("http_error", 500, "internal_error")
+    assert stats["ops"]["create"]["requests"] == 1  # the SDK did not retry
 
     # a hang: the SDK's own deadline (create timeout + late-create window) fires
     out, stats = case({"create_timeout_s": 0.5, "late_create_window_s": 0.5}, fault_create_hang=1.0)
     assert error(out["create"])[0] == "timeout" and stats["hung"] == 1
 
-    out, _ = case(fault_reset=1.0)
+    out, stats = case(fault_reset=1.0)
     assert error(out["create"]) == ("network_error", None, None)
+    assert stats["ops"]["create"]["requests"] == 1
+
+    # nobody listening: the SDK wraps the ConnectError as HttpError(status 0)
+    closed = provider(f"http://127.0.0.1:{free_port()}")
+    _, info = asyncio.run(attempt(closed, closed.create({"run_id": "faults", "sandbox_idx": "2"})))
+    assert (info.failure_class, info.http_status, info.error_type) == ("network_error", None, "ConnectError")
 
     out, _ = case(fault_readiness=1.0)  # exit 1: the lifecycle makes it readiness_failed / exit_1
     (result, info), liveness = out["readiness"], out["liveness"]
@@ -274,3 +281,21 @@ def test_missing_credentials_name_the_variable_and_create_nothing(tmp_path):
     assert run.returncode != 0
     assert "TOGETHER_API_KEY" in run.output
     assert requests == 0
+
+
+# ---------------------------------------------------------------------------
+# Hub lag at 1,000 concurrent sandboxes (slow: run with LOADGEN_SLOW_TESTS=1)
+
+@pytest.mark.skipif(not os.environ.get("LOADGEN_SLOW_TESTS"), reason="slow: set LOADGEN_SLOW_TESTS=1")
+@pytest.mark.parametrize("profile", ["fast", "realistic-codesandbox"])
+def test_hub_lag_at_1000_sandboxes(tmp_path, profile):
+    with start_emulator(profile, faces="codesandbox") as emu:
+        run = run_locust("codesandbox.py", 1000, tmp_path, ["--emulator-url", emu.url, "--hold", "10"],
+                         env={"TOGETHER_API_KEY": KEY}, timeout=600)
+    assert run.returncode == 0, run.output[-4000:]
+    meta = run.meta
+    assert meta["status_histogram"]["success"] == 1000
+    local = meta["metrics_summary"]["processes"]["local"]
+    print(f"\n{profile}: hub lag p99 {local['hub_lag_p99_ms']} ms, max {local['hub_lag_max_ms']} ms, "
+          f"CPU mean {local['cpu_percent_mean']}%, load {local['loadavg_1m_max']}, "
+          f"held max {local['held_max']}")

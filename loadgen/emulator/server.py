@@ -45,6 +45,10 @@ class Emulator:
 
     async def stop(self) -> None:
         await self.http.stop()
+        for face in self.faces:  # faces with listeners of their own (modal's gRPC port)
+            stop = getattr(face, "stop", None)
+            if stop is not None:
+                await stop()
 
     def handle(self, req: Request) -> None:
         if req.path.startswith(control.PREFIX):

@@ -117,8 +117,9 @@ class CodeSandboxProvider(Provider):
         return self._httpx.AsyncHTTPTransport(verify=self._ssl, trust_env=False)
 
     def _new_api_client(self):
-        return self._ApiClient(base_url=self._api_base, token=self._api_key, prefix="Bearer", timeout=self._api_timeout,
-                         httpx_args={"transport": self._transport(), "trust_env": False})
+        return self._ApiClient(base_url=self._api_base, token=self._api_key, prefix="Bearer",
+                               timeout=self._api_timeout,
+                               httpx_args={"transport": self._transport(), "trust_env": False})
 
     def _connect_agent(self, sandbox, api) -> Handle:
         """The SDK's sandbox, rebuilt around an agent client on the shared SSL context."""

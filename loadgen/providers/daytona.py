@@ -41,7 +41,6 @@ What the SDK does on its own, and what this adapter does about it:
 
 from __future__ import annotations
 
-import importlib
 import logging
 import math
 import os
@@ -52,6 +51,7 @@ from typing import Any, Optional
 
 import gevent
 
+from loadgen.providers.sdk_import import reclaim_sdk
 from loadgen.providers.base import CommandResult, Provider
 from loadgen.result import ErrorInfo, FailureClass, classify_exception, truncate
 
@@ -62,27 +62,11 @@ _EVENTS_WAIT_S = 5.0
 
 
 def load_sdk(locustfile: Optional[str] = None):
-    """The `daytona` SDK package, even when a locustfile has taken its name.
-
-    Locust imports `locustfiles/daytona.py` as the module `daytona` and puts it
-    in sys.modules, where it would shadow the SDK (and the SDK's own submodule
-    imports would then fail). This puts the SDK back under its name, importing
-    it with the locustfile's directory off sys.path; Locust keeps its own
-    reference to the locustfile module, so nothing else needs the name.
-    """
+    """The `daytona` SDK package, even when the locustfile `locustfiles/daytona.py` has taken its name."""
     module = sys.modules.get("daytona")
     if module is not None and hasattr(module, "Daytona"):
         return module
-    shadow = sys.modules.pop("daytona", None)
-    path = locustfile or getattr(shadow, "__file__", None)
-    saved = sys.path[:]
-    if path:
-        here = os.path.dirname(os.path.abspath(path))
-        sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
-    try:
-        return importlib.import_module("daytona")
-    finally:
-        sys.path[:] = saved
+    return reclaim_sdk("daytona", locustfile or getattr(module, "__file__", None) or __file__, "Daytona")
 
 
 def api_url_for_emulator(base_url: str) -> str:
@@ -143,9 +127,9 @@ class DaytonaProvider(Provider):
         for api_client in (client._api_client, client._toolbox_api_client):
             api_client.configuration.retries = False
             pool_manager = api_client.rest_client.pool_manager
+            assert isinstance(pool_manager, urllib3.PoolManager)
             pool_manager.connection_pool_kw["retries"] = False
             pool_manager.connection_pool_kw["maxsize"] = self.pool_size
-            assert isinstance(pool_manager, urllib3.PoolManager)
         return client
 
     @staticmethod
@@ -217,7 +201,8 @@ class DaytonaProvider(Provider):
             if isinstance(exc, daytona.DaytonaAuthenticationError) and status in (None, 401):
                 return ErrorInfo(FailureClass.HTTP_ERROR.value, 401, code or "unauthorized", error_type, message)
             if isinstance(exc, daytona.DaytonaNotFoundError):
-                return ErrorInfo(FailureClass.HTTP_ERROR.value, status or 404, code or "sandbox_gone", error_type, message)
+                return ErrorInfo(FailureClass.HTTP_ERROR.value, status or 404, code or "sandbox_gone", error_type,
+                                 message)
             if status is not None:
                 return ErrorInfo(FailureClass.HTTP_ERROR.value, status, code or str(status), error_type, message)
             if isinstance(exc, daytona.DaytonaConnectionError):

@@ -10,6 +10,30 @@ to the users in the process.
 Retries: the SDK retries 429/502/503/504 (``retries``) and, separately,
 failed connections (``E2B_CONNECTION_RETRIES``, read at import). Both are
 turned off, since a hidden retry would hide the failure we measure.
+
+Client cost (bench/lifecycle_cost.py, BENCHMARKS.md): the SDK's own Python
+work, not the HTTP, is what a burst pays for. Two things cost most, and both
+are removed here without leaving the SDK's code path (every create and kill
+still goes through ``AsyncSandbox.create`` / ``kill``, the SDK's request
+builders, response parsers and exception mapping):
+
+- the control plane: every create and every kill built a fresh
+  ``AsyncApiClient`` and ``httpx.AsyncClient`` (URL parsing, header merging,
+  cookie jar, event hooks), then ran the request through httpx's
+  send/auth/redirect/cookie machinery into the very pyqwest pool below it.
+  ``_LeanControlPlane`` is one process-wide ``AsyncApiClient`` per
+  configuration (the SDK documents that one client serves everything) whose
+  httpx client is a thin stand-in: it sends the same headers and body on the
+  SDK's shared pyqwest transport in one native call, and raises the httpx
+  exceptions pyqwest's own httpx adapter would (``httpx.ReadTimeout``,
+  ``httpx.ConnectError``...), so classification is unchanged.
+- the sandbox object: ``AsyncSandbox.__init__`` builds a filesystem, a PTY
+  and a git module (each with its own httpx clients and RPC clients) that a
+  lifecycle never uses. ``_lean_sandbox_class`` builds only ``commands``;
+  the others, and the health-probe httpx clients, are built on first use.
+
+``LOADGEN_E2B_PLAIN_SDK=1`` turns both off (the SDK exactly as shipped), for
+A/B measurements and as an escape hatch should an SDK upgrade break them.
 """
 
 from __future__ import annotations
@@ -22,6 +46,7 @@ from loadgen.providers.base import CommandResult, Provider, ProviderSettings
 from loadgen.result import ErrorInfo, FailureClass, classify_exception, status_code_of, truncate
 
 _POOL_FLOOR = 1000
+PLAIN_SDK_ENV = "LOADGEN_E2B_PLAIN_SDK"
 
 
 def _configure_sdk_environment(users_in_process: int) -> None:
@@ -52,6 +77,17 @@ class E2BProvider(Provider):
         from e2b import AsyncSandbox  # noqa: import after the knobs are set
 
         self._sandbox_class = AsyncSandbox
+        self._lean = os.environ.get(PLAIN_SDK_ENV, "") not in ("1", "true", "yes")
+        # The lean command call passes request_timeout=0: the SDK then awaits the stream's
+        # first event directly instead of through asyncio.wait_for (a task and a timer per
+        # command); `timeout` still bounds the whole stream, and the lifecycle its own wait.
+        self._request_timeout = 0 if self._lean else None
+        if self._lean:
+            self._sandbox_class = _lean_sandbox_class()
+            _install_lean_control_plane()
+            from e2b.sandbox_async.sandbox_api import SandboxApi
+
+            self._cls_kill = SandboxApi._cls_kill
         self._opts = {"retries": 0, "request_timeout": self.settings.create_timeout_s + self.settings.late_create_window_s}
         if self.settings.base_url:
             # The emulator speaks plain HTTP/1.1; the real service is HTTP/2 over TLS.
@@ -71,12 +107,19 @@ class E2BProvider(Provider):
         from e2b import CommandExitException
 
         try:
-            result = await handle.commands.run(command, timeout=timeout, request_timeout=timeout)
+            result = await handle.commands.run(command, timeout=timeout,
+                                               request_timeout=timeout if self._request_timeout is None else 0)
         except CommandExitException as exc:
             return CommandResult(exc.exit_code, exc.stdout or "", exc.stderr or "")
         return CommandResult(result.exit_code, result.stdout or "", result.stderr or "")
 
     async def destroy(self, handle, timeout: float) -> bool:
+        if self._lean:
+            # what AsyncSandbox.kill does, minus its per-access functools.wraps descriptor
+            if handle.connection_config.debug:
+                return True
+            return await self._cls_kill(sandbox_id=handle.sandbox_id,
+                                        **handle.connection_config.get_api_params(request_timeout=timeout, retries=0))
         return await handle.kill(request_timeout=timeout, retries=0)
 
     def sandbox_id(self, handle):
@@ -106,3 +149,202 @@ class E2BProvider(Provider):
         if isinstance(exc, e2b.TimeoutException):
             return ErrorInfo(FailureClass.TIMEOUT.value, None, None, error_type, message)
         return classify_exception(exc)
+
+
+# ---------------------------------------------------------------------------
+# lean paths (see the module docstring); pinned to the e2b 2.6x SDK layout
+
+
+_lean_class = None
+
+
+def _lean_sandbox_class():
+    """AsyncSandbox whose constructor builds only what a lifecycle uses (commands)."""
+    global _lean_class
+    if _lean_class is not None:
+        return _lean_class
+    from e2b import AsyncSandbox
+    from e2b.api.client_async import get_envd_api
+    from e2b.envd.client_async import create_rpc_client
+    from e2b.envd.process import process_connect
+    from e2b.sandbox_async.commands.command import Commands
+    from e2b.sandbox_async.commands.pty import Pty
+    from e2b.sandbox_async.filesystem.filesystem import Filesystem
+    from e2b.sandbox_async.git import Git
+
+    class LeanCommands(Commands):
+        # Commands.__init__ minus its eager health-probe httpx client (built on first failure)
+        def __init__(self, envd_api_url, connection_config, envd_version, envd_api):
+            self._connection_config = connection_config
+            self._envd_version = envd_version
+            self._rpc = create_rpc_client(process_connect.ProcessClient, envd_api_url, connection_config)
+            self._envd_api = envd_api
+            self._health_for = (connection_config, envd_api_url)
+            self._health_api = None
+
+        @property
+        def _envd_health_api(self):
+            if self._health_api is None:
+                config, url = self._health_for
+                self._health_api = get_envd_api(config, url, retry_connect=False)
+            return self._health_api
+
+    class LeanAsyncSandbox(AsyncSandbox):
+        def __init__(self, **opts):
+            super(AsyncSandbox, self).__init__(**opts)  # the base: ids, tokens, URLs; no clients
+            self._lean_envd_api = None
+            self._commands = LeanCommands(self.envd_api_url, self.connection_config, self._envd_version, None)
+            self._lean_files = self._lean_pty = self._lean_git = None
+
+        @property
+        def _envd_api(self):
+            if self._lean_envd_api is None:
+                self._lean_envd_api = get_envd_api(self.connection_config, self.envd_api_url)
+            return self._lean_envd_api
+
+        @property
+        def files(self):
+            if self._lean_files is None:
+                self._lean_files = Filesystem(self.envd_api_url, self._envd_version, self.connection_config,
+                                              self._envd_api)
+            return self._lean_files
+
+        @property
+        def pty(self):
+            if self._lean_pty is None:
+                self._lean_pty = Pty(self.envd_api_url, self.connection_config, self._envd_version, self._envd_api)
+            return self._lean_pty
+
+        @property
+        def git(self):
+            if self._lean_git is None:
+                self._lean_git = Git(self._commands)
+            return self._lean_git
+
+        _filesystem = files
+        _pty = pty
+        _git = git
+
+    LeanAsyncSandbox.__name__ = LeanAsyncSandbox.__qualname__ = "AsyncSandbox"
+    _lean_class = LeanAsyncSandbox
+    return _lean_class
+
+
+class _LeanHttpxClient:
+    """The httpx.AsyncClient the SDK's generated REST functions call, minus httpx.
+
+    The generated functions only call ``request(method=, url=, json=/content=,
+    headers=, params=)`` and read ``status_code``, ``content``, ``headers`` and
+    ``json()`` of the answer: an ``httpx.Response`` built from pyqwest's
+    buffered response. Anything else falls back to a real httpx client.
+    """
+
+    def __init__(self, api_client, pyqwest_client, fallback):
+        self._base = api_client._base_url.rstrip("/")
+        headers = _httpx_default_headers()
+        headers.update({k.lower(): v for k, v in api_client._headers.items()})
+        headers[api_client.auth_header_name.lower()] = (
+            f"{api_client.prefix} {api_client.token}" if api_client.prefix else api_client.token)
+        self._headers = headers
+        self._client = pyqwest_client
+        self._timeout = api_client._timeout.read if api_client._timeout is not None else None
+        self._fallback = fallback
+
+    def __getattr__(self, name):  # anything but request(): the real client
+        return getattr(self._fallback(), name)
+
+    async def request(self, method, url, *, json=None, content=None, headers=None, params=None, **kwargs):
+        import asyncio
+
+        import httpx
+        import orjson
+        from pyqwest import ReadError, RemoteProtocolError, StreamError, TooManyRedirects, WriteError
+        from pyqwest.httpx import _transport as adapter
+
+        if kwargs or params or not isinstance(url, str) or url.startswith(("http://", "https://")):
+            return await self._fallback().request(method, url, json=json, content=content, headers=headers,
+                                                  params=params, **kwargs)
+        all_headers = self._headers
+        if json is not None:
+            content = orjson.dumps(json)
+            all_headers = dict(all_headers, **{"content-type": "application/json"})
+        if headers:
+            all_headers = dict(all_headers)
+            all_headers.update({k.lower(): v for k, v in headers.items()})
+        if content is not None:
+            all_headers = dict(all_headers, **{"content-length": str(len(content))})
+        method = method.upper()
+        full_url = self._base + url
+        try:
+            call = self._client.execute(method, full_url, headers=all_headers, content=content)
+            if self._timeout:
+                async with asyncio.timeout(self._timeout):  # no extra task, unlike wait_for
+                    answer = await call
+            else:
+                answer = await call
+        except StreamError as e:
+            raise adapter.map_stream_error(e) from e
+        except RemoteProtocolError as e:
+            raise adapter.map_remote_protocol_error(e) from e
+        except TooManyRedirects as e:
+            raise httpx.TooManyRedirects(str(e)) from e
+        except ConnectionError as e:
+            raise adapter.map_connection_error(e) from e
+        except TimeoutError as e:
+            raise adapter.map_timeout_error(e) from e
+        except (ReadError, WriteError) as e:
+            raise adapter.map_network_error(e) from e
+        response_headers = list(answer.headers.items())
+        request = httpx.Request(method, full_url)
+        if any(k.lower() == "content-encoding" for k, _ in response_headers):
+            response = httpx.Response(answer.status, headers=response_headers,
+                                      stream=httpx.ByteStream(bytes(answer.content)), request=request)
+            response.read()  # decodes gzip/deflate as httpx would
+            return response
+        return httpx.Response(answer.status, headers=response_headers, content=bytes(answer.content), request=request)
+
+
+def _httpx_default_headers() -> dict:
+    """What a fresh httpx client sends on its own (accept, accept-encoding, user-agent), so the wire is unchanged."""
+    import httpx
+
+    return {k.lower(): v for k, v in httpx.Headers(httpx.AsyncClient(transport=httpx.MockTransport(None)).headers).items()
+            if k.lower() != "connection"}
+
+
+_api_clients: dict = {}
+
+
+def _install_lean_control_plane() -> None:
+    """Route the SDK's control-plane calls (create, kill) through one cached lean client per configuration."""
+    import e2b.sandbox_async.sandbox_api as sandbox_api
+
+    original = getattr(sandbox_api.get_api_client, "_loadgen_original", sandbox_api.get_api_client)
+
+    def get_api_client(config, **kwargs):
+        if kwargs or config.retries or config.proxy is not None or config.logger is not None:
+            return original(config, **kwargs)  # what loadgen never uses: the SDK as shipped
+        key = (config.api_key, config.api_url, config.request_timeout, config.http_version,
+               tuple(sorted((config.headers or {}).items())))
+        client = _api_clients.get(key)
+        if client is None:
+            from pyqwest import Client
+
+            from e2b.api import proxy_to_config
+            from e2b.api.client_async import get_pyqwest_transport
+
+            client = original(config)
+            spare: list = []
+
+            def real_httpx_client(config=config, spare=spare):  # built only if a call needs real httpx
+                if not spare:
+                    spare.append(original(config).get_async_httpx_client())
+                return spare[0]
+
+            pool = Client(get_pyqwest_transport(proxy_to_config(config.proxy), http_version=config.http_version))
+            client.set_async_httpx_client(_LeanHttpxClient(client, pool, real_httpx_client))
+            _api_clients[key] = client
+        return client
+
+    get_api_client._loadgen_original = original
+    sandbox_api.get_api_client = get_api_client

@@ -153,7 +153,10 @@ class ModalProvider(Provider):
 
     def setup(self) -> None:
         logging.getLogger("hpack").setLevel(logging.WARNING)
-        _sdk()
+        version = getattr(_sdk(), "__version__", "?")
+        if version != SDK_VERSION:
+            log.warning("modal: SDK %s installed; this adapter was checked against %s (the retry switches, the "
+                        "loop hand-over and the emulator's RPC set may differ)", version, SDK_VERSION)
         self.retry_settings = _disable_sdk_retries()
         bridge = get_bridge()
         _adopt_bridge_loop(bridge.loop)

@@ -31,6 +31,9 @@ What the SDK does on its own, and what this adapter does about it:
   (create) and the command timeout (commands), so nothing outlives the
   lifecycle's deadline by more than that. The first request of each call
   has no such leniency: its failure is raised.
+- Platform headers: computed on first use with ``platform.platform()``,
+  which runs a subprocess; under gevent a burst of first requests computed
+  them once each (1,000 forks, 7 s of CPU). ``setup`` fills the SDK's cache.
 - ``shutdown`` takes no per-call timeout: the client's default timeout (the
   destroy timeout) applies to it.
 """
@@ -96,6 +99,10 @@ class RunloopProvider(Provider):
                 http_client=http_client,
             ))
         self._next_shard = 0
+        # The SDK's platform headers are computed on first use (platform.platform()
+        # runs a subprocess) and then cached; 1,000 greenlets arriving together
+        # would each compute them, forking 1,000 times. Fill the cache now.
+        self.clients[0].platform_headers()
         self.create_window_s = s.create_timeout_s + s.late_create_window_s
         self.create_polling = PollingConfig(interval_seconds=1.0, max_attempts=max(1, math.ceil(self.create_window_s)),
                                             timeout_seconds=self.create_window_s)

@@ -60,7 +60,6 @@ PROJECT_ID = "emulator"
 AGENT_VERSION = "emulator"
 AGENT_PREFIX = b"/csb-agent/"
 API_PREFIX = b"/v1/sandboxes"
-JSON = b"application/json"
 SSE = b"text/event-stream"
 GIB = 1024 ** 3
 NO_TTL_LIFETIME_S = 365 * 86400.0  # no ttl: the sandbox never terminates on its own
@@ -264,7 +263,8 @@ class CodeSandboxFace:
                         extra_headers=b"retry-after: %d\r\n" % retry)
         elif kind == C.ERROR:
             sb.status = 500
-            req.respond(500, _api_err(500, "internal_error", "failed to create sandbox: internal error (emulated fault)"))
+            req.respond(500, _api_err(500, "internal_error",
+                                      "failed to create sandbox: internal error (emulated fault)"))
         elif kind == C.RESET:
             req.reset()
 

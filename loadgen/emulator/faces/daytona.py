@@ -145,7 +145,8 @@ class DaytonaFace:
         if snapshot is not None and (not isinstance(snapshot, str) or not snapshot):
             return self._bad(req, "snapshot must be a non-empty string")
         labels = body.get("labels")
-        if labels is not None and (not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values())):
+        if labels is not None and (not isinstance(labels, dict)
+                                   or not all(isinstance(v, str) for v in labels.values())):
             return self._bad(req, "labels must be an object of string values")
         env = body.get("env")
         if env is not None and not isinstance(env, dict):

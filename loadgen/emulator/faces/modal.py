@@ -68,6 +68,7 @@ from loadgen.emulator import core as C
 from loadgen.emulator.http import Request
 
 HOST = "127.0.0.1"
+BACKLOG = 65535  # the kernel caps it at net.core.somaxconn
 CONTROL = "/modal.client.ModalClient/"
 ROUTER = "/modal.task_command_router.TaskCommandRouter/"
 # The RPCs the pinned SDK (modal 1.6.x) calls for one sandbox's life, and a
@@ -231,13 +232,15 @@ class ModalFace:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((HOST, port))
-        sock.listen(65535)
+        sock.listen(BACKLOG)
         sock.setblocking(False)
         self.grpc_port = sock.getsockname()[1]
         self.grpc_url = f"http://{HOST}:{self.grpc_port}"
         self.server = _Server([self], self.connections, status_details_codec=_DetailsCodec())
         # Connections arriving before create_server has run wait in the listen backlog.
-        self._started = self.loop.create_task(self.server.start(sock=sock))
+        # (grpclib's own default backlog is 100: a burst of router connections would
+        # overflow it and wait out the kernel's 1 s SYN retransmission.)
+        self._started = self.loop.create_task(self.server.start(sock=sock, backlog=BACKLOG))
 
     async def stop(self) -> None:
         await self._started

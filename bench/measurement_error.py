@@ -1,0 +1,92 @@
+"""Measurement error of the create latency: what the generator measured minus what the server spent.
+
+For every sandbox: the create latency loadgen recorded (raw.jsonl
+`latency_ms`) minus the emulator's service time for that create
+(`t_answered - t_received` in /_emulator/sandboxes), joined on the create's
+metadata `sandbox_idx`. The difference is everything the server did not do:
+the client's own queueing and CPU (SDK, bridge, hub), loopback and the
+kernel. N users start at once in one local locust process; profile
+`realistic-e2b` (create lognormal 698.7/820.2 ms), so the answers spread over
+~a second, as they would from the real service.
+
+Baseline: FastHttpUser's own measured create latency (time.time() around
+`client.post`) minus the same server time, same N, same profile.
+
+Usage:
+  python bench/measurement_error.py [--sizes 500,2000,5000] [--profile realistic-e2b] [--providers e2b]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _harness as H  # noqa: E402
+
+from loadgen.emulator import start_emulator  # noqa: E402
+
+
+def server_times(emu) -> dict:
+    out = {}
+    for row in emu.sandboxes():
+        meta = row.get("metadata") or {}
+        if row.get("t_answered") is not None and "sandbox_idx" in meta:
+            out[(meta.get("run_id"), meta["sandbox_idx"])] = (row["t_answered"] - row["t_received"]) * 1000.0
+    return out
+
+
+def summary(errors: list[float]) -> dict:
+    return {"n": len(errors), "p50": H.percentile(errors, 50), "p99": H.percentile(errors, 99), "max": max(errors)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="500,2000,5000")
+    ap.add_argument("--profile", default="realistic-e2b")
+    ap.add_argument("--providers", default="e2b")
+    args = ap.parse_args()
+    print(f"# {H.command_line()}  ({H.today()}, {H.machine()})")
+    sizes = [int(x) for x in args.sizes.split(",")]
+    kinds = ["baseline"] + args.providers.split(",")
+    rows = []
+    emulators = {}
+    try:
+        for kind in kinds:
+            face = "e2b" if kind == "baseline" else kind
+            if face not in emulators:
+                emulators[face] = start_emulator(args.profile, faces=face)
+        for n in sizes:
+            for kind in kinds:
+                emu = emulators["e2b" if kind == "baseline" else kind]
+                emu.reset()
+                if kind == "baseline":
+                    res, measured = H.run_baseline(n, emu.url, mode="create")
+                    measured = [((m["run_id"]), str(m["idx"]), m["latency_ms"]) for m in measured]
+                    cpu_note = ""
+                else:
+                    res = H.run_loadgen(n, emu.url, provider=kind, args=["--create-timeout", "120"])
+                    if res.master.returncode != 0:
+                        raise SystemExit(f"{kind} N={n} failed:\n{res.master.output[-3000:]}")
+                    measured = [(r["run_id"], str(r["sandbox_idx"]), r["latency_ms"]) for r in res.records()
+                                if r.get("latency_ms") is not None]
+                server = server_times(emu)
+                errors = [lat - server[(run_id, idx)] for run_id, idx, lat in measured if (run_id, idx) in server]
+                s = summary(errors)
+                label = kind if kind != "baseline" else "FastHttpUser (baseline)"
+                rows.append([n, label, s["n"], s["p50"], s["p99"], s["max"]])
+                print(f"  {label} N={n}: joined {s['n']}, error p50 {s['p50']:.1f} ms, p99 {s['p99']:.1f} ms, "
+                      f"max {s['max']:.1f} ms (process CPU {res.cpu_s:.1f} s, wall {res.wall_s:.1f} s){cpu_note}",
+                      flush=True)
+    finally:
+        for emu in emulators.values():
+            emu.stop()
+    print()
+    print(H.table(["N per process", "client", "creates joined", "error p50 ms", "error p99 ms", "error max ms"],
+                  rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,308 @@
+"""The runloop adapter: the real `runloop-api-client` SDK against the emulator's runloop face.
+
+- a 200-sandbox chaos run through Locust, checked sandbox by sandbox against
+  the emulator's ground truth (joined by the run_id/sandbox_idx metadata);
+- every fault at 100%, driven through the adapter in a gevent-patched
+  subprocess, gives the right failure class and status;
+- a missing key stops the run before any create;
+- the SDK cooperates with gevent (concurrent creates overlap);
+- the face's bad-input answers and its execution long poll.
+
+Hub lag at 1,000 concurrent sandboxes (not part of the normal run):
+    LOADGEN_HUB_LAG_USERS=1000 python -m pytest -s tests/test_provider_runloop.py -k hub_lag
+"""
+
+from __future__ import annotations
+
+import collections
+import http.client
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from loadgen.emulator import start_emulator
+from tests.locust_harness import REPO, run_locust
+
+KEY = {"RUNLOOP_API_KEY": "runloop_test_key"}
+FAST = ["--create-timeout", "3", "--command-timeout", "3", "--destroy-timeout", "3", "--late-create-window", "1"]
+
+# the emulator's first fault -> the record's status. (The chaos run holds each sandbox
+# 2 s, so a sandbox that dies 1 s after its readiness is dead by its liveness probe.)
+EXPECTED_STATUS = {
+    None: "success", "kill_fail": "success",
+    "create_5xx": "failed", "create_hang": "failed", "reset": "failed", "rate_limited": "failed", "capacity": "failed",
+    "readiness_fail": "readiness_failed", "died": "partial",
+}
+
+
+def _request(url, method, path, body=None, auth=True):
+    host, port = url.split("//", 1)[1].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=40)
+    try:
+        h = {"Content-Type": "application/json"}
+        if auth:
+            h["Authorization"] = "Bearer runloop_test_key"
+        conn.request(method, path, body=body, headers=h)
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------------------
+# the chaos run
+
+
+def test_chaos_run_matches_the_emulators_ground_truth(tmp_path):
+    with start_emulator("chaos", faces="e2b,daytona,runloop", seed=11) as emu:
+        run = run_locust("runloop.py", 200, tmp_path, ["--emulator-url", emu.url, *FAST, "--hold", "2"],
+                         env=KEY)
+        truth = emu.sandboxes()
+        stats = emu.stats()
+    assert run.returncode == 0, run.output[-4000:]
+    records = run.records
+    assert len(records) == 200 and sorted(r["sandbox_idx"] for r in records) == list(range(200))
+    run_id = records[0]["run_id"]
+    by_idx = {}
+    for sb in truth:
+        assert sb["provider"] == "runloop"
+        assert sb["metadata"]["run_id"] == run_id  # the metadata reached the server
+        by_idx[int(sb["metadata"]["sandbox_idx"])] = sb
+    assert sorted(by_idx) == list(range(200)), "one create per sandbox, none retried"
+    mismatches = [(r["sandbox_idx"], by_idx[r["sandbox_idx"]]["fault"], r["status"], r["error_message"])
+                  for r in records if r["status"] != EXPECTED_STATUS[by_idx[r["sandbox_idx"]]["fault"]]]
+    assert not mismatches, mismatches[:10]
+    expected = collections.Counter(EXPECTED_STATUS[sb["fault"]] for sb in truth)
+    assert collections.Counter(r["status"] for r in records) == expected
+    assert len({sb["fault"] for sb in truth}) >= 5, "the chaos profile should have hit most faults"
+    for r in records:
+        sb = by_idx[r["sandbox_idx"]]
+        fault = sb["fault"]
+        if fault == "create_5xx":
+            assert (r["failure_class"], r["http_status"]) == ("http_error", 500), r
+        elif fault == "create_hang":
+            assert r["failure_class"] == "timeout", r
+        elif fault == "reset":
+            assert r["failure_class"] == "network_error", r
+        elif fault == "died":
+            assert (r["failed_phase"], r["failure_class"], r["http_status"]) == ("liveness", "http_error", 404), r
+        elif fault == "kill_fail":
+            assert r["destroy_ok"] is False and r["destroy_failure_class"] == "http_error", r
+        if r["sandbox_id"] is not None:
+            assert r["sandbox_id"] == sb["sandbox_id"]
+        if sb["sandbox_id"] is not None:
+            assert sb["lifetime_s"] >= 600, "keep_alive_time_seconds must outlast the run"
+    kill_faults = sum(1 for sb in truth if "kill_fail" in sb["faults"] and sb["state"] == "running")
+    assert stats["live"] == kill_faults
+    assert stats["errors"]["unauthorized"] == 0 and stats["errors"]["bad_request"] == 0
+
+
+# ---------------------------------------------------------------------------
+# every fault at 100%, through the adapter (in a gevent-patched subprocess)
+
+MATRIX_CODE = r"""
+from gevent import monkey; monkey.patch_all()
+import json, os, sys, time
+os.environ["RUNLOOP_API_KEY"] = "runloop_test_key"
+from loadgen.emulator import EmulatorThread
+from loadgen.providers.base import ProviderSettings
+from loadgen.providers.runloop import RunloopProvider
+
+def info(provider, exc):
+    i = provider.classify(exc)
+    return {"failure_class": i.failure_class, "http_status": i.http_status, "error_code": i.error_code,
+            "error_type": i.error_type}
+
+def case(name, ops, **overrides):
+    with EmulatorThread("fast", faces="e2b,daytona,runloop", **overrides) as emu:
+        p = RunloopProvider(ProviderSettings(base_url=emu.url, users_in_process=4, create_timeout_s=1.0,
+                                             late_create_window_s=0.5, destroy_timeout_s=3, sandbox_lifetime_s=900))
+        p.prepare()
+        out, handle = [], None
+        for i, op in enumerate(ops):
+            t = time.monotonic()
+            try:
+                if op == "create":
+                    handle = p.create({"run_id": "matrix", "sandbox_idx": str(i)})
+                    value = p.sandbox_id(handle)
+                elif op == "run":
+                    r = p.run(handle, "node -v", 3)
+                    value = [r.exit_code, r.stdout]
+                elif op == "slow":  # longer than the optimistic wait: the execution long poll
+                    r = p.run(handle, "sleep 2 && echo v1.2.3", 1)
+                    value = [r.exit_code, r.stdout]
+                else:
+                    value = p.destroy(handle, 3)
+                out.append({"op": op, "ok": True, "value": value, "s": time.monotonic() - t})
+            except BaseException as exc:
+                out.append({"op": op, "ok": False, "s": time.monotonic() - t, **info(p, exc)})
+        results[name] = {"ops": out, "stats": emu.stats(), "truth": emu.sandboxes()}
+
+results = {}
+case("create_5xx", ["create"], fault_create_5xx=1.0)
+case("create_hang", ["create"], fault_create_hang=1.0)
+case("reset", ["create"], fault_reset=1.0)
+case("rate_limited", ["create", "create"], rate_limit_per_s=0.01, rate_limit_burst=1)
+case("capacity", ["create", "create"], capacity=1)
+case("readiness_exit", ["create", "run", "run"], fault_readiness=1.0)
+case("readiness_stream", ["create", "run"], fault_readiness=1.0, readiness_fail_mode="stream_error")
+case("died", ["create", "run", "run", "destroy"], fault_died=1.0, died_delay_s=0)
+case("kill_fail", ["create", "destroy"], fault_kill=1.0)
+case("clean", ["create", "run", "slow", "destroy", "destroy", "run"])
+print("RESULTS " + json.dumps(results))
+"""
+
+
+@pytest.fixture(scope="module")
+def matrix():
+    proc = subprocess.run([sys.executable, "-c", MATRIX_CODE], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULTS ")]
+    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(lines[-1][len("RESULTS "):])
+
+
+def _ops(matrix, name):
+    return matrix[name]["ops"]
+
+
+@pytest.mark.parametrize("name, status", [("create_5xx", 500), ("rate_limited", 429), ("capacity", 429)])
+def test_create_http_faults_are_not_retried(matrix, name, status):
+    ops = _ops(matrix, name)
+    failed = ops[-1]
+    assert not failed["ok"] and failed["failure_class"] == "http_error" and failed["http_status"] == status, ops
+    if status == 429:
+        assert ops[0]["ok"], ops
+        assert failed["error_type"] == "RateLimitError" and failed["error_code"] == "rate_limited"
+    assert matrix[name]["stats"]["ops"]["create"]["requests"] == len(ops), "max_retries=0: one request per create"
+
+
+def test_create_hang_is_a_timeout_bounded_by_the_late_create_window(matrix):
+    (op,) = _ops(matrix, "create_hang")
+    assert not op["ok"] and op["failure_class"] == "timeout", op
+    assert op["s"] < 10
+
+
+def test_reset_is_a_network_error_and_not_retried(matrix):
+    (op,) = _ops(matrix, "reset")
+    assert not op["ok"] and op["failure_class"] == "network_error" and op["http_status"] is None, op
+    assert matrix["reset"]["stats"]["ops"]["create"]["requests"] == 1
+
+
+def test_readiness_faults(matrix):
+    create, first, second = _ops(matrix, "readiness_exit")
+    assert create["ok"] and first["ok"] and first["value"][0] == 1, first
+    assert second["ok"] and second["value"] == [0, "v20.18.1\n"]
+    create, failed = _ops(matrix, "readiness_stream")
+    assert not failed["ok"] and (failed["failure_class"], failed["http_status"]) == ("http_error", 500), failed
+
+
+def test_died_devbox_answers_not_found(matrix):
+    create, ready, live, destroy = _ops(matrix, "died")
+    assert ready["ok"] and ready["value"] == [0, "v20.18.1\n"]
+    assert not live["ok"] and (live["failure_class"], live["http_status"], live["error_code"]) == \
+        ("http_error", 404, "sandbox_gone"), live
+    assert destroy["ok"] and destroy["value"] is False
+
+
+def test_kill_failure_clean_life_and_long_poll(matrix):
+    create, destroy = _ops(matrix, "kill_fail")
+    assert not destroy["ok"] and (destroy["failure_class"], destroy["http_status"]) == ("http_error", 500)
+    create, run, slow, destroy, again, gone = _ops(matrix, "clean")
+    assert create["ok"] and run["value"] == [0, "v20.18.1\n"]
+    assert slow["ok"] and slow["value"] == [0, "v1.2.3\n"], slow
+    assert destroy["value"] is True and again["value"] is False
+    assert not gone["ok"] and gone["http_status"] == 404
+    (truth,) = matrix["clean"]["truth"]
+    assert truth["metadata"] == {"run_id": "matrix", "sandbox_idx": "0"} and truth["lifetime_s"] == 900
+
+
+# ---------------------------------------------------------------------------
+# credentials, cooperation with gevent
+
+
+def test_missing_key_stops_the_run_before_any_create(tmp_path):
+    with start_emulator("fast", faces="runloop") as emu:
+        run = run_locust("runloop.py", 5, tmp_path, ["--emulator-url", emu.url], env={"RUNLOOP_API_KEY": ""},
+                         timeout=60)
+        stats = emu.stats()
+    assert run.returncode != 0
+    assert "RUNLOOP_API_KEY" in run.output, run.output[-2000:]
+    assert stats["requests"] == 0
+
+
+def test_creates_overlap_under_gevent(tmp_path):
+    # 1 s per create and 0.2 s per command: one after another, 100 devboxes would take 100+ s
+    with start_emulator("fast", faces="runloop", create_latency={"kind": "constant", "ms": 1000},
+                        exec_latency={"kind": "constant", "ms": 200}) as emu:
+        run = run_locust("runloop.py", 100, tmp_path, ["--emulator-url", emu.url], env=KEY, timeout=120)
+    assert run.returncode == 0, run.output[-3000:]
+    records = run.records
+    assert all(r["status"] == "success" for r in records)
+    assert max(r["latency_ms"] for r in records) < 20_000
+
+
+@pytest.mark.skipif(not os.environ.get("LOADGEN_HUB_LAG_USERS"), reason="set LOADGEN_HUB_LAG_USERS=1000 to measure")
+def test_hub_lag(tmp_path):
+    users = int(os.environ["LOADGEN_HUB_LAG_USERS"])
+    with start_emulator("fast", faces="runloop") as emu:
+        run = run_locust("runloop.py", users, tmp_path, ["--emulator-url", emu.url], env=KEY, timeout=600)
+    assert run.returncode == 0, run.output[-3000:]
+    local = next(iter(run.meta["metrics_summary"]["processes"].values()))
+    print(f"\nrunloop, {users} sandboxes in one process: hub lag max {local['hub_lag_max_ms']} ms, "
+          f"p99 {local['hub_lag_p99_ms']} ms, cpu max {local['cpu_percent_max']}%")
+    assert collections.Counter(r["status"] for r in run.records) == {"success": users}
+
+
+# ---------------------------------------------------------------------------
+# the face on its own
+
+
+def test_face_bad_input_and_auth():
+    with start_emulator("fast", faces="e2b,daytona,runloop") as emu:
+        url = emu.url
+        assert _request(url, "POST", "/v1/devboxes/create_and_await_running", b"{}", auth=False)[0] == 401
+        assert _request(url, "POST", "/v1/devboxes/create_and_await_running", b"{nope")[0] == 400
+        assert _request(url, "POST", "/v1/devboxes", b"[1]")[0] == 400
+        body = json.dumps({"launch_parameters": {"keep_alive_time_seconds": 172801}}).encode()
+        assert _request(url, "POST", "/v1/devboxes/create_and_await_running", body)[0] == 400
+        body = json.dumps({"metadata": {"a": 1}}).encode()
+        assert _request(url, "POST", "/v1/devboxes/create_and_await_running", body)[0] == 400
+        body = json.dumps({"blueprint_id": "a", "snapshot_id": "b"}).encode()
+        assert _request(url, "POST", "/v1/devboxes/create_and_await_running", body)[0] == 400
+        assert _request(url, "GET", "/v1/devboxes/nope")[0] == 404
+        assert _request(url, "POST", "/v1/devboxes/nope/execute", b'{"command":"node -v"}')[0] == 404
+        assert _request(url, "POST", "/v1/devboxes/nope/shutdown")[0] == 404
+        body = json.dumps({"metadata": {"run_id": "r", "sandbox_idx": "1"}, "blueprint_name": "node",
+                           "launch_parameters": {"keep_alive_time_seconds": 7200}}).encode()
+        status, _, reply = _request(url, "POST", "/v1/devboxes/create_and_await_running", body)
+        assert status == 200
+        view = json.loads(reply)
+        assert view["status"] == "running" and view["metadata"] == {"run_id": "r", "sandbox_idx": "1"}
+        dbx = view["id"]
+        assert _request(url, "POST", f"/v1/devboxes/{dbx}/execute", b'{"cmd":"x"}')[0] == 400
+        assert _request(url, "POST", f"/v1/devboxes/{dbx}/execute",
+                        b'{"command":"node -v","optimistic_timeout":99}')[0] == 400
+        # a command longer than the optimistic wait: `running`, then the execution long poll
+        status, _, reply = _request(url, "POST", f"/v1/devboxes/{dbx}/execute",
+                                    b'{"command":"sleep 1 && echo done","optimistic_timeout":0}')
+        running = json.loads(reply)
+        assert status == 200 and running["status"] == "running"
+        path = f"/v1/devboxes/{dbx}/executions/{running['execution_id']}/wait_for_status"
+        status, _, reply = _request(url, "POST", path, b'{"statuses":["completed"],"timeout_seconds":0.2}')
+        assert status == 408
+        status, _, reply = _request(url, "POST", path, b'{"statuses":["completed"],"timeout_seconds":20}')
+        done = json.loads(reply)
+        assert status == 200 and done["status"] == "completed" and done["stdout"] == "done\n"
+        assert _request(url, "POST", f"/v1/devboxes/{dbx}/executions/other/wait_for_status",
+                        b'{"statuses":["completed"]}')[0] == 404
+        status, _, reply = _request(url, "POST", f"/v1/devboxes/{dbx}/shutdown")
+        assert status == 200 and json.loads(reply)["status"] == "shutdown"
+        status, _, reply = _request(url, "GET", f"/v1/devboxes/{dbx}")
+        assert status == 200 and json.loads(reply)["status"] == "shutdown"
+        assert _request(url, "POST", f"/v1/devboxes/{dbx}/shutdown")[0] == 404
+        (truth,) = emu.sandboxes()
+        assert truth["provider"] == "runloop" and truth["lifetime_s"] == 7200 and truth["template"] == "node"
