@@ -51,6 +51,16 @@ class ProviderSettings:
     base_url: Optional[str] = None  # only for emulated runs (locustfiles/local.py)
 
 
+def attributes(obj: Any, names: tuple[str, ...], **fixed: Any) -> dict:
+    """The named attributes of an SDK object that are set (enums by value), for provider_metadata."""
+    info = dict(fixed)
+    for name in names:
+        value = getattr(obj, name, None)
+        if value is not None:
+            info[name] = getattr(value, "value", value)
+    return info
+
+
 class MissingCredentials(Exception):
     """Raised at start when a provider's environment variables are not set. Names them, never their values."""
 

@@ -52,7 +52,7 @@ from typing import Any, Optional
 import gevent
 
 from loadgen.providers.sdk_import import reclaim_sdk
-from loadgen.providers.base import CommandResult, Provider
+from loadgen.providers.base import attributes, CommandResult, Provider
 from loadgen.result import ErrorInfo, FailureClass, classify_exception, truncate
 
 log = logging.getLogger("loadgen.providers.daytona")
@@ -176,13 +176,8 @@ class DaytonaProvider(Provider):
         return getattr(handle, "id", None)
 
     def metadata(self, handle) -> Any:
-        info = {"sandbox_id": handle.id}
-        for attr in ("state", "target", "snapshot", "runner_id", "daemon_version", "cpu", "memory", "disk"):
-            value = getattr(handle, attr, None)
-            if value is not None:
-                info[attr] = getattr(value, "value", value)
-        info["state_updates"] = self.events
-        return info
+        return attributes(handle, ("state", "target", "snapshot", "runner_id", "daemon_version", "cpu", "memory", "disk"),
+                          sandbox_id=handle.id, state_updates=self.events)
 
     def classify(self, exc: BaseException) -> ErrorInfo:
         daytona = load_sdk()

@@ -38,15 +38,21 @@ A/B measurements and as an escape hatch should an SDK upgrade break them.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import sys
+import time
 
-from loadgen.providers.base import CommandResult, Provider, ProviderSettings
+from loadgen.providers.base import attributes, CommandResult, Provider, ProviderSettings
 from loadgen.result import ErrorInfo, FailureClass, classify_exception, status_code_of, truncate
 
 _POOL_FLOOR = 1000
 PLAIN_SDK_ENV = "LOADGEN_E2B_PLAIN_SDK"
+
+# Wire times of the control-plane exchange made inside a create: (sent, answered), epoch
+# seconds, taken just before the request goes to pyqwest and just after its answer is in.
+_wire_times: contextvars.ContextVar = contextvars.ContextVar("loadgen_e2b_wire_times", default=None)
 
 
 def _configure_sdk_environment(users_in_process: int) -> None:
@@ -96,12 +102,35 @@ class E2BProvider(Provider):
             )
 
     async def create(self, tags: dict[str, str]):
-        return await self._sandbox_class.create(
-            template=self.settings.template or self.default_template,
-            timeout=int(self.settings.sandbox_lifetime_s),
-            metadata=tags,
-            **self._opts,
-        )
+        if not self._lean:
+            return await self._sandbox_class.create(
+                template=self.settings.template or self.default_template,
+                timeout=int(self.settings.sandbox_lifetime_s),
+                metadata=tags,
+                **self._opts,
+            )
+        exchanges: list = []
+        token = _wire_times.set(exchanges)  # this task's context: the SDK's create runs in it
+        try:
+            handle = await self._sandbox_class.create(
+                template=self.settings.template or self.default_template,
+                timeout=int(self.settings.sandbox_lifetime_s),
+                metadata=tags,
+                **self._opts,
+            )
+        finally:
+            _wire_times.reset(token)
+        if exchanges:
+            handle._loadgen_wire_times = exchanges[0]
+        return handle
+
+    def wire_times(self, handle):
+        """(sent, answered) of the create's HTTP exchange, epoch seconds, or None.
+
+        Taken on the asyncio loop right at the HTTP client, so they leave out the
+        SDK's own work before and after the exchange and the hops between the
+        loop and the greenlet: the create latency the lifecycle records."""
+        return getattr(handle, "_loadgen_wire_times", None)
 
     async def run(self, handle, command: str, timeout: float) -> CommandResult:
         from e2b import CommandExitException
@@ -126,12 +155,7 @@ class E2BProvider(Provider):
         return handle.sandbox_id
 
     def metadata(self, handle):
-        info = {"sandbox_id": handle.sandbox_id}
-        for attr in ("sandbox_domain", "envd_version", "template_id"):
-            value = getattr(handle, attr, None)
-            if value is not None:
-                info[attr] = value
-        return info
+        return attributes(handle, ("sandbox_domain", "envd_version", "template_id"), sandbox_id=handle.sandbox_id)
 
     def classify(self, exc: BaseException) -> ErrorInfo:
         import e2b
@@ -275,7 +299,9 @@ class _LeanHttpxClient:
             all_headers = dict(all_headers, **{"content-length": str(len(content))})
         method = method.upper()
         full_url = self._base + url
+        exchanges = _wire_times.get()
         try:
+            sent = time.time()
             call = self._client.execute(method, full_url, headers=all_headers, content=content)
             if self._timeout:
                 async with asyncio.timeout(self._timeout):  # no extra task, unlike wait_for
@@ -294,6 +320,8 @@ class _LeanHttpxClient:
             raise adapter.map_timeout_error(e) from e
         except (ReadError, WriteError) as e:
             raise adapter.map_network_error(e) from e
+        if exchanges is not None:
+            exchanges.append((sent, time.time()))
         response_headers = list(answer.headers.items())
         request = httpx.Request(method, full_url)
         if any(k.lower() == "content-encoding" for k, _ in response_headers):

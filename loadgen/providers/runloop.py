@@ -45,7 +45,7 @@ import math
 import os
 from typing import Any, Optional
 
-from loadgen.providers.base import CommandResult, Provider
+from loadgen.providers.base import attributes, CommandResult, Provider
 from loadgen.result import ErrorInfo, FailureClass, classify_exception, truncate
 
 log = logging.getLogger("loadgen.providers.runloop")
@@ -164,12 +164,8 @@ class RunloopProvider(Provider):
         return getattr(handle, "id", None)
 
     def metadata(self, handle) -> Any:
-        info = {"sandbox_id": handle.id}
-        for attr in ("status", "blueprint_id", "snapshot_id", "create_time_ms", "name"):
-            value = getattr(handle.view, attr, None)
-            if value is not None:
-                info[attr] = value
-        return info
+        return attributes(handle.view, ("status", "blueprint_id", "snapshot_id", "create_time_ms", "name"),
+                          sandbox_id=handle.id)
 
     def classify(self, exc: BaseException) -> ErrorInfo:
         import runloop_api_client as rl

@@ -26,3 +26,24 @@ def load_face(name: str):
         raise ValueError(f"unknown face {name!r}; available: {', '.join(sorted(FACES))}") from None
     module, cls = target.split(":")
     return getattr(importlib.import_module(module), cls)
+
+
+def json_object(body: bytes, empty=None):
+    """A request body as a JSON object: (object, None), or (None, why it is not one).
+
+    Every face answers a malformed body the way its provider does (its own
+    400 shape), but what counts as malformed is the same everywhere.
+    """
+    import orjson
+
+    if not body:
+        if empty is None:
+            return None, "request body must be a JSON object"
+        return empty, None
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        return None, f"request body is not valid JSON: {e}"
+    if not isinstance(value, dict):
+        return None, "request body must be a JSON object"
+    return value, None

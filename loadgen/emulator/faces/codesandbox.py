@@ -53,6 +53,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
+from loadgen.emulator.faces import json_object
 from loadgen.emulator import core as C
 from loadgen.emulator.http import Request
 
@@ -201,12 +202,9 @@ class CodeSandboxFace:
                                   [{"parameter": parameter, "code": "invalid", "message": message}]))
 
     def _create(self, req: Request) -> None:
-        try:
-            body = orjson.loads(req.body) if req.body else {}
-        except orjson.JSONDecodeError as e:
-            return self._bad(req, "body", f"request body is not valid JSON: {e}")
-        if not isinstance(body, dict):
-            return self._bad(req, "body", "request body must be a JSON object")
+        body, problem = json_object(req.body, empty={})
+        if problem:
+            return self._bad(req, "body", problem)
         snapshot_id = body.get("snapshot_id")
         alias = body.get("snapshot_alias")
         if snapshot_id is not None:
@@ -316,12 +314,9 @@ class CodeSandboxFace:
             req.respond(404, _api_err(404, "not_found", f"sandbox {sid!r} not found"))
             return
         if req.body:
-            try:
-                body = orjson.loads(req.body)
-            except orjson.JSONDecodeError as e:
-                return self._bad(req, "body", f"request body is not valid JSON: {e}")
-            if not isinstance(body, dict):
-                return self._bad(req, "body", "request body must be a JSON object")
+            _, problem = json_object(req.body)
+            if problem:
+                return self._bad(req, "body", problem)
 
         def done(out: C.KillOutcome) -> None:
             sb = out.sandbox
@@ -382,12 +377,9 @@ class CodeSandboxFace:
         req.respond(400, _agent_err(400, message))
 
     def _exec(self, req: Request, sid: str, box: _Box) -> None:
-        try:
-            body = orjson.loads(req.body) if req.body else None
-        except orjson.JSONDecodeError as e:
-            return self._agent_bad(req, f"request body is not valid JSON: {e}")
-        if not isinstance(body, dict):
-            return self._agent_bad(req, "request body must be a JSON object")
+        body, problem = json_object(req.body)
+        if problem:
+            return self._agent_bad(req, problem)
         command = body.get("command")
         args = body.get("args", [])
         if not isinstance(command, str) or not command:

@@ -40,6 +40,7 @@ from typing import Any, Optional
 
 import orjson
 
+from loadgen.emulator.faces import json_object
 from loadgen.emulator import core as C
 from loadgen.emulator.http import Request
 
@@ -135,12 +136,9 @@ class DaytonaFace:
         req.respond(400, _err(400, message))
 
     def _create(self, req: Request) -> None:
-        try:
-            body = orjson.loads(req.body) if req.body else None
-        except orjson.JSONDecodeError as e:
-            return self._bad(req, f"request body is not valid JSON: {e}")
-        if not isinstance(body, dict):
-            return self._bad(req, "request body must be a JSON object")
+        body, problem = json_object(req.body)
+        if problem:
+            return self._bad(req, problem)
         snapshot = body.get("snapshot")
         if snapshot is not None and (not isinstance(snapshot, str) or not snapshot):
             return self._bad(req, "snapshot must be a non-empty string")

@@ -28,6 +28,7 @@ from typing import Any, Optional
 
 import orjson
 
+from loadgen.emulator.faces import json_object
 from loadgen.emulator import core as C
 from loadgen.emulator.http import Request
 
@@ -123,12 +124,9 @@ class E2BFace:
         req.respond(400, _err(400, message))
 
     def _create(self, req: Request) -> None:
-        try:
-            body = orjson.loads(req.body) if req.body else None
-        except orjson.JSONDecodeError as e:
-            return self._bad(req, f"request body is not valid JSON: {e}")
-        if not isinstance(body, dict):
-            return self._bad(req, "request body must be a JSON object")
+        body, problem = json_object(req.body)
+        if problem:
+            return self._bad(req, problem)
         template = body.get("templateID")
         if not isinstance(template, str) or not template:
             return self._bad(req, "templateID is required and must be a string")
