@@ -281,6 +281,8 @@ def run_baseline(users: int, emulator_url: str, mode: str = "lifecycle", workers
 
 def run_loadgen(users: int, emulator_url: str, provider: str = "e2b", args=(), workers: int = 0,
                 timeout: float = 300, env: Optional[dict] = None) -> LocustResult:
+    if provider == "e2b-plain":  # the e2b adapter with its lean paths off: the SDK as shipped (before issue 8)
+        provider, env = "e2b", {**(env or {}), "LOADGEN_E2B_PLAIN_SDK": "1", "LOADGEN_GC_THRESHOLD": "default"}
     workdir = Path(tempfile.mkdtemp(prefix="lgprov-"))
     return run_locust(provider_locustfile(workdir, provider), users,
                       args=["--emulator-url", emulator_url, *args], env={**PROVIDER_ENV.get(provider, {}), **(env or {})},

@@ -16,8 +16,9 @@ configuration runs --repeat times, interleaved, and the median is reported.
 Usage:
   python bench/lifecycle_cost.py [--lo 200] [--hi 2000] [--repeat 2] [--providers e2b,e2b-plain,daytona]
 
-`e2b-plain` is the e2b adapter with LOADGEN_E2B_PLAIN_SDK=1: its lean paths
-off, the SDK exactly as shipped (the adapter before issue 8).
+`e2b-plain` is loadgen as it was before issue 8: the e2b adapter with
+LOADGEN_E2B_PLAIN_SDK=1 (its lean paths off, the SDK exactly as shipped) and
+LOADGEN_GC_THRESHOLD=default (Python's GC thresholds).
 """
 
 from __future__ import annotations
@@ -41,8 +42,6 @@ def one(kind: str, n: int, emulators: dict) -> float:
     emu.reset()
     if kind == "baseline":
         res, _ = H.run_baseline(n, emu.url)
-    elif kind == "e2b-plain":  # the adapter with its lean paths off: the SDK exactly as shipped
-        res = H.run_loadgen(n, emu.url, provider="e2b", env={"LOADGEN_E2B_PLAIN_SDK": "1"})
     else:
         res = H.run_loadgen(n, emu.url, provider=kind)
     stats = emu.stats()

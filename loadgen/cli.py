@@ -8,6 +8,7 @@ Usage:
 Commands:
   emulate     Serve the local sandbox-provider emulator on 127.0.0.1.
   report      Write SVG/HTML/Markdown reports for one or more run directories.
+  aggregate   The figures of a sharded run, over every shard's records.
   db          Postgres schema and replay (migrate, replay).
   store       Object storage upload and fetch (upload, fetch).
   providers   List providers and the environment variables each needs.
@@ -30,6 +31,7 @@ from loadgen import __version__
 COMMANDS = {
     "emulate": "loadgen.emulator.command:main",
     "report": "loadgen.report:main",
+    "aggregate": "loadgen.aggregate:main",
     "db": "loadgen.sinks.postgres:main",
     "store": "loadgen.sinks.objectstore:main",
     "providers": "loadgen.providers:main",
