@@ -28,13 +28,30 @@ import _harness as H  # noqa: E402
 from loadgen.emulator import start_emulator  # noqa: E402
 
 
-def server_times(emu) -> dict:
-    out = {}
+def server_times(emu) -> tuple[dict, dict]:
+    out, raw = {}, {}
     for row in emu.sandboxes():
         meta = row.get("metadata") or {}
         if row.get("t_answered") is not None and "sandbox_idx" in meta:
-            out[(meta.get("run_id"), meta["sandbox_idx"])] = (row["t_answered"] - row["t_received"]) * 1000.0
-    return out
+            key = (meta.get("run_id"), meta["sandbox_idx"])
+            out[key] = (row["t_answered"] - row["t_received"]) * 1000.0
+            raw[key] = (row["t_received"], row["t_answered"])
+    return out, raw
+
+
+def split(records: list[dict], raw: dict) -> tuple[list[float], list[float]]:
+    """The error's two halves (same host, same clock): request side = server received - client start;
+    answer side = client end - server answered."""
+    from loadgen.result import parse_iso
+
+    before, after = [], []
+    for r in records:
+        key = (r["run_id"], str(r["sandbox_idx"]))
+        if key in raw and r.get("create_started_at") and r.get("create_ended_at"):
+            received, answered = raw[key]
+            before.append((received - parse_iso(r["create_started_at"])) * 1000.0)
+            after.append((parse_iso(r["create_ended_at"]) - answered) * 1000.0)
+    return before, after
 
 
 def summary(errors: list[float]) -> dict:
@@ -65,13 +82,19 @@ def main() -> int:
                     res, measured = H.run_baseline(n, emu.url, mode="create")
                     measured = [((m["run_id"]), str(m["idx"]), m["latency_ms"]) for m in measured]
                     cpu_note = ""
+                    records = []
                 else:
                     res = H.run_loadgen(n, emu.url, provider=kind, args=["--create-timeout", "120"])
                     if res.master.returncode != 0:
                         raise SystemExit(f"{kind} N={n} failed:\n{res.master.output[-3000:]}")
-                    measured = [(r["run_id"], str(r["sandbox_idx"]), r["latency_ms"]) for r in res.records()
+                    records = res.records()
+                    measured = [(r["run_id"], str(r["sandbox_idx"]), r["latency_ms"]) for r in records
                                 if r.get("latency_ms") is not None]
-                server = server_times(emu)
+                server, raw = server_times(emu)
+                before, after = split(records, raw)
+                cpu_note = (f"; request side (server received - client start) p50 {H.percentile(before, 50):.1f} / "
+                            f"p99 {H.percentile(before, 99):.1f} ms, answer side (client end - server answered) "
+                            f"p50 {H.percentile(after, 50):.1f} / p99 {H.percentile(after, 99):.1f} ms") if before else ""
                 errors = [lat - server[(run_id, idx)] for run_id, idx, lat in measured if (run_id, idx) in server]
                 s = summary(errors)
                 label = kind if kind != "baseline" else "FastHttpUser (baseline)"

@@ -9,6 +9,7 @@ Commands:
   emulate     Serve the local sandbox-provider emulator on 127.0.0.1.
   report      Write SVG/HTML/Markdown reports for one or more run directories.
   aggregate   The figures of a sharded run, over every shard's records.
+  reap        Destroy the sandboxes a run left behind (from its journals).
   db          Postgres schema and replay (migrate, replay).
   store       Object storage upload and fetch (upload, fetch).
   providers   List providers and the environment variables each needs.
@@ -32,6 +33,7 @@ COMMANDS = {
     "emulate": "loadgen.emulator.command:main",
     "report": "loadgen.report:main",
     "aggregate": "loadgen.aggregate:main",
+    "reap": "loadgen.reap:main",
     "db": "loadgen.sinks.postgres:main",
     "store": "loadgen.sinks.objectstore:main",
     "providers": "loadgen.providers:main",

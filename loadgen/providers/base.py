@@ -105,6 +105,10 @@ class Provider:
         """True if destroyed, False if the provider says it is already gone. Raise on failure."""
         raise NotImplementedError
 
+    def destroy_id(self, sandbox_id: str, timeout: float) -> bool:
+        """Destroy a sandbox known only by its id (`loadgen reap`). Same answers as destroy."""
+        raise NotImplementedError(f"{self.name}: reaping by sandbox id is not implemented for this provider yet")
+
     # -- describing results --------------------------------------------------
     def sandbox_id(self, handle: Any) -> Optional[str]:
         return getattr(handle, "sandbox_id", None)

@@ -151,6 +151,10 @@ class E2BProvider(Provider):
                                         **handle.connection_config.get_api_params(request_timeout=timeout, retries=0))
         return await handle.kill(request_timeout=timeout, retries=0)
 
+    async def destroy_id(self, sandbox_id: str, timeout: float) -> bool:
+        opts = {k: v for k, v in self._opts.items() if k != "request_timeout"}
+        return await self._sandbox_class.kill(sandbox_id, request_timeout=timeout, **opts)
+
     def sandbox_id(self, handle):
         return handle.sandbox_id
 
