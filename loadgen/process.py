@@ -61,6 +61,7 @@ class ProcessRun:
         self.destroyed_count = 0
         self.done = 0
         self.refused_users = 0
+        self._drain: Optional[gevent.Greenlet] = None
         self._request = environment.events.request
         self._request_type = provider.name
 
@@ -124,13 +125,20 @@ class ProcessRun:
             "lives": len(self.lives),
         }
 
-    def drain(self, timeout: float) -> bool:
-        """Wait for every life here to end, then ship everything with the end marker."""
-        finished = self.lives.join(timeout=timeout)
-        if not finished:
+    def drain(self, timeout: float, block: bool = True) -> None:
+        """Wait for every life here to end, then ship everything with the end marker.
+
+        Several paths end a run (the master's abort, Locust's stop, quitting);
+        whichever comes first drains, the others wait for that same drain."""
+        if self._drain is None:
+            self._drain = gevent.spawn(self._drain_once, timeout)
+        if block:
+            self._drain.join()
+
+    def _drain_once(self, timeout: float) -> None:
+        if not self.lives.join(timeout=timeout):
             log.error("%d sandbox lives still running after %.0f s; their results are missing", len(self.lives), timeout)
         self.outbox.flush(final=True)
-        return bool(finished)
 
     def close(self) -> None:
         self.sampler.stop()

@@ -262,6 +262,8 @@ class Controller:
         self._pongs: dict[str, list] = {}
         self._ending = False
         self._reporter: Optional[gevent.Greenlet] = None
+        self._report_pending = False
+        self._master_sampler: Optional[HealthSampler] = None
         self._ticker: Optional[gevent.Greenlet] = None
         self.exit_code: Optional[int] = None
 
@@ -278,7 +280,7 @@ class Controller:
             self.runner.register_message(MSG_METRICS, self._m_metrics)
             self.runner.register_message(MSG_PONG, self._m_pong)
         elif self.is_worker:
-            self.runner.register_message(MSG_ACK, lambda environment, msg, **kw: self.proc and self.proc.outbox.ack(msg.data["seq"]))
+            self.runner.register_message(MSG_ACK, self._w_ack)
             self.runner.register_message(MSG_RELEASE, self._w_release)
             self.runner.register_message(MSG_ABORT, self._w_abort)
             self.runner.register_message(MSG_PING, self._w_ping)
@@ -374,7 +376,7 @@ class Controller:
     # -- worker side ------------------------------------------------------------------------
     def _schedule_report(self) -> None:
         # arrivals come in bursts; one report per 50 ms is plenty and stays level-triggered
-        if not getattr(self, "_report_pending", False):
+        if not self._report_pending:
             self._report_pending = True
             gevent.spawn_later(0.05, self._send_report)
 
@@ -391,6 +393,10 @@ class Controller:
             self._send_report()
             gevent.sleep(1.0)
 
+    def _w_ack(self, environment, msg, **kw) -> None:
+        if self.proc is not None:
+            self.proc.outbox.ack(msg.data["seq"])
+
     def _w_release(self, environment, msg, **kw) -> None:
         if self.proc is not None:
             self.proc.gate.release(msg.data)
@@ -403,9 +409,7 @@ class Controller:
                                                    "final": True})
             return
         proc.abort_all((msg.data or {}).get("reason", "aborted by the master"))
-        if not getattr(proc, "draining", False):
-            proc.draining = True
-            gevent.spawn(proc.drain, proc.max_life_s())
+        proc.drain(proc.max_life_s(), block=False)
 
     def _w_ping(self, environment, msg, **kw) -> None:
         self.runner.send_message(MSG_PONG, {"worker_id": self.runner.client_id, "t": msg.data["t"], "tw": time.time()})
@@ -549,11 +553,11 @@ class Controller:
         if self.is_worker:
             if self.proc is not None:
                 self.proc.abort_all("test stopped")
-                if not getattr(self.proc, "draining", False):
-                    self.proc.draining = True
-                    self.proc.drain(self.proc.max_life_s())
+                self.proc.drain(self.proc.max_life_s())
                 self.proc.close()
                 self.proc = None
+            if self._reporter is not None:
+                self._reporter.kill(block=False)
             return
         self.finalize()
 
@@ -561,7 +565,7 @@ class Controller:
         coord = self.coordinator
         if coord is None or coord.finalized:
             return
-        if getattr(self, "_master_sampler", None) is not None:
+        if self._master_sampler is not None:
             self._master_sampler.stop()
         from loadgen.stats import compute
 

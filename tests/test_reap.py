@@ -11,6 +11,9 @@ def test_reap_destroys_what_a_killed_worker_left(tmp_path, emulator, capsys):
                                       ["--emulator-url", emulator.url, "--hold", "120"], workers=1)
     try:
         wait_for(lambda: emulator.stats()["live"] == 40, 60, what="40 sandboxes held")
+        # the worker journals each id once its create's answer reaches it
+        wait_for(lambda: sum(len(p.read_bytes().splitlines()) for p in tmp_path.glob("*/journal/*.created.jsonl")) == 40,
+                 60, what="40 created sandboxes journaled")
         workers[0].send_signal(signal.SIGKILL)  # no destroy, no last results
         workers[0].wait(10)
         master.send_signal(signal.SIGTERM)

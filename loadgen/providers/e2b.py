@@ -327,13 +327,13 @@ class _LeanHttpxClient:
         if exchanges is not None:
             exchanges.append((sent, time.time()))
         response_headers = list(answer.headers.items())
-        request = httpx.Request(method, full_url)
+        # (no .request: the generated functions never read it, and building one parses the URL again)
         if any(k.lower() == "content-encoding" for k, _ in response_headers):
             response = httpx.Response(answer.status, headers=response_headers,
-                                      stream=httpx.ByteStream(bytes(answer.content)), request=request)
-            response.read()  # decodes gzip/deflate as httpx would
+                                      stream=httpx.ByteStream(bytes(answer.content)))
+            response.read()  # decodes gzip/deflate/br as httpx would
             return response
-        return httpx.Response(answer.status, headers=response_headers, content=bytes(answer.content), request=request)
+        return httpx.Response(answer.status, headers=response_headers, content=bytes(answer.content))
 
 
 def _httpx_default_headers() -> dict:
