@@ -3,8 +3,8 @@
 Each run starts N users at once in one local locust process with --hold, so
 every sandbox sits at the barrier (created, readiness passed, handle and
 connection kept) for a few seconds. The process's RSS at the barrier is the
-`rss_bytes` of its health sample (metrics.jsonl, one a second) with the most
-sandboxes `held`; the figure is differential, which removes the interpreter,
+`rss_bytes` of its last health sample (metrics.jsonl, one a second) with the
+most sandboxes `held`; the figure is differential, which removes the interpreter,
 imports and pools:
 
     bytes per held sandbox = (RSS(N_hi at barrier) - RSS(N_lo at barrier)) / (N_hi - N_lo)
@@ -34,8 +34,9 @@ def at_barrier(res: H.LocustResult, n: int) -> tuple[int, int]:
     samples = [m for m in res.metrics() if m.get("held") is not None]
     if not samples:
         raise SystemExit("no health samples with a held count")
-    best = max(samples, key=lambda m: (m["held"], m["rss_bytes"]))
-    return best["held"], best["rss_bytes"]
+    most = max(m["held"] for m in samples)
+    last = [m for m in samples if m["held"] == most][-1]  # steady state at the barrier
+    return last["held"], last["rss_bytes"]
 
 
 def main() -> int:

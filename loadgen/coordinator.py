@@ -69,6 +69,7 @@ class Coordinator:
         self.final_from: set[str] = set()
         self.clock_offsets: dict[str, dict] = {}
         self.interrupted_reason: Optional[str] = None
+        self.error_message: Optional[str] = None
         self.finalized = False
         self.meta: Optional[dict] = None
         self.exit_code: Optional[int] = None
@@ -217,6 +218,7 @@ class Coordinator:
             "ended_at": iso(time.time()),
             "status": status,
             "interrupted_reason": self.interrupted_reason,
+            "error_message": self.error_message,
             "users_requested": self.users_requested,
             "sandboxes_dispatched": self.expected(),
             "records_received": len(records),

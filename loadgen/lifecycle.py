@@ -34,6 +34,7 @@ from loadgen.result import (
     FailureClass,
     SandboxResult,
     Status,
+    iso,
     ms_between,
     scrub_metadata,
     truncate,
@@ -46,28 +47,6 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("loadgen.lifecycle")
 
 VERSION_PATTERN = re.compile(r"v?\d+\.\d+\.\d+")
-
-_iso_second: list = [None, ""]
-
-
-def iso(ts: Optional[float]) -> Optional[str]:
-    """loadgen.result.iso, character for character, at a quarter of the cost (ten calls a lifecycle):
-    the same round-half-even microseconds as datetime.fromtimestamp, the date part cached per second."""
-    if ts is None:
-        return None
-    frac, whole = math.modf(ts)
-    us = round(frac * 1e6)
-    if us >= 1_000_000:
-        whole += 1.0
-        us -= 1_000_000
-    elif us < 0:
-        whole -= 1.0
-        us += 1_000_000
-    second = int(whole)
-    if _iso_second[0] != second:
-        _iso_second[0], _iso_second[1] = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-    return f"{_iso_second[1]}.{us:06d}Z"
-
 
 # The cyclic GC at Python's default thresholds (700, 10, 10) costs a burst more
 # than any other single thing: every sandbox held alive is thousands of SDK,

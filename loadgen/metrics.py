@@ -21,6 +21,17 @@ from loadgen.result import iso
 from loadgen.stats import percentile
 
 PROBE_INTERVAL_S = 0.02
+TRIM_INTERVAL_S = 10.0
+
+
+def _malloc_trim():
+    """glibc's malloc_trim, or None elsewhere."""
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
 
 
 def read_sockstat() -> dict:
@@ -48,6 +59,9 @@ class HealthSampler:
         self._proc.cpu_percent(None)
         self._greenlets: list[gevent.Greenlet] = []
         self.max_lag_ms = 0.0
+        self._trim = _malloc_trim()
+        self._trimmed_at = 0.0
+        self._trimmed_for = None
 
     def start(self) -> None:
         self._greenlets = [gevent.spawn(self._probe), gevent.spawn(self._sample_loop)]
@@ -63,7 +77,29 @@ class HealthSampler:
             lag = (time.perf_counter() - before - PROBE_INTERVAL_S) * 1000.0
             self._lags.append(max(lag, 0.0))
 
+    def _maybe_trim(self, gauges: dict) -> None:
+        """Hand the burst's freed heap back to the OS once the process is quiet.
+
+        A burst allocates request buffers, SDK objects and greenlet stacks for
+        every sandbox at once; once they are freed, glibc keeps most of those
+        pages (about 10 KiB a sandbox), so the RSS at the barrier overstates what
+        a held sandbox costs. With nothing in flight and sandboxes held (the
+        barrier), malloc_trim(0) returns them: at most once per TRIM_INTERVAL_S
+        and once per held count, a few ms each."""
+        if self._trim is None or gauges.get("in_flight") or not gauges.get("held"):
+            return
+        now = time.monotonic()
+        if gauges["held"] == self._trimmed_for or now - self._trimmed_at < TRIM_INTERVAL_S:
+            return
+        self._trimmed_at, self._trimmed_for = now, gauges["held"]
+        try:
+            self._trim(0)
+        except Exception:  # noqa: BLE001
+            self._trim = None
+
     def sample(self) -> dict:
+        gauges = self.gauges()
+        self._maybe_trim(gauges)
         lags, self._lags = sorted(self._lags), []
         if lags:
             self.max_lag_ms = max(self.max_lag_ms, lags[-1])
@@ -88,7 +124,7 @@ class HealthSampler:
             "sockstat": read_sockstat(),
             "loadavg": list(os.getloadavg()),
         }
-        sample.update(self.gauges())
+        sample.update(gauges)
         return sample
 
     def _sample_loop(self) -> None:

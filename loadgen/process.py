@@ -104,7 +104,8 @@ class ProcessRun:
     def abort_all(self, reason: str) -> None:
         if not self.abort.is_set():
             self.abort_reason = reason
-            log.info("[phase] ending every hold in this process: %s", reason)
+            if len(self.lives):
+                log.info("[phase] ending every hold in this process (%d lives running): %s", len(self.lives), reason)
             self.abort.set()
 
     def gauges(self) -> dict:

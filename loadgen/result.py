@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import enum
 import errno
+import math
 import re
 import socket
 import ssl
+import time
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any, Optional
@@ -44,11 +46,28 @@ ERROR_MESSAGE_LIMIT = 500
 OUTPUT_LIMIT = 200
 
 
+_iso_second: list = [None, ""]
+
+
 def iso(ts: Optional[float]) -> Optional[str]:
-    """Epoch seconds to ISO 8601 UTC with microseconds, e.g. 2026-11-28T16:21:18.123456Z."""
+    """Epoch seconds to ISO 8601 UTC with microseconds, e.g. 2026-11-28T16:21:18.123456Z.
+
+    Called ten times per lifecycle, so it avoids datetime: the same round-half-even
+    microseconds as datetime.fromtimestamp, with the date part cached per second."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    frac, whole = math.modf(ts)
+    us = round(frac * 1e6)
+    if us >= 1_000_000:
+        whole += 1.0
+        us -= 1_000_000
+    elif us < 0:
+        whole -= 1.0
+        us += 1_000_000
+    second = int(whole)
+    if _iso_second[0] != second:
+        _iso_second[0], _iso_second[1] = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    return f"{_iso_second[1]}.{us:06d}Z"
 
 
 def parse_iso(value: Optional[str]) -> Optional[float]:

@@ -335,10 +335,14 @@ class Controller:
             self._sync_clocks()
         else:
             target = self.runner.target_user_count or users
-            self.proc = self._new_process_run(
-                identity["run_id"], run_path, "local",
-                send_results=self._local_results, send_metrics=self.coordinator.on_metrics, ticket_limit=target,
-            )
+            try:
+                self.proc = self._new_process_run(
+                    identity["run_id"], run_path, "local",
+                    send_results=self._local_results, send_metrics=self.coordinator.on_metrics, ticket_limit=target,
+                )
+            except Exception as exc:  # noqa: BLE001 - no sandbox exists yet: end the run, failed, at once
+                self._adapter_failed(exc)
+                return
             self.proc.gate.on_change = self._local_report
             self.coordinator.live_reports = lambda: [self.proc.report()] if self.proc else []
         self._ticker = gevent.spawn(self._tick)
@@ -359,7 +363,14 @@ class Controller:
         def send_metrics(sample):
             self.runner.send_message(MSG_METRICS, sample)
 
-        self.proc = self._new_process_run(run_id, run_path, worker_id, send_results, send_metrics, ticket_limit=None)
+        try:
+            self.proc = self._new_process_run(run_id, run_path, worker_id, send_results, send_metrics,
+                                              ticket_limit=None)
+        except Exception as exc:  # noqa: BLE001 - tell the master this worker is done, then leave
+            log.error("[phase] the %s adapter could not start on this worker: %s", self.provider_name, exc)
+            send_results({"worker_id": worker_id, "seq": 0, "records": [], "final": True})
+            gevent.spawn_later(0.5, self.runner.quit)
+            return
         self.proc.gate.on_change = self._schedule_report
         self._reporter = gevent.spawn(self._report_loop)
 
@@ -496,6 +507,12 @@ class Controller:
                 self._local_report()
             if self.coordinator.collector.complete:
                 self._on_all_results()
+
+    def _adapter_failed(self, exc: BaseException) -> None:
+        log.error("[phase] the %s adapter could not start: %s; ending the run before any create",
+                  self.provider_name, exc)
+        self.coordinator.error_message = f"adapter setup failed: {type(exc).__name__}: {exc}"
+        self._end_run()
 
     def _on_all_results(self) -> None:
         log.info("[phase] every sandbox's life is over; ending the run")

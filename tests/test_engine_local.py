@@ -1,6 +1,7 @@
 """The burst engine in one Locust process, against a real emulator through the real e2b SDK."""
 
 import collections
+from pathlib import Path
 
 from loadgen.emulator import start_emulator
 from tests.locust_harness import run_locust
@@ -99,3 +100,12 @@ def test_the_e2b_locustfile_runs_despite_sharing_the_sdk_name(tmp_path, emulator
     assert run.returncode == 0, run.output[-4000:]
     assert len(run.records) == 20 and all(r["status"] == "success" for r in run.records)
     assert emulator.stats()["killed"] == 20
+
+
+def test_an_adapter_that_cannot_start_ends_the_run_at_once(tmp_path, emulator):
+    locustfile = str(Path(__file__).parent / "locustfiles" / "broken_setup.py")
+    run = run_locust(locustfile, 5, tmp_path, ["--emulator-url", emulator.url], timeout=60)
+    assert run.returncode == 3, run.output[-3000:]
+    assert "could not start" in run.output
+    assert run.meta["status"] == "failed" and "adapter setup failed" in run.meta["error_message"]
+    assert emulator.stats()["requests"] == 0

@@ -29,6 +29,8 @@ def get_provider_class(name: str):
         target = REGISTRY[name]
     except KeyError:
         raise KeyError(f"unknown provider {name!r}; known: {', '.join(sorted(REGISTRY))}") from None
+    if not isinstance(target, str):  # a class registered at run time (a locustfile's own provider)
+        return target
     module_name, class_name = target.split(":")
     return getattr(importlib.import_module(module_name), class_name)
 

@@ -282,13 +282,8 @@ class _LeanHttpxClient:
         return getattr(self._fallback(), name)
 
     async def request(self, method, url, *, json=None, content=None, headers=None, params=None, **kwargs):
-        import asyncio
-
-        import httpx
-        import orjson
-        from pyqwest import ReadError, RemoteProtocolError, StreamError, TooManyRedirects, WriteError
-        from pyqwest.httpx import _transport as adapter
-
+        asyncio, httpx, orjson, adapter = _LEAN_MODULES or _lean_modules()
+        ReadError, RemoteProtocolError, StreamError, TooManyRedirects, WriteError = _PYQWEST_ERRORS
         if kwargs or params or not isinstance(url, str) or url.startswith(("http://", "https://")):
             return await self._fallback().request(method, url, json=json, content=content, headers=headers,
                                                   params=params, **kwargs)
@@ -334,6 +329,26 @@ class _LeanHttpxClient:
             response.read()  # decodes gzip/deflate/br as httpx would
             return response
         return httpx.Response(answer.status, headers=response_headers, content=bytes(answer.content))
+
+
+_LEAN_MODULES: tuple = ()
+_PYQWEST_ERRORS: tuple = ()
+
+
+def _lean_modules() -> tuple:
+    """The lean client's imports, resolved once (they run on every request otherwise)."""
+    global _LEAN_MODULES, _PYQWEST_ERRORS
+    import asyncio
+
+    import httpx
+    import orjson
+    import pyqwest
+    from pyqwest.httpx import _transport as adapter
+
+    _PYQWEST_ERRORS = (pyqwest.ReadError, pyqwest.RemoteProtocolError, pyqwest.StreamError, pyqwest.TooManyRedirects,
+                       pyqwest.WriteError)
+    _LEAN_MODULES = (asyncio, httpx, orjson, adapter)
+    return _LEAN_MODULES
 
 
 def _httpx_default_headers() -> dict:
