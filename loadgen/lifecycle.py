@@ -224,11 +224,8 @@ class Lifecycle:
         between the greenlet and the asyncio loop, which grow with the burst;
         the adapter's are taken at the HTTP client. Used only if they lie within
         the greenlet's (same clock, so they always should)."""
-        wire_times = getattr(self.provider, "wire_times", None)
-        if wire_times is None:
-            return started, ended
         try:
-            wire = wire_times(handle)
+            wire = self.provider.wire_times(handle)
         except Exception:  # noqa: BLE001 - timing detail: never fail a create over it
             return started, ended
         if not wire:
