@@ -194,14 +194,6 @@ class AsyncBridge:
         self._completed.append((pending, value, error))
         self._watcher.send()
 
-    def run_sync(self, fn: Callable[[], Any], timeout: Optional[float] = None) -> Any:
-        """Run a plain function on the loop thread (for SDK objects bound to that loop)."""
-
-        async def wrapper():
-            return fn()
-
-        return self.call(wrapper(), timeout)
-
     def close(self) -> None:
         if self.loop is not None and self.loop.is_running():
             self.loop.call_soon_threadsafe(self.loop.stop)

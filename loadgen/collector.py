@@ -31,8 +31,6 @@ class Collector:
         self.by_status: collections.Counter = collections.Counter()
         self.by_failure_class: collections.Counter = collections.Counter()
         self.duplicates = 0
-        self.final_from: set[str] = set()
-        self.first_at: Optional[float] = None
         self.started_at = time.time()
         self._next_progress = 0.1
         self.on_complete: Optional[Callable[[], None]] = None
@@ -58,8 +56,6 @@ class Collector:
         if lines:
             self._fh.write(b"\n".join(lines) + b"\n")
             self._fh.flush()
-            if self.first_at is None:
-                self.first_at = time.time()
             self._progress()
             if self.complete and not self._completed_fired and self.on_complete is not None:
                 self._completed_fired = True

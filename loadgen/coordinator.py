@@ -186,9 +186,6 @@ class Coordinator:
                 delay = min(delay * 2, 30.0)
 
     # -- the end ----------------------------------------------------------------------
-    def all_final(self, workers: set[str]) -> bool:
-        return workers <= self.final_from
-
     def finalize(self, stats_fn, thresholds: dict) -> int:
         """Compute the figures, complete every sink, write meta.json. Returns the process exit code."""
         if self.finalized:
@@ -242,6 +239,8 @@ class Coordinator:
                 report = sink.finish(meta, status)
             except Exception as exc:  # noqa: BLE001 - finish must not raise; treat as incomplete
                 report = SinkReport(sink.name, False, f"finish failed: {exc}")
+            if sink.name in self.sink_failures and report.complete:
+                report.detail = f"{report.detail} (recovered after: {self.sink_failures[sink.name]})".strip()
             reports[sink.name] = {"complete": report.complete, "detail": report.detail, **report.extra}
             if not report.complete:
                 log.error("[sink] %s copy is INCOMPLETE: %s", sink.name, report.detail)

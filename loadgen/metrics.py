@@ -58,7 +58,6 @@ class HealthSampler:
         self._proc = psutil.Process(os.getpid())
         self._proc.cpu_percent(None)
         self._greenlets: list[gevent.Greenlet] = []
-        self.max_lag_ms = 0.0
         self._trim = _malloc_trim()
         self._trimmed_at = 0.0
         self._trimmed_for = None
@@ -101,8 +100,6 @@ class HealthSampler:
         gauges = self.gauges()
         self._maybe_trim(gauges)
         lags, self._lags = sorted(self._lags), []
-        if lags:
-            self.max_lag_ms = max(self.max_lag_ms, lags[-1])
         now = time.time()
         try:
             fds = self._proc.num_fds()

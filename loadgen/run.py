@@ -315,7 +315,6 @@ class Controller:
         identity = make_identity(options, self.provider_name)
         run_path = Path(options.run_dir) / identity["run_id"]
         options.loadgen_run_id = identity["run_id"]
-        options.loadgen_run_path = str(run_path)
         self.allocator = IndexAllocator()
         self._ending = False
         users = int(getattr(options, "num_users", 0) or 0)
