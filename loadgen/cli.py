@@ -15,10 +15,10 @@ Commands:
   providers   List providers and the environment variables each needs.
 
 Run `loadgen <command> --help` for a command's own options.
-
-Each command lives in its own module and parses its own arguments (like git),
-so adding a command never touches another command's option table.
 """
+
+# Each command lives in its own module and parses its own arguments (like git),
+# so adding a command never touches another command's option table.
 
 import importlib
 import sys
