@@ -33,7 +33,7 @@ COMMANDS = {
     "emulate": "loadgen.emulator.command:main",
     "report": "loadgen.report:main",
     "aggregate": "loadgen.aggregate:main",
-    "reap": "loadgen.reap:main",
+    "reap": "loadgen.reap:cli_main",
     "db": "loadgen.sinks.postgres:main",
     "store": "loadgen.sinks.objectstore:main",
     "providers": "loadgen.providers:main",

@@ -51,6 +51,16 @@ def candidates(run_path: Path) -> list[dict]:
     return sorted(created.values(), key=lambda e: e.get("sandbox_idx", 0))
 
 
+def cli_main(argv) -> int:
+    """The command: gevent-patched first, so that SDKs that cooperate with gevent (daytona,
+    runloop) destroy concurrently and their timeouts can interrupt a hung call."""
+    from gevent import monkey
+
+    if not monkey.is_module_patched("socket"):
+        monkey.patch_all()
+    return main(argv)
+
+
 def main(argv) -> int:
     args = docopt(__doc__, argv=argv)
     run_path = Path(args["RUN_DIR"])

@@ -156,6 +156,18 @@ class CodeSandboxProvider(Provider):
             await handle.close()
         return True
 
+    async def destroy_id(self, sandbox_id: str, timeout: float) -> bool:
+        api = self._new_api_client()
+        try:
+            await self._Namespace(api, retry=self._retry).terminate(sandbox_id, snapshot=None)  # ephemeral
+        except self._HttpError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        finally:
+            await _close_api(api)
+        return True
+
     def sandbox_id(self, handle: Handle):
         return handle.sandbox_id
 

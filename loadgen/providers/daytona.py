@@ -171,6 +171,19 @@ class DaytonaProvider(Provider):
             return False
         return True
 
+    def destroy_id(self, sandbox_id: str, timeout: float) -> bool:
+        # The SDK deletes only a Sandbox object: get it by id, then delete it, both
+        # under one gevent.Timeout. The delete's SDK timeout is off, as in destroy;
+        # get's request_timeout is a plain socket timeout (no SIGALRM/Timer machinery),
+        # which also bounds it where sockets are not gevent's (`loadgen reap`).
+        try:
+            with gevent.Timeout(timeout):
+                sandbox = self.client.get(sandbox_id, request_timeout=timeout)
+                self.client.delete(sandbox, timeout=0)
+        except load_sdk().DaytonaNotFoundError:
+            return False
+        return True
+
     # -- describing results ---------------------------------------------------------
     def sandbox_id(self, handle) -> Optional[str]:
         return getattr(handle, "id", None)

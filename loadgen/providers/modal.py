@@ -215,6 +215,20 @@ class ModalProvider(Provider):
                 pass
         return True
 
+    async def destroy_id(self, sandbox_id: str, timeout: float) -> bool:
+        if self._setup_error is not None:
+            raise copy.copy(self._setup_error).with_traceback(None)
+        modal = _sdk()
+        # A handle on the id alone, as `Sandbox.from_id` builds it but without its
+        # lookup (SandboxWaitV2): the terminate is the one RPC, and answers
+        # NOT_FOUND for an id the server does not know.
+        handle = modal.Sandbox._new_hydrated(sandbox_id, self._client, None)
+        try:
+            await handle.terminate.aio()  # a no-op that succeeds if the sandbox already ended
+        except modal.exception.NotFoundError:
+            return False
+        return True
+
     def sandbox_id(self, handle) -> Optional[str]:
         return handle.object_id
 

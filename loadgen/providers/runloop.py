@@ -159,6 +159,15 @@ class RunloopProvider(Provider):
             return False
         return True
 
+    def destroy_id(self, sandbox_id: str, timeout: float) -> bool:
+        from runloop_api_client import NotFoundError
+
+        try:  # the next client in turn; the client's default timeout (the destroy timeout) applies
+            self._client_for({}).devboxes.shutdown(sandbox_id)
+        except NotFoundError:
+            return False
+        return True
+
     # -- describing results ---------------------------------------------------------
     def sandbox_id(self, handle) -> Optional[str]:
         return getattr(handle, "id", None)
