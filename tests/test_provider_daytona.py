@@ -24,6 +24,7 @@ import sys
 import pytest
 
 from loadgen.emulator import start_emulator
+from tests.adapter_matrix import run_matrix
 from tests.locust_harness import REPO, run_locust
 
 KEY = {"DAYTONA_API_KEY": "daytona_test_key"}
@@ -103,63 +104,9 @@ def test_chaos_run_matches_the_emulators_ground_truth(tmp_path):
 # ---------------------------------------------------------------------------
 # every fault at 100%, through the adapter (in a gevent-patched subprocess)
 
-MATRIX_CODE = r"""
-from gevent import monkey; monkey.patch_all()
-import json, os, sys, time
-os.environ["DAYTONA_API_KEY"] = "daytona_test_key"
-from loadgen.emulator import EmulatorThread
-from loadgen.providers.base import ProviderSettings
-from loadgen.providers.daytona import DaytonaProvider
-
-def info(provider, exc):
-    i = provider.classify(exc)
-    return {"failure_class": i.failure_class, "http_status": i.http_status, "error_code": i.error_code,
-            "error_type": i.error_type}
-
-def case(name, ops, **overrides):
-    with EmulatorThread("fast", faces="e2b,daytona,runloop", **overrides) as emu:
-        p = DaytonaProvider(ProviderSettings(base_url=emu.url, users_in_process=4, create_timeout_s=1.0,
-                                             late_create_window_s=0.5, sandbox_lifetime_s=600))
-        p.prepare()
-        out, handle = [], None
-        for i, op in enumerate(ops):
-            t = time.monotonic()
-            try:
-                if op == "create":
-                    handle = p.create({"run_id": "matrix", "sandbox_idx": str(i)})
-                    value = p.sandbox_id(handle)
-                elif op == "run":
-                    r = p.run(handle, "node -v", 3)
-                    value = [r.exit_code, r.stdout]
-                else:
-                    value = p.destroy(handle, 3)
-                out.append({"op": op, "ok": True, "value": value, "s": time.monotonic() - t})
-            except BaseException as exc:
-                out.append({"op": op, "ok": False, "s": time.monotonic() - t, **info(p, exc)})
-        results[name] = {"ops": out, "stats": emu.stats()}
-
-results = {}
-case("create_5xx", ["create"], fault_create_5xx=1.0)
-case("create_hang", ["create"], fault_create_hang=1.0)
-case("reset", ["create"], fault_reset=1.0)
-case("rate_limited", ["create", "create"], rate_limit_per_s=0.01, rate_limit_burst=1)
-case("capacity", ["create", "create"], capacity=1)
-case("readiness_exit", ["create", "run", "run"], fault_readiness=1.0)
-case("readiness_stream", ["create", "run"], fault_readiness=1.0, readiness_fail_mode="stream_error")
-case("died", ["create", "run", "run", "destroy"], fault_died=1.0, died_delay_s=0)
-case("kill_fail", ["create", "destroy"], fault_kill=1.0)
-case("clean", ["create", "run", "destroy", "destroy", "run"])
-print("RESULTS " + json.dumps(results))
-"""
-
-
 @pytest.fixture(scope="module")
 def matrix():
-    proc = subprocess.run([sys.executable, "-c", MATRIX_CODE], cwd=REPO, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULTS ")]
-    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return json.loads(lines[-1][len("RESULTS "):])
+    return run_matrix("daytona", {"sandbox_lifetime_s": 600})
 
 
 def _ops(matrix, name):
