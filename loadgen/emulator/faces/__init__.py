@@ -47,3 +47,17 @@ def json_object(body: bytes, empty=None):
     if not isinstance(value, dict):
         return None, "request body must be a JSON object"
     return value, None
+
+
+def refusal(out, noun: str = "sandbox") -> tuple[str, bytes]:
+    """What a 429'd create says and its Retry-After header: (which limit, header line).
+
+    Each face words its own body, but the limit named and the header (whole
+    seconds until a token, at least 1) are the same everywhere."""
+    import math
+
+    from loadgen.emulator import core
+
+    retry = max(1, math.ceil(out.retry_after_s)) if math.isfinite(out.retry_after_s) else 60
+    what = f"{noun} creation rate limit" if out.fault == core.F_RATE_LIMITED else f"concurrent {noun} limit"
+    return what, b"retry-after: %d\r\n" % retry

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import datetime
 import itertools
-import math
 import time
 import uuid
 from typing import Dict, Optional
@@ -53,7 +52,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from loadgen.emulator.faces import json_object
+from loadgen.emulator.faces import json_object, refusal
 from loadgen.emulator import core as C
 from loadgen.emulator.http import Request
 
@@ -255,10 +254,9 @@ class CodeSandboxFace:
                                                       "cold_start_requested", agent=False)))
         elif kind == C.REJECTED:
             sb.status = 429
-            retry = max(1, math.ceil(out.retry_after_s)) if math.isfinite(out.retry_after_s) else 60
-            what = "create rate limit" if out.fault == C.F_RATE_LIMITED else "concurrent sandbox limit"
+            what, header = refusal(out)
             req.respond(429, _api_err(429, "rate_limited", f"Rate limit exceeded: {what} reached"),
-                        extra_headers=b"retry-after: %d\r\n" % retry)
+                        extra_headers=header)
         elif kind == C.ERROR:
             sb.status = 500
             req.respond(500, _api_err(500, "internal_error",

@@ -35,12 +35,11 @@ when a sandbox ends under a running command. A sandbox that is gone
 from __future__ import annotations
 
 import datetime
-import math
 from typing import Any, Optional
 
 import orjson
 
-from loadgen.emulator.faces import json_object
+from loadgen.emulator.faces import json_object, refusal
 from loadgen.emulator import core as C
 from loadgen.emulator.http import Request
 
@@ -202,10 +201,9 @@ class DaytonaFace:
             req.respond(200, orjson.dumps(self._record(sb, self.create_state, body, toolbox_url)))
         elif kind == C.REJECTED:
             sb.status = 429
-            retry = max(1, math.ceil(out.retry_after_s)) if math.isfinite(out.retry_after_s) else 60
-            what = "sandbox creation rate limit" if out.fault == C.F_RATE_LIMITED else "concurrent sandbox limit"
+            what, header = refusal(out)
             req.respond(429, _err(429, f"ThrottlerException: Too Many Requests ({what} reached)"),
-                        extra_headers=b"retry-after: %d\r\n" % retry)
+                        extra_headers=header)
         elif kind == C.ERROR:
             sb.status = 500
             req.respond(500, _err(500, "Failed to create sandbox: internal error (emulated fault)"))

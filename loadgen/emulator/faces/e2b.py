@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import base64
 import datetime
-import math
 import struct
 from typing import Any, Optional
 
 import orjson
 
-from loadgen.emulator.faces import json_object
+from loadgen.emulator.faces import json_object, refusal
 from loadgen.emulator import core as C
 from loadgen.emulator.http import Request
 
@@ -162,10 +161,8 @@ class E2BFace:
             }))
         elif kind == C.REJECTED:
             sb.status = 429
-            retry = max(1, math.ceil(out.retry_after_s)) if math.isfinite(out.retry_after_s) else 60
-            what = "create rate limit" if out.fault == C.F_RATE_LIMITED else "concurrent sandbox limit"
-            req.respond(429, _err(429, f"Rate limit exceeded: {what} reached"),
-                        extra_headers=b"retry-after: %d\r\n" % retry)
+            what, header = refusal(out)
+            req.respond(429, _err(429, f"Rate limit exceeded: {what} reached"), extra_headers=header)
         elif kind == C.ERROR:
             sb.status = 500
             req.respond(500, _err(500, "Failed to create sandbox: internal error (emulated fault)"))

@@ -32,12 +32,12 @@ limit, 500 for an injected fault (create, command stream error, shutdown),
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from typing import Any, Dict, Optional
 
 import orjson
 
+from loadgen.emulator.faces import refusal
 from loadgen.emulator import core as C
 from loadgen.emulator.http import Request
 
@@ -210,10 +210,8 @@ class RunloopFace:
             req.respond(200, orjson.dumps(self._view(sb, "running", body)))
         elif kind == C.REJECTED:
             sb.status = 429
-            retry = max(1, math.ceil(out.retry_after_s)) if math.isfinite(out.retry_after_s) else 60
-            what = "devbox creation rate limit" if out.fault == C.F_RATE_LIMITED else "concurrent devbox limit"
-            req.respond(429, _err(f"Too many requests: {what} reached", "rate_limited"),
-                        extra_headers=b"retry-after: %d\r\n" % retry)
+            what, header = refusal(out, noun="devbox")
+            req.respond(429, _err(f"Too many requests: {what} reached", "rate_limited"), extra_headers=header)
         elif kind == C.ERROR:
             sb.status = 500
             req.respond(500, _err("Failed to create devbox: internal error (emulated fault)", "internal"))
