@@ -37,7 +37,7 @@ from typing import Any, Dict, Optional
 
 import orjson
 
-from loadgen.emulator.faces import refusal
+from loadgen.emulator.faces import json_object, refusal
 from loadgen.emulator import core as C
 from loadgen.emulator.http import Request
 
@@ -129,20 +129,12 @@ class RunloopFace:
         self.core.note_error("bad_request")
         req.respond(400, _err(message, "bad_request"))
 
-    def _json_body(self, req: Request) -> Any:
-        if not req.body:
-            return {}
-        return orjson.loads(req.body)
-
     # -- devboxes --------------------------------------------------------------
 
     def _create(self, req: Request) -> None:
-        try:
-            body = self._json_body(req)
-        except orjson.JSONDecodeError as e:
-            return self._bad(req, f"request body is not valid JSON: {e}")
-        if not isinstance(body, dict):
-            return self._bad(req, "request body must be a JSON object")
+        body, problem = json_object(req.body, empty={})
+        if problem:
+            return self._bad(req, problem)
         metadata = body.get("metadata")
         if metadata is not None and (not isinstance(metadata, dict)
                                      or not all(isinstance(v, str) for v in metadata.values())):
@@ -223,11 +215,10 @@ class RunloopFace:
 
     def _retrieve(self, req: Request, devbox_id: str, check_body: bool = False) -> None:
         if check_body:
-            try:
-                body = self._json_body(req)
-            except orjson.JSONDecodeError as e:
-                return self._bad(req, f"request body is not valid JSON: {e}")
-            if not isinstance(body, dict) or not isinstance(body.get("statuses"), list) or not body["statuses"]:
+            body, problem = json_object(req.body, empty={})
+            if problem:
+                return self._bad(req, problem)
+            if not isinstance(body.get("statuses"), list) or not body["statuses"]:
                 return self._bad(req, "statuses must be a non-empty list")
         kind, sb = self.core.get(devbox_id)
         if kind == C.NOT_FOUND:
@@ -248,11 +239,10 @@ class RunloopFace:
     # -- commands --------------------------------------------------------------
 
     def _execute(self, req: Request, devbox_id: str) -> None:
-        try:
-            body = self._json_body(req)
-        except orjson.JSONDecodeError as e:
-            return self._bad(req, f"request body is not valid JSON: {e}")
-        if not isinstance(body, dict) or not isinstance(body.get("command"), str) or not body["command"]:
+        body, problem = json_object(req.body, empty={})
+        if problem:
+            return self._bad(req, problem)
+        if not isinstance(body.get("command"), str) or not body["command"]:
             return self._bad(req, "command is required")
         optimistic = body.get("optimistic_timeout")
         if optimistic is None:
@@ -311,11 +301,10 @@ class RunloopFace:
         return 404, _err(f"Devbox {devbox_id} not found or not running", "not_found")
 
     def _wait_for_command(self, req: Request, devbox_id: str, execution_id: str) -> None:
-        try:
-            body = self._json_body(req)
-        except orjson.JSONDecodeError as e:
-            return self._bad(req, f"request body is not valid JSON: {e}")
-        if not isinstance(body, dict) or not isinstance(body.get("statuses"), list) or not body["statuses"]:
+        body, problem = json_object(req.body, empty={})
+        if problem:
+            return self._bad(req, problem)
+        if not isinstance(body.get("statuses"), list) or not body["statuses"]:
             return self._bad(req, "statuses must be a non-empty list")
         wait_s = body.get("timeout_seconds")
         if wait_s is None:
