@@ -279,10 +279,25 @@ def run_baseline(users: int, emulator_url: str, mode: str = "lifecycle", workers
     return res, rows
 
 
+# Variants of an adapter, measured side by side: (adapter, environment).
+VARIANTS = {
+    # the e2b adapter with its lean paths off: the SDK as shipped (before issue 8)
+    "e2b-plain": ("e2b", {"LOADGEN_E2B_PLAIN_SDK": "1", "LOADGEN_GC_THRESHOLD": "default"}),
+    # the lean e2b adapter with its control plane on the SDK's pyqwest pool, clock read on the loop
+    "e2b-pyqwest": ("e2b", {"LOADGEN_E2B_TRANSPORT": "pyqwest"}),
+}
+
+
+def face_of(kind: str) -> str:
+    """The emulator face a bench row talks to ("baseline" is FastHttpUser on the e2b wire)."""
+    return "e2b" if kind == "baseline" else VARIANTS.get(kind, (kind,))[0]
+
+
 def run_loadgen(users: int, emulator_url: str, provider: str = "e2b", args=(), workers: int = 0,
                 timeout: float = 300, env: Optional[dict] = None) -> LocustResult:
-    if provider == "e2b-plain":  # the e2b adapter with its lean paths off: the SDK as shipped (before issue 8)
-        provider, env = "e2b", {**(env or {}), "LOADGEN_E2B_PLAIN_SDK": "1", "LOADGEN_GC_THRESHOLD": "default"}
+    if provider in VARIANTS:
+        provider, variant_env = VARIANTS[provider]
+        env = {**(env or {}), **variant_env}
     workdir = Path(tempfile.mkdtemp(prefix="lgprov-"))
     return run_locust(provider_locustfile(workdir, provider), users,
                       args=["--emulator-url", emulator_url, *args], env={**PROVIDER_ENV.get(provider, {}), **(env or {})},

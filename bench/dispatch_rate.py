@@ -52,13 +52,13 @@ def main() -> int:
     emulators = {}
     try:
         for kind in kinds:
-            face = "e2b" if kind in ("baseline", "e2b-plain") else kind
+            face = H.face_of(kind)
             if face not in emulators:
                 emulators[face] = start_emulator("fast", faces=face)
         for _ in range(args.repeat):
             for n in sizes:
                 for kind in kinds:
-                    emu = emulators["e2b" if kind in ("baseline", "e2b-plain") else kind]
+                    emu = emulators[H.face_of(kind)]
                     emu.reset()
                     if kind == "baseline":
                         res, _ = H.run_baseline(n, emu.url, mode="create")

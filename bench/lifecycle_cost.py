@@ -33,11 +33,10 @@ import _harness as H  # noqa: E402
 
 from loadgen.emulator import start_emulator  # noqa: E402
 
-FACE = {"e2b": "e2b", "e2b-plain": "e2b", "daytona": "daytona"}
 
 
 def one(kind: str, n: int, emulators: dict) -> float:
-    face = "e2b" if kind == "baseline" else FACE[kind]
+    face = H.face_of(kind)
     emu = emulators[face]
     emu.reset()
     if kind == "baseline":
@@ -62,7 +61,7 @@ def main() -> int:
     kinds = ["baseline"] + args.providers.split(",")
     print(f"# {H.command_line()}  ({H.today()}, {H.machine()})")
     per = {k: [] for k in kinds}
-    faces = {FACE[k] for k in kinds if k != "baseline"} | {"e2b"}
+    faces = {H.face_of(k) for k in kinds}
     emulators = {f: start_emulator("fast", faces=f) for f in faces}
     try:
         for _ in range(args.repeat):

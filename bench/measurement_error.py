@@ -71,12 +71,12 @@ def main() -> int:
     emulators = {}
     try:
         for kind in kinds:
-            face = "e2b" if kind in ("baseline", "e2b-plain") else kind
+            face = H.face_of(kind)
             if face not in emulators:
                 emulators[face] = start_emulator(args.profile, faces=face)
         for n in sizes:
             for kind in kinds:
-                emu = emulators["e2b" if kind in ("baseline", "e2b-plain") else kind]
+                emu = emulators[H.face_of(kind)]
                 emu.reset()
                 if kind == "baseline":
                     res, measured = H.run_baseline(n, emu.url, mode="create")

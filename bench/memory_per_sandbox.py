@@ -52,12 +52,12 @@ def main() -> int:
     rows = []
     try:
         for kind in kinds:
-            face = "e2b" if kind in ("baseline", "e2b-plain") else kind
+            face = H.face_of(kind)
             if face not in emulators:
                 emulators[face] = start_emulator("fast", faces=face)
         base_peak = None
         for kind in kinds:
-            emu = emulators["e2b" if kind in ("baseline", "e2b-plain") else kind]
+            emu = emulators[H.face_of(kind)]
             figures = {}
             for n in (args.lo, args.hi):
                 emu.reset()

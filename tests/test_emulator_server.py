@@ -241,6 +241,23 @@ def test_server_side_lognormal_create_latency_matches_configuration():
     assert 80 * 0.9 <= p95 <= 80 * 1.1 + 3
 
 
+def test_create_is_timed_from_its_arrival_even_when_the_emulator_is_busy():
+    """The service time is judged from when the request reached the host, not
+    when the emulator's loop got to it: the loop is stalled for 0.4 s as the
+    create arrives, and the 0.6 s create latency runs from the arrival."""
+    with EmulatorThread("fast", create_latency={"kind": "constant", "ms": 600}) as emu:
+        emu._loop.call_soon_threadsafe(time.sleep, 0.4)
+        time.sleep(0.05)  # the stall has begun
+        sent = time.time()
+        status, _, _ = create(emu.url, idx=0)
+        answered = time.time()
+        (row,) = emu.sandboxes()
+    assert status == 201
+    assert -0.01 < row["t_received"] - sent < 0.02  # TCP_INFO gives the age to a jiffy (1-4 ms), either way
+    assert 0.59 <= row["t_answered"] - row["t_received"] < 0.75
+    assert answered - sent < 0.85  # not 0.4 s of stall + 0.6 s
+
+
 def test_never_killed_sandbox_expires_after_its_lifetime():
     with start_emulator("fast") as emu:
         status, _, body = create(emu.url, timeout=2)

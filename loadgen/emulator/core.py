@@ -244,9 +244,11 @@ class Core:
     # -- create ------------------------------------------------------------
 
     def create(self, provider: str, metadata: Any, template: Optional[str], lifetime_s: Optional[float],
-               reply: Callable[[CreateOutcome], None]) -> Sandbox:
+               reply: Callable[[CreateOutcome], None], received_at: Optional[float] = None) -> Sandbox:
         """Start a create. `reply` is called once with the outcome (maybe
-        before this returns), or never for a hang."""
+        before this returns), or never for a hang. `received_at` is when the
+        request reached this host (the kernel's time); the drawn latency runs
+        from then, so the emulator's own queueing is not service time."""
         sb = Sandbox()
         sb.seq = seq = self._seq
         self._seq = seq + 1
@@ -259,7 +261,8 @@ class Core:
         sb.fault = None
         sb.faults = []
         sb.status = None
-        sb.t_received = self._now()
+        now = self._now()
+        sb.t_received = now if received_at is None or received_at > now else received_at
         sb.t_answered = sb.t_kill_received = sb.t_kill_answered = sb.t_ended = None
         sb.execs = []
         sb.exec_count = sb.kill_count = 0
@@ -294,7 +297,7 @@ class Core:
                 return sb
             self._refuse(sb, F_CAPACITY, 1.0, reply)
             return sb
-        self._admit(sb, reply)
+        self._admit(sb, reply, now - sb.t_received)
         return sb
 
     def _refuse(self, sb: Sandbox, fault: str, retry_after_s: float, reply: Callable) -> None:
@@ -306,8 +309,8 @@ class Core:
         self.ops["create"]["rejected"] += 1
         reply(CreateOutcome(REJECTED, sb, retry_after_s, fault))
 
-    def _admit(self, sb: Sandbox, reply: Callable) -> None:
-        delay = sb.delay
+    def _admit(self, sb: Sandbox, reply: Callable, waited: float = 0.0) -> None:
+        delay = sb.delay - waited
         u = sb.u
         if u[1] < self.p_hang:
             # Never answered; no sandbox is made, so the slot is free again.

@@ -32,7 +32,15 @@ builders, response parsers and exception mapping):
   lifecycle never uses. ``_lean_sandbox_class`` builds only ``commands``;
   the others, and the health-probe httpx clients, are built on first use.
 
-``LOADGEN_E2B_PLAIN_SDK=1`` turns both off (the SDK exactly as shipped), for
+Measurement: the control-plane exchange itself runs on loadgen.wirehttp, an
+HTTP/1.1 client whose answer time is the kernel's arrival stamp of the
+answer, so a create's latency does not grow with how busy this process is
+when the answer lands (BENCHMARKS.md §3). ``LOADGEN_E2B_TRANSPORT=pyqwest``
+sends it on the SDK's pyqwest pool instead (clock read on the loop; HTTP/2 to
+the real service), for A/B measurements. The data plane (envd commands)
+stays on the SDK's own transport.
+
+``LOADGEN_E2B_PLAIN_SDK=1`` turns all of this off (the SDK exactly as shipped), for
 A/B measurements and as an escape hatch should an SDK upgrade break them.
 """
 
@@ -44,11 +52,14 @@ import os
 import sys
 import time
 
+from loadgen import wirehttp
 from loadgen.providers.base import attributes, CommandResult, Provider, ProviderSettings
 from loadgen.result import ErrorInfo, FailureClass, classify_exception, status_code_of, truncate
+from loadgen.wirehttp import WireClient
 
 _POOL_FLOOR = 1000
 PLAIN_SDK_ENV = "LOADGEN_E2B_PLAIN_SDK"
+TRANSPORT_ENV = "LOADGEN_E2B_TRANSPORT"
 
 # Wire times of the control-plane exchange made inside a create: (sent, answered), epoch
 # seconds, taken just before the request goes to pyqwest and just after its answer is in.
@@ -267,14 +278,14 @@ class _LeanHttpxClient:
     buffered response. Anything else falls back to a real httpx client.
     """
 
-    def __init__(self, api_client, pyqwest_client, fallback):
+    def __init__(self, api_client, wire, fallback):
         self._base = api_client._base_url.rstrip("/")
         headers = _httpx_default_headers()
         headers.update({k.lower(): v for k, v in api_client._headers.items()})
         headers[api_client.auth_header_name.lower()] = (
             f"{api_client.prefix} {api_client.token}" if api_client.prefix else api_client.token)
         self._headers = headers
-        self._client = pyqwest_client
+        self._wire = wire  # a loadgen.wirehttp.WireClient, or a pyqwest Client (LOADGEN_E2B_TRANSPORT=pyqwest)
         self._timeout = api_client._timeout.read if api_client._timeout is not None else None
         self._fallback = fallback
 
@@ -283,7 +294,6 @@ class _LeanHttpxClient:
 
     async def request(self, method, url, *, json=None, content=None, headers=None, params=None, **kwargs):
         asyncio, httpx, orjson, adapter = _LEAN_MODULES or _lean_modules()
-        ReadError, RemoteProtocolError, StreamError, TooManyRedirects, WriteError = _PYQWEST_ERRORS
         if kwargs or params or not isinstance(url, str) or url.startswith(("http://", "https://")):
             return await self._fallback().request(method, url, json=json, content=content, headers=headers,
                                                   params=params, **kwargs)
@@ -297,11 +307,34 @@ class _LeanHttpxClient:
         if content is not None:
             all_headers = dict(all_headers, **{"content-length": str(len(content))})
         method = method.upper()
-        full_url = self._base + url
         exchanges = _wire_times.get()
+        if isinstance(self._wire, WireClient):
+            status, response_headers, body = await self._wire_exchange(method, url, all_headers, content, exchanges)
+        else:
+            status, response_headers, body = await self._pyqwest_exchange(method, url, all_headers, content, exchanges)
+        # (no .request: the generated functions never read it, and building one parses the URL again)
+        if any(k.lower() == "content-encoding" for k, _ in response_headers):
+            response = httpx.Response(status, headers=response_headers, stream=httpx.ByteStream(body))
+            response.read()  # decodes gzip/deflate/br as httpx would
+            return response
+        return httpx.Response(status, headers=response_headers, content=body)
+
+    async def _wire_exchange(self, method, url, headers, content, exchanges):
+        _, httpx, _, _ = _LEAN_MODULES
+        try:
+            answer = await self._wire.request(method, url, headers, content, self._timeout)
+        except wirehttp.WireError as e:
+            raise getattr(httpx, type(e).__name__)(str(e)) from e
+        if exchanges is not None:
+            exchanges.append((answer.sent_at, answer.answered_at))
+        return answer.status, answer.headers, answer.content
+
+    async def _pyqwest_exchange(self, method, url, headers, content, exchanges):
+        asyncio, httpx, _, adapter = _LEAN_MODULES
+        ReadError, RemoteProtocolError, StreamError, TooManyRedirects, WriteError = _PYQWEST_ERRORS
         try:
             sent = time.time()
-            call = self._client.execute(method, full_url, headers=all_headers, content=content)
+            call = self._wire.execute(method, self._base + url, headers=headers, content=content)
             if self._timeout:
                 async with asyncio.timeout(self._timeout):  # no extra task, unlike wait_for
                     answer = await call
@@ -321,14 +354,7 @@ class _LeanHttpxClient:
             raise adapter.map_network_error(e) from e
         if exchanges is not None:
             exchanges.append((sent, time.time()))
-        response_headers = list(answer.headers.items())
-        # (no .request: the generated functions never read it, and building one parses the URL again)
-        if any(k.lower() == "content-encoding" for k, _ in response_headers):
-            response = httpx.Response(answer.status, headers=response_headers,
-                                      stream=httpx.ByteStream(bytes(answer.content)))
-            response.read()  # decodes gzip/deflate/br as httpx would
-            return response
-        return httpx.Response(answer.status, headers=response_headers, content=bytes(answer.content))
+        return answer.status, list(answer.headers.items()), bytes(answer.content)
 
 
 _LEAN_MODULES: tuple = ()
@@ -388,8 +414,11 @@ def _install_lean_control_plane() -> None:
                     spare.append(original(config).get_async_httpx_client())
                 return spare[0]
 
-            pool = Client(get_pyqwest_transport(proxy_to_config(config.proxy), http_version=config.http_version))
-            client.set_async_httpx_client(_LeanHttpxClient(client, pool, real_httpx_client))
+            if os.environ.get(TRANSPORT_ENV, "wire") == "pyqwest":
+                wire = Client(get_pyqwest_transport(proxy_to_config(config.proxy), http_version=config.http_version))
+            else:
+                wire = WireClient(config.api_url, max_idle=int(os.environ.get("E2B_MAX_KEEPALIVE_CONNECTIONS", 1000)))
+            client.set_async_httpx_client(_LeanHttpxClient(client, wire, real_httpx_client))
             _api_clients[key] = client
         return client
 

@@ -230,7 +230,7 @@ class CodeSandboxFace:
         lifetime = NO_TTL_LIFETIME_S if ttl is None else float(ttl)
         host = self._host(req)
         self.core.create(self.name, tags, template, lifetime,
-                         lambda out: self._created(req, out, cpu, memory, ttl, snapshot, tags or {}, host))
+                         lambda out: self._created(req, out, cpu, memory, ttl, snapshot, tags or {}, host), received_at=req.received_at())
 
     def _host(self, req: Request) -> str:
         host = req.headers.get(b"host")

@@ -164,7 +164,7 @@ class DaytonaFace:
             lifetime = self.core.max_lifetime_s
         toolbox_url = self._toolbox_url(req)
         self.core.create(self.name, labels, snapshot, lifetime,
-                         lambda out: self._created(req, out, body, toolbox_url))
+                         lambda out: self._created(req, out, body, toolbox_url), received_at=req.received_at())
 
     def _toolbox_url(self, req: Request) -> str:
         host = req.headers.get(b"host", b"127.0.0.1").decode("ascii", "replace")

@@ -142,7 +142,7 @@ class E2BFace:
         env_vars = body.get("envVars")
         if env_vars is not None and not isinstance(env_vars, dict):
             return self._bad(req, "envVars must be an object")
-        self.core.create(self.name, metadata, template, timeout, lambda out: self._created(req, out))
+        self.core.create(self.name, metadata, template, timeout, lambda out: self._created(req, out), received_at=req.received_at())
 
     def _created(self, req: Request, out: C.CreateOutcome) -> None:
         sb = out.sandbox

@@ -159,7 +159,7 @@ class RunloopFace:
                 template = value
         lifetime = float(keep_alive if keep_alive is not None else DEFAULT_KEEP_ALIVE_S)
         self.core.create(self.name, metadata, template, lifetime,
-                         lambda out: self._created(req, out, body))
+                         lambda out: self._created(req, out, body), received_at=req.received_at())
 
     def _view(self, sb: C.Sandbox, status: Optional[str] = None, body: Optional[dict] = None) -> dict:
         created = sb.t_answered or sb.t_received

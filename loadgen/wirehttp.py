@@ -1,0 +1,427 @@
+"""An HTTP/1.1 client whose exchange times are the kernel's, not the event loop's.
+
+Why: a burst is CPU-bound on the client. Two thousand creates answered within
+half a second land in the socket buffers while the loop is still busy with
+other sandboxes, and a clock read when the loop finally gets to an answer
+measures the generator, not the provider (BENCHMARKS.md §3: a p99 error of
+878 ms at 2,000 sandboxes per process with a clock read on the loop). The
+kernel stamps every segment as it arrives (SO_TIMESTAMPNS) and ``recvmsg``
+hands that stamp back however late we read, so the answer time here is when
+the answer's last byte reached this host. The request time is read just
+before the request's bytes go to the kernel, once the connection (and TLS) is
+up: the latency is the exchange on the wire, the provider's service time plus
+transit, and none of our queueing. Connection set-up is timed apart
+(``connect_s``), since it is the network's and not the endpoint's.
+
+Scope: what loadgen's control-plane calls need, and no more: one exchange at
+a time per connection, a keep-alive pool, content-length, chunked or
+close-delimited answers, TLS through in-memory BIOs (so the raw bytes, with
+their stamps, are still ours to read). No redirects, proxies, HTTP/2 or
+content decoding; callers fall back to their SDK's own client for those.
+Where the kernel gives no stamps (not Linux), answers are timed when read,
+and ``kernel_stamped`` says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import socket
+import ssl
+import struct
+import time
+import urllib.parse
+from typing import Optional
+
+import httptools
+
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux's value; SCM_TIMESTAMPNS is the same number
+_ANCILLARY_SIZE = socket.CMSG_SPACE(16)
+_TIMESPEC = struct.Struct("qq")
+_READ_SIZE = 256 * 1024
+_DNS_TTL_S = 60.0
+
+
+class WireError(Exception):
+    """Base of this client's errors; the names match httpx's so callers can map them one to one."""
+
+
+class ConnectError(WireError):
+    pass
+
+
+class ConnectTimeout(WireError, TimeoutError):
+    pass
+
+
+class ReadTimeout(WireError, TimeoutError):
+    pass
+
+
+class WriteError(WireError):
+    pass
+
+
+class ReadError(WireError):
+    pass
+
+
+class RemoteProtocolError(WireError):
+    pass
+
+
+class WireResponse:
+    """One answer, with the times of its exchange (epoch seconds)."""
+
+    __slots__ = ("status", "headers", "content", "sent_at", "answered_at", "connect_s", "kernel_stamped")
+
+    def __init__(self, status, headers, content, sent_at, answered_at, connect_s, kernel_stamped):
+        self.status = status
+        self.headers = headers  # list of (name, value) str pairs, as received
+        self.content = content
+        self.sent_at = sent_at
+        self.answered_at = answered_at
+        self.connect_s = connect_s  # 0.0 on a reused connection
+        self.kernel_stamped = kernel_stamped
+
+
+def _wake(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class _Connection:
+    """A non-blocking socket read with recvmsg, optionally under TLS."""
+
+    __slots__ = ("loop", "sock", "fd", "stamped", "tls", "tls_in", "tls_out", "_stamp")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, stamped: bool):
+        self.loop = loop
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.stamped = stamped
+        self.tls: Optional[ssl.SSLObject] = None
+        self.tls_in = self.tls_out = None
+        self._stamp = 0.0
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    async def _wait(self, writable: bool) -> None:
+        future = self.loop.create_future()
+        if writable:
+            self.loop.add_writer(self.fd, _wake, future)
+            try:
+                await future
+            finally:
+                self.loop.remove_writer(self.fd)
+        else:
+            self.loop.add_reader(self.fd, _wake, future)
+            try:
+                await future
+            finally:
+                self.loop.remove_reader(self.fd)
+
+    async def send_raw(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                sent = self.sock.send(view)
+            except (BlockingIOError, InterruptedError):
+                await self._wait(True)
+                continue
+            except OSError as exc:
+                raise WriteError(f"write failed: {exc}") from exc
+            view = view[sent:]
+
+    async def recv_raw(self) -> bytes:
+        """The next bytes from the socket; their arrival time is left in ``_stamp``."""
+        while True:
+            try:
+                data, ancillary, _flags, _addr = self.sock.recvmsg(_READ_SIZE, _ANCILLARY_SIZE)
+            except (BlockingIOError, InterruptedError):
+                await self._wait(False)
+                continue
+            except OSError as exc:
+                raise ReadError(f"read failed: {exc}") from exc
+            stamp = None
+            for level, kind, value in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= _TIMESPEC.size:
+                    seconds, nanoseconds = _TIMESPEC.unpack_from(value)
+                    stamp = seconds + nanoseconds * 1e-9
+            self._stamp = stamp if stamp is not None else time.time()
+            return data
+
+    async def start_tls(self, context: ssl.SSLContext, server_hostname: str) -> None:
+        self.tls_in, self.tls_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = context.wrap_bio(self.tls_in, self.tls_out, server_hostname=server_hostname)
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                await self.send_raw(self.tls_out.read())
+                data = await self.recv_raw()
+                if not data:
+                    raise ConnectError("the server closed the connection during the TLS handshake")
+                self.tls_in.write(data)
+            except ssl.SSLError as exc:
+                raise ConnectError(f"TLS handshake failed: {exc}") from exc
+        pending = self.tls_out.read()
+        if pending:
+            await self.send_raw(pending)
+
+    def wire_bytes(self, plaintext: bytes) -> bytes:
+        """What to hand the kernel for ``plaintext`` (encrypted first, so the send itself is all that is timed)."""
+        if self.tls is None:
+            return plaintext
+        self.tls.write(plaintext)
+        return self.tls_out.read()
+
+    async def read(self) -> bytes:
+        """Application bytes (b"" at the end of the stream); ``_stamp`` is the latest segment's arrival."""
+        if self.tls is None:
+            return await self.recv_raw()
+        while True:
+            try:
+                return self.tls.read(_READ_SIZE)
+            except ssl.SSLWantReadError:
+                pass
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return b""
+            except ssl.SSLError as exc:
+                raise ReadError(f"TLS read failed: {exc}") from exc
+            data = await self.recv_raw()
+            if data:
+                self.tls_in.write(data)
+            else:
+                self.tls_in.write_eof()
+
+    def idle_and_open(self) -> bool:
+        """True if a pooled connection can carry a request: the server has not closed it or sent
+        anything unasked (TLS session tickets excepted)."""
+        try:
+            data = self.sock.recv(_READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return True
+        except OSError:
+            return False
+        if not data or self.tls is None:
+            return False
+        self.tls_in.write(data)
+        try:
+            self.tls.read(_READ_SIZE)
+        except ssl.SSLWantReadError:
+            return True  # only handshake records (tickets) were waiting
+        except ssl.SSLError:
+            return False
+        return False
+
+
+class _Answer:
+    """httptools callbacks for one response (interim 1xx answers skipped)."""
+
+    __slots__ = ("parser", "headers", "body", "headers_done", "complete", "trailing", "keep_alive")
+
+    def __init__(self):
+        self.parser = httptools.HttpResponseParser(self)
+        self.headers: list = []
+        self.body: list = []
+        self.headers_done = self.complete = self.trailing = self.keep_alive = False
+
+    def on_message_begin(self) -> None:
+        if self.complete:
+            self.trailing = True  # bytes after the answer: the connection cannot be reused
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        self.headers_done = True
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            self.headers, self.body, self.headers_done = [], [], False
+            return
+        self.complete = True
+        self.keep_alive = self.parser.should_keep_alive()  # (llhttp forgets it once the callback returns)
+
+    def delimited_by_close(self) -> bool:
+        names = {name.lower() for name, _ in self.headers}
+        return "content-length" not in names and "transfer-encoding" not in names
+
+
+class WireClient:
+    """Requests to one origin (``scheme://host[:port][/prefix]``) over a pool of keep-alive connections.
+
+    Not thread-safe. Pooled connections belong to the loop that opened them: when
+    called from another loop (a new ``asyncio.run``), the pool starts afresh."""
+
+    def __init__(self, base_url: str, *, ssl_context: Optional[ssl.SSLContext] = None, max_idle: int = 1000):
+        parts = urllib.parse.urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) origin: {parts.scheme}://{parts.hostname}")
+        self.scheme = parts.scheme
+        self.host = parts.hostname
+        default_port = 443 if parts.scheme == "https" else 80
+        self.port = parts.port or default_port
+        self.host_header = self.host if self.port == default_port else f"{self.host}:{self.port}"
+        if ":" in self.host and self.port == default_port:
+            self.host_header = f"[{self.host}]"
+        elif ":" in self.host:
+            self.host_header = f"[{self.host}]:{self.port}"
+        self.prefix = parts.path.rstrip("/")
+        self.max_idle = max_idle
+        self._ssl = None
+        if parts.scheme == "https":
+            self._ssl = ssl_context or default_ssl_context()
+        self._idle: collections.deque = collections.deque()
+        self._loop = None
+        self._addresses: list = []
+        self._addresses_at = 0.0
+
+    async def request(self, method: str, target: str, headers: dict, body: Optional[bytes] = None,
+                      timeout: Optional[float] = None) -> WireResponse:
+        """One exchange. ``headers`` are sent as given (plus host and, with a body, content-length).
+
+        Raises ConnectError, ConnectTimeout, WriteError, ReadError, ReadTimeout or RemoteProtocolError."""
+        phase = "connect"
+        conn = None
+        try:
+            async with asyncio.timeout(timeout):
+                connect_started = time.time()
+                conn = self._reuse()
+                connect_s = 0.0
+                if conn is None:
+                    conn = await self._connect()
+                    connect_s = time.time() - connect_started
+                phase = "write"
+                payload = conn.wire_bytes(self._head(method, target, headers, body) + (body or b""))
+                sent_at = time.time()
+                await conn.send_raw(payload)
+                phase = "read"
+                answer, answered_at, reusable = await self._read_answer(conn)
+        except TimeoutError as exc:
+            if conn is not None:
+                conn.close()
+            if isinstance(exc, WireError):
+                raise
+            if phase == "connect":
+                raise ConnectTimeout(f"connect to {self.host_header} timed out") from None
+            raise ReadTimeout(f"no complete answer from {self.host_header} in {timeout} s") from None
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            raise
+        if reusable and len(self._idle) < self.max_idle:
+            self._idle.append(conn)
+        else:
+            conn.close()
+        content = b"".join(answer.body) if len(answer.body) != 1 else answer.body[0]
+        return WireResponse(answer.parser.get_status_code(), answer.headers, content, sent_at, answered_at,
+                            connect_s, conn.stamped)
+
+    def close(self) -> None:
+        while self._idle:
+            self._idle.pop().close()
+
+    # -- internals -------------------------------------------------------------
+
+    def _head(self, method: str, target: str, headers: dict, body: Optional[bytes]) -> bytes:
+        lines = [f"{method} {self.prefix}{target} HTTP/1.1", f"host: {self.host_header}"]
+        lines += [f"{name}: {value}" for name, value in headers.items() if name.lower() != "host"]
+        if body and not any(name.lower() == "content-length" for name in headers):
+            lines.append(f"content-length: {len(body)}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    def _reuse(self) -> Optional[_Connection]:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self.close()
+            self._loop = loop
+        while self._idle:
+            conn = self._idle.pop()  # the most recently used: the least likely to have been closed idle
+            if conn.idle_and_open():
+                return conn
+            conn.close()
+        return None
+
+    async def _resolve(self, loop) -> list:
+        if not self._addresses or time.monotonic() - self._addresses_at > _DNS_TTL_S:
+            try:
+                infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+            except OSError as exc:
+                raise ConnectError(f"cannot resolve {self.host}: {exc}") from exc
+            self._addresses = [(family, sockaddr) for family, _type, _proto, _name, sockaddr in infos]
+            self._addresses_at = time.monotonic()
+        return self._addresses
+
+    async def _connect(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        last_error: Optional[BaseException] = None
+        for family, address in await self._resolve(loop):
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+                    stamped = True
+                except OSError:
+                    stamped = False
+                await loop.sock_connect(sock, address)
+            except OSError as exc:
+                sock.close()
+                last_error = exc
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            conn = _Connection(loop, sock, stamped)
+            if self._ssl is not None:
+                try:
+                    await conn.start_tls(self._ssl, self.host)
+                except BaseException:
+                    conn.close()
+                    raise
+            return conn
+        raise ConnectError(f"cannot connect to {self.host_header}: {last_error}")
+
+    async def _read_answer(self, conn: _Connection):
+        answer = _Answer()
+        answered_at = None
+        while not answer.complete:
+            data = await conn.read()
+            if not data:
+                if answer.headers_done and answer.delimited_by_close():
+                    return answer, answered_at, False
+                raise RemoteProtocolError("the server closed the connection without a complete answer"
+                                          if answered_at is not None else
+                                          "the server closed the connection without answering")
+            answered_at = conn._stamp
+            try:
+                answer.parser.feed_data(data)
+            except httptools.HttpParserUpgrade:
+                raise RemoteProtocolError("the server switched protocols") from None
+            except httptools.HttpParserError as exc:
+                raise RemoteProtocolError(f"malformed answer: {exc}") from None
+        return answer, answered_at, answer.keep_alive and not answer.trailing
+
+
+def default_ssl_context() -> ssl.SSLContext:
+    """Certificate checks as httpx makes them (certifi's roots when installed), ALPN http/1.1."""
+    try:
+        import certifi
+
+        context = ssl.create_default_context(cafile=certifi.where())
+    except ImportError:  # pragma: no cover - httpx depends on certifi
+        context = ssl.create_default_context()
+    context.set_alpn_protocols(["http/1.1"])
+    return context

@@ -1,0 +1,304 @@
+"""loadgen.wirehttp: the control-plane HTTP client whose answer times are the kernel's.
+
+The servers here are plain blocking sockets on real OS threads, so what they
+record (when they sent) does not depend on the client's event loop; the
+client runs on uvloop, as on the bridge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import socket
+import ssl
+import struct
+import threading
+import time
+
+import pytest
+import uvloop
+
+from loadgen import wirehttp
+
+
+class ScriptedServer:
+    """Accepts connections on 127.0.0.1 and answers each request with `script(request_bytes, n)`.
+
+    `script` returns what to do: bytes to send (then keep the connection), or
+    ("close", bytes) to send then close, ("rst",) to reset, ("hang",) to never answer.
+    """
+
+    def __init__(self, script, delay_s: float = 0.0, tls: ssl.SSLContext = None):
+        self.script = script
+        self.delay_s = delay_s
+        self.tls = tls
+        self.connections = 0
+        self.requests = 0
+        self.sent_at: list[float] = []
+        self.received: list[bytes] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self._stop = False
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    def _accept(self):
+        while not self._stop:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def _serve(self, conn):
+        if self.tls is not None:
+            try:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            except (ssl.SSLError, OSError):
+                conn.close()
+                return
+        buf = b""
+        with conn:
+            while not self._stop:
+                try:
+                    data = conn.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                buf += data
+                head, sep, rest = buf.partition(b"\r\n\r\n")
+                if not sep:
+                    continue
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                if len(rest) < length:
+                    continue
+                request, buf = head + sep + rest[:length], rest[length:]
+                self.received.append(request)
+                self.requests += 1
+                action = self.script(request, self.requests)
+                time.sleep(self.delay_s)
+                if isinstance(action, bytes):
+                    action = ("send", action)
+                if action[0] == "hang":
+                    time.sleep(30)
+                    return
+                if action[0] == "rst":
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    return
+                self.sent_at.append(time.time())
+                conn.sendall(action[1])
+                if action[0] == "close":
+                    return
+
+    def stop(self):
+        self._stop = True
+        self.listener.close()
+
+
+def ok(body: bytes = b'{"ok":true}', extra: bytes = b"") -> bytes:
+    return b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n%s\r\n%s" % (
+        len(body), extra, body)
+
+
+def run(coro):
+    return uvloop.run(coro)
+
+
+@pytest.fixture
+def server_factory():
+    servers = []
+
+    def make(script, **kw):
+        srv = ScriptedServer(script, **kw)
+        servers.append(srv)
+        return srv
+
+    yield make
+    for srv in servers:
+        srv.stop()
+
+
+def test_answer_time_is_the_kernels_arrival_not_when_a_busy_loop_reads_it(server_factory):
+    srv = server_factory(lambda req, n: ok(), delay_s=0.1)
+    client = wirehttp.WireClient(srv.url)
+
+    async def scenario():
+        async def stall_the_loop():
+            await asyncio.sleep(0.02)
+            time.sleep(0.5)  # the loop is busy while the answer arrives (at ~0.1 s)
+
+        staller = asyncio.ensure_future(stall_the_loop())
+        answer = await client.request("POST", "/sandboxes", {"content-type": "application/json"}, b"{}", timeout=5)
+        read_at = time.time()
+        await staller
+        return answer, read_at
+
+    answer, read_at = run(scenario())
+    assert answer.status == 200 and answer.content == b'{"ok":true}'
+    assert answer.kernel_stamped
+    assert read_at - answer.answered_at > 0.3, "the loop was not stalled: the test proves nothing"
+    assert 0 <= answer.answered_at - srv.sent_at[0] < 0.02
+    assert 0.09 < answer.answered_at - answer.sent_at < 0.2
+
+
+def test_request_carries_host_headers_and_body(server_factory):
+    srv = server_factory(lambda req, n: ok())
+    client = wirehttp.WireClient(srv.url + "/api/")
+    answer = run(client.request("POST", "/sandboxes", {"x-api-key": "k", "content-type": "application/json"},
+                                b'{"a":1}', timeout=5))
+    request = srv.received[0]
+    assert request.startswith(b"POST /api/sandboxes HTTP/1.1\r\n")
+    assert b"\r\nhost: 127.0.0.1:%d\r\n" % srv.port in request
+    assert b"\r\nx-api-key: k\r\n" in request and b"\r\ncontent-length: 7\r\n" in request
+    assert request.endswith(b'\r\n\r\n{"a":1}')
+    assert dict(answer.headers)["content-type"] == "application/json"
+
+
+def test_keep_alive_reuses_one_connection(server_factory):
+    srv = server_factory(lambda req, n: ok() if n % 2 else b"HTTP/1.1 204 No Content\r\n\r\n")
+    client = wirehttp.WireClient(srv.url)
+
+    async def scenario():
+        return [await client.request("DELETE" if i % 2 else "POST", f"/s/{i}", {}, None, timeout=5)
+                for i in range(6)]
+
+    answers = run(scenario())
+    assert [a.status for a in answers] == [200, 204] * 3
+    assert srv.connections == 1
+    assert answers[0].connect_s > 0 and all(a.connect_s == 0.0 for a in answers[1:])
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_reused(server_factory):
+    srv = server_factory(lambda req, n: ("close", ok(extra=b"connection: keep-alive\r\n")))
+    client = wirehttp.WireClient(srv.url)
+
+    async def scenario():
+        first = await client.request("GET", "/a", {}, None, timeout=5)
+        await asyncio.sleep(0.1)  # the server's FIN is in
+        second = await client.request("GET", "/b", {}, None, timeout=5)
+        return first, second
+
+    first, second = run(scenario())
+    assert first.status == second.status == 200
+    assert srv.connections == 2
+
+
+def test_chunked_close_delimited_and_interim_answers(server_factory):
+    answers = {
+        1: b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+        2: b"HTTP/1.1 103 Early Hints\r\nlink: </x>\r\n\r\n" + ok(b"after-hints"),
+        3: ("close", b"HTTP/1.1 200 OK\r\n\r\nuntil-close"),
+        4: ok(b"fresh"),
+    }
+    srv = server_factory(lambda req, n: answers[n])
+    client = wirehttp.WireClient(srv.url)
+
+    async def scenario():
+        return [await client.request("GET", "/", {}, None, timeout=5) for _ in range(4)]
+
+    chunked, hinted, closed, fresh = run(scenario())
+    assert chunked.content == b"abcde"
+    assert hinted.status == 200 and hinted.content == b"after-hints" and ("link", "</x>") not in hinted.headers
+    assert closed.content == b"until-close" and fresh.content == b"fresh"
+    assert srv.connections == 2  # only the close-delimited answer's connection is not reused
+
+
+@pytest.mark.parametrize("action, error", [
+    (("rst",), wirehttp.ReadError),
+    (("close", b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\ntoo short"), wirehttp.RemoteProtocolError),
+    (("close", b""), wirehttp.RemoteProtocolError),
+    (b"NOT HTTP AT ALL\r\n\r\n", wirehttp.RemoteProtocolError),
+])
+def test_broken_answers_raise_the_matching_error(server_factory, action, error):
+    srv = server_factory(lambda req, n: action)
+    with pytest.raises(error):
+        run(wirehttp.WireClient(srv.url).request("POST", "/", {}, b"x", timeout=5))
+
+
+def test_no_answer_is_a_read_timeout(server_factory):
+    srv = server_factory(lambda req, n: ("hang",))
+    started = time.monotonic()
+    with pytest.raises(wirehttp.ReadTimeout) as caught:
+        run(wirehttp.WireClient(srv.url).request("POST", "/", {}, b"x", timeout=0.5))
+    assert isinstance(caught.value, TimeoutError)
+    assert time.monotonic() - started < 5
+
+
+def test_nobody_listening_is_a_connect_error():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    with pytest.raises(wirehttp.ConnectError):
+        run(wirehttp.WireClient(f"http://127.0.0.1:{port}").request("GET", "/", {}, None, timeout=5))
+
+
+def test_only_http_origins_are_accepted():
+    with pytest.raises(ValueError):
+        wirehttp.WireClient("ftp://example.invalid/")
+
+
+def _self_signed(tmp_path):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    import ipaddress
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_tls_exchange_is_kernel_stamped_and_kept_alive(server_factory, tmp_path):
+    cert, key = _self_signed(tmp_path)
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    server_tls.set_alpn_protocols(["http/1.1"])
+    srv = server_factory(lambda req, n: ok(b"over tls %d" % n), delay_s=0.05, tls=server_tls)
+    client_tls = wirehttp.default_ssl_context()
+    client_tls.load_verify_locations(cert)
+    client = wirehttp.WireClient(srv.url, ssl_context=client_tls)
+
+    async def scenario():
+        first = await client.request("POST", "/sandboxes", {}, b"{}", timeout=5)
+        await asyncio.sleep(0.1)  # TLS 1.3 session tickets arrive while the connection is idle
+        second = await client.request("DELETE", "/sandboxes/x", {}, None, timeout=5)
+        return first, second
+
+    first, second = run(scenario())
+    assert (first.content, second.content) == (b"over tls 1", b"over tls 2")
+    assert srv.connections == 1
+    assert first.kernel_stamped and 0 <= first.answered_at - srv.sent_at[0] < 0.02
+
+
+def test_tls_with_an_untrusted_certificate_is_a_connect_error(server_factory, tmp_path):
+    cert, key = _self_signed(tmp_path)
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    srv = server_factory(lambda req, n: ok(), tls=server_tls)
+    with pytest.raises(wirehttp.ConnectError, match="certificate"):
+        run(wirehttp.WireClient(srv.url).request("GET", "/", {}, None, timeout=5))
