@@ -285,6 +285,9 @@ VARIANTS = {
     "e2b-plain": ("e2b", {"LOADGEN_E2B_PLAIN_SDK": "1", "LOADGEN_GC_THRESHOLD": "default"}),
     # the lean e2b adapter with its control plane on the SDK's pyqwest pool, clock read on the loop
     "e2b-pyqwest": ("e2b", {"LOADGEN_E2B_TRANSPORT": "pyqwest"}),
+    # the e2b adapter keeping an idle data-plane connection per held sandbox, as it does against
+    # the real service (one envd host per sandbox) but not against the emulator (one host)
+    "e2b-idle-kept": ("e2b", {"E2B_MAX_KEEPALIVE_CONNECTIONS": "100000"}),
 }
 
 

@@ -38,7 +38,7 @@ import httptools
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux's value; SCM_TIMESTAMPNS is the same number
 _ANCILLARY_SIZE = socket.CMSG_SPACE(16)
 _TIMESPEC = struct.Struct("qq")
-_READ_SIZE = 256 * 1024
+_READ_SIZE = 64 * 1024
 _DNS_TTL_S = 60.0
 
 
@@ -93,10 +93,12 @@ def _wake(future: asyncio.Future) -> None:
 class _Connection:
     """A non-blocking socket read with recvmsg, optionally under TLS."""
 
-    __slots__ = ("loop", "sock", "fd", "stamped", "tls", "tls_in", "tls_out", "_stamp")
+    __slots__ = ("loop", "sock", "fd", "stamped", "tls", "tls_in", "tls_out", "_stamp", "_buffer")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, stamped: bool):
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, stamped: bool, buffer: memoryview):
         self.loop = loop
+        self._buffer = buffer  # the client's read buffer: reads are copied out at their size, never
+        # allocated at the largest size and shrunk (which fragments the heap: +15 KiB RSS per held sandbox)
         self.sock = sock
         self.fd = sock.fileno()
         self.stamped = stamped
@@ -141,7 +143,7 @@ class _Connection:
         """The next bytes from the socket; their arrival time is left in ``_stamp``."""
         while True:
             try:
-                data, ancillary, _flags, _addr = self.sock.recvmsg(_READ_SIZE, _ANCILLARY_SIZE)
+                size, ancillary, _flags, _addr = self.sock.recvmsg_into((self._buffer,), _ANCILLARY_SIZE)
             except (BlockingIOError, InterruptedError):
                 await self._wait(False)
                 continue
@@ -153,7 +155,7 @@ class _Connection:
                     seconds, nanoseconds = _TIMESPEC.unpack_from(value)
                     stamp = seconds + nanoseconds * 1e-9
             self._stamp = stamp if stamp is not None else time.time()
-            return data
+            return self._buffer[:size].tobytes()
 
     async def start_tls(self, context: ssl.SSLContext, server_hostname: str) -> None:
         self.tls_in, self.tls_out = ssl.MemoryBIO(), ssl.MemoryBIO()
@@ -187,7 +189,8 @@ class _Connection:
             return await self.recv_raw()
         while True:
             try:
-                return self.tls.read(_READ_SIZE)
+                size = self.tls.read(_READ_SIZE, self._buffer)
+                return self._buffer[:size].tobytes()
             except ssl.SSLWantReadError:
                 pass
             except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
@@ -204,16 +207,16 @@ class _Connection:
         """True if a pooled connection can carry a request: the server has not closed it or sent
         anything unasked (TLS session tickets excepted)."""
         try:
-            data = self.sock.recv(_READ_SIZE)
+            size = self.sock.recv_into(self._buffer)
         except (BlockingIOError, InterruptedError):
             return True
         except OSError:
             return False
-        if not data or self.tls is None:
+        if not size or self.tls is None:
             return False
-        self.tls_in.write(data)
+        self.tls_in.write(self._buffer[:size])
         try:
-            self.tls.read(_READ_SIZE)
+            self.tls.read(_READ_SIZE, self._buffer)
         except ssl.SSLWantReadError:
             return True  # only handshake records (tickets) were waiting
         except ssl.SSLError:
@@ -283,6 +286,7 @@ class WireClient:
         if parts.scheme == "https":
             self._ssl = ssl_context or default_ssl_context()
         self._idle: collections.deque = collections.deque()
+        self._buffer = memoryview(bytearray(_READ_SIZE))
         self._loop = None
         self._addresses: list = []
         self._addresses_at = 0.0
@@ -384,7 +388,7 @@ class WireClient:
             except BaseException:
                 sock.close()
                 raise
-            conn = _Connection(loop, sock, stamped)
+            conn = _Connection(loop, sock, stamped, self._buffer)
             if self._ssl is not None:
                 try:
                     await conn.start_tls(self._ssl, self.host)

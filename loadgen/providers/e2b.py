@@ -58,26 +58,32 @@ from loadgen.result import ErrorInfo, FailureClass, classify_exception, status_c
 from loadgen.wirehttp import WireClient
 
 _POOL_FLOOR = 1000
+# Idle connections the SDK's pool keeps per host. On the real service every sandbox's envd is a
+# host of its own, so this changes nothing there; against one host (the emulator, a proxy) it
+# stops thousands of idle data-plane connections (~15 KiB of hyper buffers each) being kept
+# through the hold (BENCHMARKS.md §4). The control plane's own pool is sized apart.
+_IDLE_PER_HOST = 64
 PLAIN_SDK_ENV = "LOADGEN_E2B_PLAIN_SDK"
 TRANSPORT_ENV = "LOADGEN_E2B_TRANSPORT"
 
 # Wire times of the control-plane exchange made inside a create: (sent, answered), epoch
-# seconds, taken just before the request goes to pyqwest and just after its answer is in.
+# seconds: when its bytes went to the kernel and when the kernel had the answer (wirehttp).
 _wire_times: contextvars.ContextVar = contextvars.ContextVar("loadgen_e2b_wire_times", default=None)
 
 
 def _configure_sdk_environment(users_in_process: int) -> None:
     """Set the SDK's import-time pool and retry knobs (and patch them if it is already imported)."""
     pool = str(max(_POOL_FLOOR, users_in_process * 2))
+    idle = int(os.environ.get("E2B_MAX_KEEPALIVE_CONNECTIONS") or _IDLE_PER_HOST)  # the user's, if set
     os.environ["E2B_CONNECTION_RETRIES"] = "0"
     os.environ["E2B_MAX_CONNECTIONS"] = pool
-    os.environ["E2B_MAX_KEEPALIVE_CONNECTIONS"] = pool
+    os.environ["E2B_MAX_KEEPALIVE_CONNECTIONS"] = str(idle)
     for module_name in ("e2b.api", "e2b.api.client_async", "e2b.api.client_sync"):
         module = sys.modules.get(module_name)
         if module is not None:
             module.connection_retries = 0
             module.max_connections = int(pool)
-            module.pool_max_idle_per_host = int(pool)
+            module.pool_max_idle_per_host = idle
 
 
 class E2BProvider(Provider):
@@ -417,7 +423,7 @@ def _install_lean_control_plane() -> None:
             if os.environ.get(TRANSPORT_ENV, "wire") == "pyqwest":
                 wire = Client(get_pyqwest_transport(proxy_to_config(config.proxy), http_version=config.http_version))
             else:
-                wire = WireClient(config.api_url, max_idle=int(os.environ.get("E2B_MAX_KEEPALIVE_CONNECTIONS", 1000)))
+                wire = WireClient(config.api_url, max_idle=int(os.environ.get("E2B_MAX_CONNECTIONS", _POOL_FLOOR)))
             client.set_async_httpx_client(_LeanHttpxClient(client, wire, real_httpx_client))
             _api_clients[key] = client
         return client
