@@ -196,7 +196,7 @@ class Lifecycle:
             self.provider.create, tags, timeout=settings.create_timeout_s, cancel_on_timeout=False
         )
         if exc is None:
-            started, ended = self._wire_times(handle, started, ended)
+            started, ended = self._wire_times(handle, "create", started, ended)
         rec.create_started_at, rec.create_ended_at = iso(started), iso(ended)
         self._fire("create", started, ended, exc)
         if exc is None:
@@ -217,15 +217,15 @@ class Lifecycle:
                 self._adopt(handle)
         return False
 
-    def _wire_times(self, handle: Any, started: float, ended: float) -> tuple[float, float]:
-        """The create's own HTTP exchange, when the adapter timed it (``wire_times``).
+    def _wire_times(self, handle: Any, operation: str, started: float, ended: float) -> tuple[float, float]:
+        """The operation's own HTTP exchange, when the adapter timed it (``wire_times``).
 
         The greenlet's timestamps also hold the SDK's Python work and the hops
         between the greenlet and the asyncio loop, which grow with the burst;
-        the adapter's are taken at the HTTP client. Used only if they lie within
+        the adapter's are taken at the socket. Used only if they lie within
         the greenlet's (same clock, so they always should)."""
         try:
-            wire = self.provider.wire_times(handle)
+            wire = self.provider.wire_times(handle, operation)
         except Exception:  # noqa: BLE001 - timing detail: never fail a create over it
             return started, ended
         if not wire:
@@ -278,6 +278,8 @@ class Lifecycle:
         value, exc, started, ended, _ = self._timed(
             self.provider.destroy, self.handle, settings.destroy_timeout_s, timeout=settings.destroy_timeout_s + 1.0
         )
+        if exc is None:
+            started, ended = self._wire_times(self.handle, "destroy", started, ended)
         rec.destroy_started_at, rec.destroy_ended_at = iso(started), iso(ended)
         rec.destroy_ms = ms_between(started, ended)
         self._fire("destroy", started, ended, exc)

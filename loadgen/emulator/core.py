@@ -495,7 +495,9 @@ class Core:
 
     # -- kill --------------------------------------------------------------
 
-    def kill(self, sandbox_id: str, reply: Callable[[KillOutcome], None]) -> None:
+    def kill(self, sandbox_id: str, reply: Callable[[KillOutcome], None],
+             received_at: Optional[float] = None) -> None:
+        """Kill a sandbox; `received_at` as for create (the kill latency runs from the arrival)."""
         ops = self.ops["kill"]
         ops["requests"] += 1
         sb = self.by_id.get(sandbox_id)
@@ -503,15 +505,17 @@ class Core:
             ops["not_found"] += 1
             reply(KillOutcome(NOT_FOUND, None))
             return
+        now = self._now()
+        arrived = now if received_at is None or received_at > now else received_at
         if sb.t_kill_received is None:
-            sb.t_kill_received = self._now()
+            sb.t_kill_received = arrived
         n = sb.kill_count
         sb.kill_count = n + 1
         if self._zero_kill:
             self._answer_kill(sb, reply)
         else:
             rng = random.Random(f"{sb.key}|kill|{n}")
-            self._call_later(self.kill_latency.sample(rng), self._answer_kill, sb, reply)
+            self._later(self.kill_latency.sample(rng) - (now - arrived), self._answer_kill, sb, reply)
 
     def _answer_kill(self, sb: Sandbox, reply: Callable) -> None:
         ops = self.ops["kill"]

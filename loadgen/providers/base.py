@@ -117,9 +117,10 @@ class Provider:
         """The provider's sandbox object or dict; the lifecycle keeps its primitive, non-secret fields."""
         return handle
 
-    def wire_times(self, handle: Any) -> Optional[tuple[float, float]]:
-        """(sent, answered) of the create's HTTP exchange in epoch seconds, if the adapter can time it
-        at the transport; None to let the lifecycle time the whole SDK call."""
+    def wire_times(self, handle: Any, operation: str = "create") -> Optional[tuple[float, float]]:
+        """(sent, answered) of the latest ``operation`` ("create" or "destroy") on ``handle``, in epoch
+        seconds, if the adapter timed its HTTP exchange at the transport; None to let the lifecycle
+        time the whole SDK call."""
         return None
 
     def classify(self, exc: BaseException) -> ErrorInfo:

@@ -66,8 +66,8 @@ _IDLE_PER_HOST = 64
 PLAIN_SDK_ENV = "LOADGEN_E2B_PLAIN_SDK"
 TRANSPORT_ENV = "LOADGEN_E2B_TRANSPORT"
 
-# Wire times of the control-plane exchange made inside a create: (sent, answered), epoch
-# seconds: when its bytes went to the kernel and when the kernel had the answer (wirehttp).
+# Wire times of the control-plane exchanges made inside a create or a destroy: (sent, answered),
+# epoch seconds: when the request's bytes went to the kernel and when the kernel had the answer.
 _wire_times: contextvars.ContextVar = contextvars.ContextVar("loadgen_e2b_wire_times", default=None)
 
 
@@ -138,16 +138,17 @@ class E2BProvider(Provider):
         finally:
             _wire_times.reset(token)
         if exchanges:
-            handle._loadgen_wire_times = exchanges[0]
+            handle._loadgen_wire_create = exchanges[0]
         return handle
 
-    def wire_times(self, handle):
-        """(sent, answered) of the create's HTTP exchange, epoch seconds, or None.
+    def wire_times(self, handle, operation="create"):
+        """(sent, answered) of the create's or the destroy's HTTP exchange, epoch seconds, or None.
 
-        Taken on the asyncio loop right at the HTTP client, so they leave out the
-        SDK's own work before and after the exchange and the hops between the
-        loop and the greenlet: the create latency the lifecycle records."""
-        return getattr(handle, "_loadgen_wire_times", None)
+        Taken by loadgen.wirehttp at the socket (the answer's time is the kernel's),
+        so they leave out the SDK's own work before and after the exchange, the hops
+        between the loop and the greenlet, and how busy this process was: the
+        latency the lifecycle records."""
+        return getattr(handle, "_loadgen_wire_" + operation, None)
 
     async def run(self, handle, command: str, timeout: float) -> CommandResult:
         from e2b import CommandExitException
@@ -164,8 +165,16 @@ class E2BProvider(Provider):
             # what AsyncSandbox.kill does, minus its per-access functools.wraps descriptor
             if handle.connection_config.debug:
                 return True
-            return await self._cls_kill(sandbox_id=handle.sandbox_id,
-                                        **handle.connection_config.get_api_params(request_timeout=timeout, retries=0))
+            exchanges: list = []
+            token = _wire_times.set(exchanges)
+            try:
+                return await self._cls_kill(sandbox_id=handle.sandbox_id,
+                                            **handle.connection_config.get_api_params(request_timeout=timeout,
+                                                                                      retries=0))
+            finally:
+                _wire_times.reset(token)
+                if exchanges:
+                    handle._loadgen_wire_destroy = exchanges[0]
         return await handle.kill(request_timeout=timeout, retries=0)
 
     async def destroy_id(self, sandbox_id: str, timeout: float) -> bool:

@@ -230,7 +230,8 @@ class CodeSandboxFace:
         lifetime = NO_TTL_LIFETIME_S if ttl is None else float(ttl)
         host = self._host(req)
         self.core.create(self.name, tags, template, lifetime,
-                         lambda out: self._created(req, out, cpu, memory, ttl, snapshot, tags or {}, host), received_at=req.received_at())
+                         lambda out: self._created(req, out, cpu, memory, ttl, snapshot, tags or {}, host),
+                         received_at=req.received_at())
 
     def _host(self, req: Request) -> str:
         host = req.headers.get(b"host")
@@ -331,7 +332,7 @@ class CodeSandboxFace:
             else:
                 req.respond(404, _api_err(404, "not_found", f"sandbox {sid!r} not found"))
 
-        self.core.kill(box.core_id, done)
+        self.core.kill(box.core_id, done, received_at=req.received_at())
 
     # -- the agent ---------------------------------------------------------------
 

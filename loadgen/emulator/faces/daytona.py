@@ -231,7 +231,7 @@ class DaytonaFace:
             else:
                 self._not_found(req, sandbox_id)
 
-        self.core.kill(sandbox_id, done)
+        self.core.kill(sandbox_id, done, received_at=req.received_at())
 
     # -- toolbox ---------------------------------------------------------------
 

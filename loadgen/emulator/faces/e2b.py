@@ -142,7 +142,8 @@ class E2BFace:
         env_vars = body.get("envVars")
         if env_vars is not None and not isinstance(env_vars, dict):
             return self._bad(req, "envVars must be an object")
-        self.core.create(self.name, metadata, template, timeout, lambda out: self._created(req, out), received_at=req.received_at())
+        self.core.create(self.name, metadata, template, timeout, lambda out: self._created(req, out),
+                         received_at=req.received_at())
 
     def _created(self, req: Request, out: C.CreateOutcome) -> None:
         sb = out.sandbox
@@ -178,7 +179,7 @@ class E2BFace:
             else:
                 req.respond(404, _err(404, f"sandbox \"{sandbox_id}\" not found"))
 
-        self.core.kill(sandbox_id, done)
+        self.core.kill(sandbox_id, done, received_at=req.received_at())
 
     def _info(self, req: Request, sandbox_id: str) -> None:
         kind, sb = self.core.get(sandbox_id)

@@ -234,7 +234,7 @@ class RunloopFace:
             else:
                 self._not_found(req, devbox_id)
 
-        self.core.kill(devbox_id, done)
+        self.core.kill(devbox_id, done, received_at=req.received_at())
 
     # -- commands --------------------------------------------------------------
 
