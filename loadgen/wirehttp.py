@@ -35,6 +35,14 @@ from typing import Optional
 
 import httptools
 
+try:  # the stdlib socket, even where gevent has patched the module: this runs on an asyncio loop,
+    # and gevent's cooperative socket would add a Python wrapper to every call for nothing
+    from gevent.monkey import get_original
+
+    _socket_class = get_original("socket", "socket")
+except ImportError:  # pragma: no cover - gevent is a dependency
+    _socket_class = socket.socket
+
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux's value; SCM_TIMESTAMPNS is the same number
 _ANCILLARY_SIZE = socket.CMSG_SPACE(16)
 _TIMESPEC = struct.Struct("qq")
@@ -371,7 +379,7 @@ class WireClient:
         loop = asyncio.get_running_loop()
         last_error: Optional[BaseException] = None
         for family, address in await self._resolve(loop):
-            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock = _socket_class(family, socket.SOCK_STREAM)
             sock.setblocking(False)
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
