@@ -229,7 +229,14 @@ def provider_locustfile(workdir: Path, provider: str) -> Path:
     return path
 
 
-PROVIDER_ENV = {"e2b": {"E2B_API_KEY": "e2b_bench_key"}, "daytona": {"DAYTONA_API_KEY": "dtn_bench_key"}}
+# The emulator accepts any credentials; the SDKs insist on having them.
+PROVIDER_ENV = {
+    "e2b": {"E2B_API_KEY": "e2b_bench_key"},
+    "daytona": {"DAYTONA_API_KEY": "dtn_bench_key"},
+    "runloop": {"RUNLOOP_API_KEY": "rl_bench_key"},
+    "modal": {"MODAL_TOKEN_ID": "ak-bench", "MODAL_TOKEN_SECRET": "as-bench"},
+    "codesandbox": {"TOGETHER_API_KEY": "csb_bench_key"},
+}
 
 
 def run_locust(locustfile: Path, users: int, *, args=(), env=None, workers: int = 0, timeout: float = 300,
