@@ -259,6 +259,8 @@ class Lifecycle:
                     rec.readiness_output = truncate(version, OUTPUT_LIMIT)
             except CommandFailed as failed:
                 exc = failed
+        if exc is None:
+            started, ended = self._wire_times(self.handle, "run", started, ended)
         setattr(rec, f"{phase}_started_at", iso(started))
         setattr(rec, f"{phase}_ended_at", iso(ended))
         self._fire(phase, started, ended, exc)

@@ -10,8 +10,12 @@ hands that stamp back however late we read, so the answer time here is when
 the answer's last byte reached this host. The request time is read just
 before the request's bytes go to the kernel, once the connection (and TLS) is
 up: the latency is the exchange on the wire, the provider's service time plus
-transit, and none of our queueing. Connection set-up is timed apart
-(``connect_s``), since it is the network's and not the endpoint's.
+transit, and none of our queueing. Connection set-up is timed apart: 
+``connect_s`` as the loop saw it, and ``setup_s`` as the wire did (TCP's
+handshake round trip from TCP_INFO, plus the TLS handshake from our
+ClientHello's send to the stamp of the server's last handshake flight), so a
+caller that wants the set-up counted (a sandbox's first command, whose
+host is new) can add it without adding our queueing.
 
 Scope: what loadgen's control-plane calls need, and no more: one exchange at
 a time per connection, a keep-alive pool, content-length, chunked or
@@ -48,6 +52,9 @@ _ANCILLARY_SIZE = socket.CMSG_SPACE(16)
 _TIMESPEC = struct.Struct("qq")
 _READ_SIZE = 64 * 1024
 _DNS_TTL_S = 60.0
+_TCP_INFO_SIZE = 104
+_TCPI_RTT = struct.Struct("I")  # tcp_info.tcpi_rtt, microseconds; after the handshake, its round trip
+_TCPI_RTT_OFFSET = 68
 
 
 class WireError(Exception):
@@ -81,15 +88,16 @@ class RemoteProtocolError(WireError):
 class WireResponse:
     """One answer, with the times of its exchange (epoch seconds)."""
 
-    __slots__ = ("status", "headers", "content", "sent_at", "answered_at", "connect_s", "kernel_stamped")
+    __slots__ = ("status", "headers", "content", "sent_at", "answered_at", "connect_s", "setup_s", "kernel_stamped")
 
-    def __init__(self, status, headers, content, sent_at, answered_at, connect_s, kernel_stamped):
+    def __init__(self, status, headers, content, sent_at, answered_at, connect_s, setup_s, kernel_stamped):
         self.status = status
         self.headers = headers  # list of (name, value) str pairs, as received
         self.content = content
         self.sent_at = sent_at
         self.answered_at = answered_at
         self.connect_s = connect_s  # 0.0 on a reused connection
+        self.setup_s = setup_s  # the same set-up on the wire, free of our queueing; 0.0 when reused
         self.kernel_stamped = kernel_stamped
 
 
@@ -101,7 +109,8 @@ def _wake(future: asyncio.Future) -> None:
 class _Connection:
     """A non-blocking socket read with recvmsg, optionally under TLS."""
 
-    __slots__ = ("loop", "sock", "fd", "stamped", "tls", "tls_in", "tls_out", "_stamp", "_buffer")
+    __slots__ = ("loop", "sock", "fd", "stamped", "tls", "tls_in", "tls_out", "_stamp", "_buffer", "setup_s",
+                 "idle_since")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, stamped: bool, buffer: memoryview):
         self.loop = loop
@@ -113,6 +122,8 @@ class _Connection:
         self.tls: Optional[ssl.SSLObject] = None
         self.tls_in = self.tls_out = None
         self._stamp = 0.0
+        self.setup_s = _handshake_rtt(sock)
+        self.idle_since = 0.0
 
     def close(self) -> None:
         try:
@@ -168,18 +179,24 @@ class _Connection:
     async def start_tls(self, context: ssl.SSLContext, server_hostname: str) -> None:
         self.tls_in, self.tls_out = ssl.MemoryBIO(), ssl.MemoryBIO()
         self.tls = context.wrap_bio(self.tls_in, self.tls_out, server_hostname=server_hostname)
+        first_flight_at = None
         while True:
             try:
                 self.tls.do_handshake()
                 break
             except ssl.SSLWantReadError:
-                await self.send_raw(self.tls_out.read())
+                flight = self.tls_out.read()
+                if first_flight_at is None:
+                    first_flight_at = time.time()
+                await self.send_raw(flight)
                 data = await self.recv_raw()
                 if not data:
                     raise ConnectError("the server closed the connection during the TLS handshake")
                 self.tls_in.write(data)
             except ssl.SSLError as exc:
                 raise ConnectError(f"TLS handshake failed: {exc}") from exc
+        if first_flight_at is not None:
+            self.setup_s += max(0.0, self._stamp - first_flight_at)
         pending = self.tls_out.read()
         if pending:
             await self.send_raw(pending)
@@ -275,7 +292,8 @@ class WireClient:
     Not thread-safe. Pooled connections belong to the loop that opened them: when
     called from another loop (a new ``asyncio.run``), the pool starts afresh."""
 
-    def __init__(self, base_url: str, *, ssl_context: Optional[ssl.SSLContext] = None, max_idle: int = 1000):
+    def __init__(self, base_url: str, *, ssl_context: Optional[ssl.SSLContext] = None, max_idle: int = 1000,
+                 buffer: Optional[memoryview] = None):
         parts = urllib.parse.urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) origin: {parts.scheme}://{parts.hostname}")
@@ -294,7 +312,7 @@ class WireClient:
         if parts.scheme == "https":
             self._ssl = ssl_context or default_ssl_context()
         self._idle: collections.deque = collections.deque()
-        self._buffer = memoryview(bytearray(_READ_SIZE))
+        self._buffer = buffer if buffer is not None else memoryview(bytearray(_READ_SIZE))
         self._loop = None
         self._addresses: list = []
         self._addresses_at = 0.0
@@ -310,10 +328,11 @@ class WireClient:
             async with asyncio.timeout(timeout):
                 connect_started = time.time()
                 conn = self._reuse()
-                connect_s = 0.0
+                connect_s = setup_s = 0.0
                 if conn is None:
                     conn = await self._connect()
                     connect_s = time.time() - connect_started
+                    setup_s = conn.setup_s
                 phase = "write"
                 payload = conn.wire_bytes(self._head(method, target, headers, body) + (body or b""))
                 sent_at = time.time()
@@ -333,16 +352,24 @@ class WireClient:
                 conn.close()
             raise
         if reusable and len(self._idle) < self.max_idle:
+            conn.idle_since = time.monotonic()
             self._idle.append(conn)
         else:
             conn.close()
         content = b"".join(answer.body) if len(answer.body) != 1 else answer.body[0]
         return WireResponse(answer.parser.get_status_code(), answer.headers, content, sent_at, answered_at,
-                            connect_s, conn.stamped)
+                            connect_s, setup_s, conn.stamped)
 
     def close(self) -> None:
         while self._idle:
             self._idle.pop().close()
+
+    def close_idle(self, older_than_s: float) -> int:
+        """Close the connections idle for longer than ``older_than_s``; returns how many are left."""
+        deadline = time.monotonic() - older_than_s
+        while self._idle and self._idle[0].idle_since < deadline:  # the oldest are on the left
+            self._idle.popleft().close()
+        return len(self._idle)
 
     # -- internals -------------------------------------------------------------
 
@@ -425,6 +452,66 @@ class WireClient:
             except httptools.HttpParserError as exc:
                 raise RemoteProtocolError(f"malformed answer: {exc}") from None
         return answer, answered_at, answer.keep_alive and not answer.trailing
+
+
+class WirePool:
+    """WireClients for many origins (a sandbox's agent is a host of its own) sharing one read buffer.
+
+    Idle connections older than ``idle_expiry_s`` are closed by a sweep on the
+    loop, and clients left with none are dropped: a held sandbox does not keep
+    a connection, an fd and its buffers through a long hold."""
+
+    def __init__(self, *, max_idle_per_origin: int = 64, idle_expiry_s: float = 30.0,
+                 ssl_context: Optional[ssl.SSLContext] = None):
+        self.max_idle_per_origin = max_idle_per_origin
+        self.idle_expiry_s = idle_expiry_s
+        self._ssl = ssl_context
+        self._buffer = memoryview(bytearray(_READ_SIZE))
+        self._clients: dict = {}
+        self._sweeping = False
+        self._loop = None
+
+    def client(self, url: str) -> WireClient:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a new loop (a new asyncio.run): nothing of the old one carries over
+            self.close()
+            self._loop, self._sweeping = loop, False
+        parts = urllib.parse.urlsplit(url)
+        key = (parts.scheme, parts.netloc)
+        client = self._clients.get(key)
+        if client is None:
+            ssl_context = self._ssl
+            if parts.scheme == "https" and ssl_context is None:
+                ssl_context = self._ssl = default_ssl_context()
+            client = self._clients[key] = WireClient(f"{parts.scheme}://{parts.netloc}", ssl_context=ssl_context,
+                                                     max_idle=self.max_idle_per_origin, buffer=self._buffer)
+            if not self._sweeping:
+                self._sweeping = True
+                loop.call_later(self.idle_expiry_s / 2, self._sweep)
+        return client
+
+    def _sweep(self) -> None:
+        for key, client in list(self._clients.items()):
+            if not client.close_idle(self.idle_expiry_s):
+                del self._clients[key]  # (a request in flight holds its connection, not the client)
+        if self._clients:
+            self._loop.call_later(self.idle_expiry_s / 2, self._sweep)
+        else:
+            self._sweeping = False
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+
+
+def _handshake_rtt(sock) -> float:
+    """TCP's smoothed round trip right after connect: the handshake's own, as the kernel measured it."""
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_SIZE)
+        return _TCPI_RTT.unpack_from(info, _TCPI_RTT_OFFSET)[0] / 1e6
+    except (OSError, struct.error, AttributeError):
+        return 0.0
 
 
 def default_ssl_context() -> ssl.SSLContext:

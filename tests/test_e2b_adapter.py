@@ -83,11 +83,11 @@ def test_create_hang_times_out(monkeypatch):
         assert adapter.classify(caught.value).failure_class == "timeout"
 
 
-def test_create_and_destroy_are_timed_on_the_wire_even_when_the_client_is_busy(monkeypatch):
-    """The create's and the destroy's (sent, answered) times are the wire's:
-    with the bridge's loop stalled for 0.5 s while 100 answers arrive, each
-    measured latency still equals the emulator's service time to within a few
-    milliseconds (TCP_INFO's jiffy on the server's side)."""
+def test_create_command_and_destroy_are_timed_on_the_wire_even_when_the_client_is_busy(monkeypatch):
+    """The create's, the command's and the destroy's (sent, answered) times are
+    the wire's: with the bridge's loop stalled for 0.5 s while 100 answers
+    arrive, each measured latency still equals the emulator's service time to
+    within a few milliseconds (TCP_INFO's jiffy on the server's side)."""
     monkeypatch.setenv("E2B_API_KEY", "e2b_test_key")
 
     def burst(operation, coroutines, handles=None):
@@ -100,20 +100,25 @@ def test_create_and_destroy_are_timed_on_the_wire_even_when_the_client_is_busy(m
             "the loop was not stalled: the test proves nothing"
         return values
 
-    with start_emulator("fast", create_latency="uniform:150,250", kill_latency="uniform:150,250") as emu:
+    with start_emulator("fast", create_latency="uniform:150,250", exec_latency="uniform:150,250",
+                        kill_latency="uniform:150,250") as emu:
         adapter = make_adapter(emu.url)
         bridge = get_bridge()
         bridge.call(adapter.create({"run_id": "warm", "sandbox_idx": "-1"}), timeout=10)
         handles = burst("create", [adapter.create({"run_id": "busy", "sandbox_idx": str(i)}) for i in range(100)])
+        results = burst("run", [adapter.run(h, "node -v", 10) for h in handles], handles)
+        assert all(r.exit_code == 0 for r in results)
         assert all(burst("destroy", [adapter.destroy(h, 10) for h in handles], handles))
         server = {row["metadata"]["sandbox_idx"]: row for row in emu.sandboxes()
                   if (row.get("metadata") or {}).get("run_id") == "busy"}
     assert len(server) == 100
-    for operation, received, answered in (("create", "t_received", "t_answered"),
+    for operation, received, answered in (("create", "t_received", "t_answered"), ("run", "t_start", "t_end"),
                                           ("destroy", "t_kill_received", "t_kill_answered")):
         errors = []
         for i, handle in enumerate(handles):
             sent, answer = adapter.wire_times(handle, operation)
             row = server[str(i)]
+            if operation == "run":
+                row = row["execs"][0]
             errors.append((answer - sent) - (row[answered] - row[received]))
         assert max(abs(e) for e in errors) < 0.015, (operation, sorted(errors)[-5:])

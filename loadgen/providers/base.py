@@ -118,7 +118,7 @@ class Provider:
         return handle
 
     def wire_times(self, handle: Any, operation: str = "create") -> Optional[tuple[float, float]]:
-        """(sent, answered) of the latest ``operation`` ("create" or "destroy") on ``handle``, in epoch
+        """(sent, answered) of the latest ``operation`` ("create", "run" or "destroy") on ``handle``, in epoch
         seconds, if the adapter timed its HTTP exchange at the transport; None to let the lifecycle
         time the whole SDK call."""
         return None

@@ -63,6 +63,11 @@ _POOL_FLOOR = 1000
 # stops thousands of idle data-plane connections (~15 KiB of hyper buffers each) being kept
 # through the hold (BENCHMARKS.md §4). The control plane's own pool is sized apart.
 _IDLE_PER_HOST = 64
+# Seconds a data-plane connection may sit idle (wirehttp's pool sweeps them): a held sandbox's
+# connection is idle from its readiness command to its liveness probe, and against the real
+# service (a host per sandbox) would otherwise hold a TLS connection, an fd and its buffers
+# through the hold. Past this, the liveness probe connects afresh and its time includes that.
+_IDLE_EXPIRY_S = 30.0
 PLAIN_SDK_ENV = "LOADGEN_E2B_PLAIN_SDK"
 TRANSPORT_ENV = "LOADGEN_E2B_TRANSPORT"
 
@@ -142,22 +147,31 @@ class E2BProvider(Provider):
         return handle
 
     def wire_times(self, handle, operation="create"):
-        """(sent, answered) of the create's or the destroy's HTTP exchange, epoch seconds, or None.
+        """(sent, answered) of the create's, the destroy's or the last command's ("run") HTTP
+        exchange, epoch seconds, or None.
 
         Taken by loadgen.wirehttp at the socket (the answer's time is the kernel's),
         so they leave out the SDK's own work before and after the exchange, the hops
         between the loop and the greenlet, and how busy this process was: the
-        latency the lifecycle records."""
+        latency the lifecycle records. A command's include the connection set-up
+        to the sandbox's host when one was needed, as the wire saw it."""
         return getattr(handle, "_loadgen_wire_" + operation, None)
 
     async def run(self, handle, command: str, timeout: float) -> CommandResult:
         from e2b import CommandExitException
 
+        exchanges: list = []
+        token = _wire_times.set(exchanges)
+        handle._loadgen_wire_run = None
         try:
             result = await handle.commands.run(command, timeout=timeout,
                                                request_timeout=timeout if self._request_timeout is None else 0)
         except CommandExitException as exc:
             return CommandResult(exc.exit_code, exc.stdout or "", exc.stderr or "")
+        finally:
+            _wire_times.reset(token)
+            if len(exchanges) == 1:  # one process.Start stream: the command, start to exit
+                handle._loadgen_wire_run = exchanges[0]
         return CommandResult(result.exit_code, result.stdout or "", result.stderr or "")
 
     async def destroy(self, handle, timeout: float) -> bool:
@@ -220,6 +234,8 @@ def _lean_sandbox_class():
     from e2b import AsyncSandbox
     from e2b.api.client_async import get_envd_api
     from e2b.envd.client_async import create_rpc_client
+
+    rpc_client = _wire_rpc_client_factory() or create_rpc_client
     from e2b.envd.process import process_connect
     from e2b.sandbox_async.commands.command import Commands
     from e2b.sandbox_async.commands.pty import Pty
@@ -231,7 +247,7 @@ def _lean_sandbox_class():
         def __init__(self, envd_api_url, connection_config, envd_version, envd_api):
             self._connection_config = connection_config
             self._envd_version = envd_version
-            self._rpc = create_rpc_client(process_connect.ProcessClient, envd_api_url, connection_config)
+            self._rpc = rpc_client(process_connect.ProcessClient, envd_api_url, connection_config)
             self._envd_api = envd_api
             self._health_for = (connection_config, envd_api_url)
             self._health_api = None
@@ -370,6 +386,62 @@ class _LeanHttpxClient:
         if exchanges is not None:
             exchanges.append((sent, time.time()))
         return answer.status, list(answer.headers.items()), bytes(answer.content)
+
+
+class _WireRpcTransport:
+    """The pyqwest Transport the SDK's envd RPC clients send on, over loadgen.wirehttp.
+
+    A command is one server-streaming ``process.Process/Start`` exchange whose
+    answer ends when the process exits, so it is read whole and handed back as
+    one body; the exchange's wire times (set-up included when the sandbox's
+    host needed a new connection) go to the command's ``_wire_times`` list."""
+
+    def __init__(self, pool):
+        self._pool = pool
+
+    async def execute(self, request):
+        import pyqwest
+
+        url = request.url
+        content = request.content
+        if content is not None and not isinstance(content, (bytes, bytearray, memoryview)):
+            content = b"".join([bytes(chunk) async for chunk in content])
+        parts = url.split("/", 3)  # scheme:, "", netloc, path?query
+        target = "/" + (parts[3] if len(parts) > 3 else "")
+        answer = await self._pool.client(url).request(request.method, target, dict(request.headers.items()),
+                                                      bytes(content) if content else None)
+        exchanges = _wire_times.get()
+        if exchanges is not None:
+            exchanges.append((answer.sent_at - answer.setup_s, answer.answered_at))
+        return pyqwest.Response(status=answer.status, headers=pyqwest.Headers(answer.headers), content=answer.content)
+
+
+_rpc_pool = None
+
+
+def _wire_rpc_client_factory():
+    """create_rpc_client's twin on the wire pool (None with LOADGEN_E2B_TRANSPORT=pyqwest)."""
+    if os.environ.get(TRANSPORT_ENV, "wire") == "pyqwest":
+        return None
+    from pyqwest import Client
+
+    from e2b.envd.client_async import PlainHTTPErrorTransport
+    from e2b.envd.client_shared import ENVD_JSON_CODEC, ENVD_RPC_COMPRESSION
+    from e2b.envd.interceptors import build_interceptors
+
+    def create_rpc_client(client_cls, base_url, config):
+        global _rpc_pool
+        if config.proxy is not None:
+            from e2b.envd.client_async import create_rpc_client as the_sdks
+
+            return the_sdks(client_cls, base_url, config)
+        if _rpc_pool is None:
+            _rpc_pool = wirehttp.WirePool(max_idle_per_origin=_IDLE_PER_HOST, idle_expiry_s=_IDLE_EXPIRY_S)
+        return client_cls(base_url, codec=ENVD_JSON_CODEC, interceptors=build_interceptors(config, base_url),
+                          http_client=Client(PlainHTTPErrorTransport(_WireRpcTransport(_rpc_pool))),
+                          **ENVD_RPC_COMPRESSION)
+
+    return create_rpc_client
 
 
 _LEAN_MODULES: tuple = ()
