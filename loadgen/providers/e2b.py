@@ -23,8 +23,8 @@ builders, response parsers and exception mapping):
   send/auth/redirect/cookie machinery into the very pyqwest pool below it.
   ``_LeanControlPlane`` is one process-wide ``AsyncApiClient`` per
   configuration (the SDK documents that one client serves everything) whose
-  httpx client is a thin stand-in: it sends the same headers and body on the
-  SDK's shared pyqwest transport in one native call, and raises the httpx
+  httpx client is a thin stand-in: it sends the same headers and body in one
+  exchange (on loadgen.wirehttp, see Measurement), and raises the httpx
   exceptions pyqwest's own httpx adapter would (``httpx.ReadTimeout``,
   ``httpx.ConnectError``...), so classification is unchanged.
 - the sandbox object: ``AsyncSandbox.__init__`` builds a filesystem, a PTY
@@ -32,13 +32,18 @@ builders, response parsers and exception mapping):
   lifecycle never uses. ``_lean_sandbox_class`` builds only ``commands``;
   the others, and the health-probe httpx clients, are built on first use.
 
-Measurement: the control-plane exchange itself runs on loadgen.wirehttp, an
-HTTP/1.1 client whose answer time is the kernel's arrival stamp of the
-answer, so a create's latency does not grow with how busy this process is
-when the answer lands (BENCHMARKS.md §3). ``LOADGEN_E2B_TRANSPORT=pyqwest``
-sends it on the SDK's pyqwest pool instead (clock read on the loop; HTTP/2 to
-the real service), for A/B measurements. The data plane (envd commands)
-stays on the SDK's own transport.
+Measurement: the HTTP exchanges themselves (create and kill on the control
+plane, each command's ``process.Process/Start`` stream on the data plane) run
+on loadgen.wirehttp, an HTTP/1.1 client whose answer time is the kernel's
+arrival stamp of the answer, so a phase's latency does not grow with how busy
+this process is when the answer lands (BENCHMARKS.md §3). The SDK still
+builds every request and parses every answer. A command's time includes the
+connection set-up to the sandbox's host when one was needed, as the wire saw
+it (TCP's handshake round trip, TLS's handshake flight); a create's and a
+kill's do not (the API's connection is the client's, not the sandbox's).
+``LOADGEN_E2B_TRANSPORT=pyqwest`` sends all of it on the SDK's pyqwest pool
+instead (clock read on the loop; HTTP/2 to the real service), for A/B
+measurements.
 
 ``LOADGEN_E2B_PLAIN_SDK=1`` turns all of this off (the SDK exactly as shipped), for
 A/B measurements and as an escape hatch should an SDK upgrade break them.
@@ -55,18 +60,20 @@ import time
 from loadgen import wirehttp
 from loadgen.providers.base import attributes, CommandResult, Provider, ProviderSettings
 from loadgen.result import ErrorInfo, FailureClass, classify_exception, status_code_of, truncate
-from loadgen.wirehttp import WireClient
+from loadgen.wirehttp import WirePool
 
 _POOL_FLOOR = 1000
-# Idle connections the SDK's pool keeps per host. On the real service every sandbox's envd is a
-# host of its own, so this changes nothing there; against one host (the emulator, a proxy) it
-# stops thousands of idle data-plane connections (~15 KiB of hyper buffers each) being kept
-# through the hold (BENCHMARKS.md §4). The control plane's own pool is sized apart.
+# Idle data-plane connections kept per host (wirehttp's pool, and the SDK's pyqwest pool for what
+# still uses it). On the real service every sandbox's envd is a host of its own, so this changes
+# nothing there; against one host (the emulator, a proxy) it stops thousands of idle connections
+# being kept through the hold (BENCHMARKS.md §4). E2B_MAX_KEEPALIVE_CONNECTIONS overrides it.
+# The control plane's pool is sized apart.
 _IDLE_PER_HOST = 64
-# Seconds a data-plane connection may sit idle (wirehttp's pool sweeps them): a held sandbox's
-# connection is idle from its readiness command to its liveness probe, and against the real
-# service (a host per sandbox) would otherwise hold a TLS connection, an fd and its buffers
-# through the hold. Past this, the liveness probe connects afresh and its time includes that.
+# Seconds a connection may sit idle (wirehttp's pools sweep them). A held sandbox's data-plane
+# connection is idle from its readiness command to its liveness probe, and the control plane's
+# (one per create in flight) until the kills: against the real service each would hold a TLS
+# connection, an fd and its buffers through the hold. Past this, the probe or the kill connects
+# afresh; a command's time includes that set-up (as the wire saw it), a kill's does not.
 _IDLE_EXPIRY_S = 30.0
 PLAIN_SDK_ENV = "LOADGEN_E2B_PLAIN_SDK"
 TRANSPORT_ENV = "LOADGEN_E2B_TRANSPORT"
@@ -316,7 +323,7 @@ class _LeanHttpxClient:
         headers[api_client.auth_header_name.lower()] = (
             f"{api_client.prefix} {api_client.token}" if api_client.prefix else api_client.token)
         self._headers = headers
-        self._wire = wire  # a loadgen.wirehttp.WireClient, or a pyqwest Client (LOADGEN_E2B_TRANSPORT=pyqwest)
+        self._wire = wire  # a loadgen.wirehttp.WirePool, or a pyqwest Client (LOADGEN_E2B_TRANSPORT=pyqwest)
         self._timeout = api_client._timeout.read if api_client._timeout is not None else None
         self._fallback = fallback
 
@@ -339,7 +346,7 @@ class _LeanHttpxClient:
             all_headers = dict(all_headers, **{"content-length": str(len(content))})
         method = method.upper()
         exchanges = _wire_times.get()
-        if isinstance(self._wire, WireClient):
+        if isinstance(self._wire, WirePool):
             status, response_headers, body = await self._wire_exchange(method, url, all_headers, content, exchanges)
         else:
             status, response_headers, body = await self._pyqwest_exchange(method, url, all_headers, content, exchanges)
@@ -353,7 +360,7 @@ class _LeanHttpxClient:
     async def _wire_exchange(self, method, url, headers, content, exchanges):
         _, httpx, _, _ = _LEAN_MODULES
         try:
-            answer = await self._wire.request(method, url, headers, content, self._timeout)
+            answer = await self._wire.client(self._base).request(method, url, headers, content, self._timeout)
         except wirehttp.WireError as e:
             raise getattr(httpx, type(e).__name__)(str(e)) from e
         if exchanges is not None:
@@ -436,7 +443,8 @@ def _wire_rpc_client_factory():
 
             return the_sdks(client_cls, base_url, config)
         if _rpc_pool is None:
-            _rpc_pool = wirehttp.WirePool(max_idle_per_origin=_IDLE_PER_HOST, idle_expiry_s=_IDLE_EXPIRY_S)
+            idle = int(os.environ.get("E2B_MAX_KEEPALIVE_CONNECTIONS") or _IDLE_PER_HOST)
+            _rpc_pool = wirehttp.WirePool(max_idle_per_origin=idle, idle_expiry_s=_IDLE_EXPIRY_S)
         return client_cls(base_url, codec=ENVD_JSON_CODEC, interceptors=build_interceptors(config, base_url),
                           http_client=Client(PlainHTTPErrorTransport(_WireRpcTransport(_rpc_pool))),
                           **ENVD_RPC_COMPRESSION)
@@ -504,7 +512,9 @@ def _install_lean_control_plane() -> None:
             if os.environ.get(TRANSPORT_ENV, "wire") == "pyqwest":
                 wire = Client(get_pyqwest_transport(proxy_to_config(config.proxy), http_version=config.http_version))
             else:
-                wire = WireClient(config.api_url, max_idle=int(os.environ.get("E2B_MAX_CONNECTIONS", _POOL_FLOOR)))
+                # one connection per create in flight (HTTP/1.1), kept for the kills unless idle for long
+                wire = WirePool(max_idle_per_origin=int(os.environ.get("E2B_MAX_CONNECTIONS", _POOL_FLOOR)),
+                                idle_expiry_s=_IDLE_EXPIRY_S)
             client.set_async_httpx_client(_LeanHttpxClient(client, wire, real_httpx_client))
             _api_clients[key] = client
         return client
