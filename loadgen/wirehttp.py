@@ -39,6 +39,8 @@ from typing import Optional
 
 import httptools
 
+from loadgen import tcp_info
+
 try:  # the stdlib socket, even where gevent has patched the module: this runs on an asyncio loop,
     # and gevent's cooperative socket would add a Python wrapper to every call for nothing
     from gevent.monkey import get_original
@@ -52,9 +54,6 @@ _ANCILLARY_SIZE = socket.CMSG_SPACE(16)
 _TIMESPEC = struct.Struct("qq")
 _READ_SIZE = 64 * 1024
 _DNS_TTL_S = 60.0
-_TCP_INFO_SIZE = 104
-_TCPI_RTT = struct.Struct("I")  # tcp_info.tcpi_rtt, microseconds; after the handshake, its round trip
-_TCPI_RTT_OFFSET = 68
 
 
 class WireError(Exception):
@@ -122,7 +121,7 @@ class _Connection:
         self.tls: Optional[ssl.SSLObject] = None
         self.tls_in = self.tls_out = None
         self._stamp = 0.0
-        self.setup_s = _handshake_rtt(sock)
+        self.setup_s = (tcp_info.read_u32(sock, tcp_info.RTT_US) or 0) / 1e6  # the handshake's round trip
         self.idle_since = 0.0
 
     def close(self) -> None:
@@ -301,11 +300,8 @@ class WireClient:
         self.host = parts.hostname
         default_port = 443 if parts.scheme == "https" else 80
         self.port = parts.port or default_port
-        self.host_header = self.host if self.port == default_port else f"{self.host}:{self.port}"
-        if ":" in self.host and self.port == default_port:
-            self.host_header = f"[{self.host}]"
-        elif ":" in self.host:
-            self.host_header = f"[{self.host}]:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 literal
+        self.host_header = host if self.port == default_port else f"{host}:{self.port}"
         self.prefix = parts.path.rstrip("/")
         self.max_idle = max_idle
         self._ssl = None
@@ -471,24 +467,34 @@ class WirePool:
         self._sweeping = False
         self._loop = None
 
+    async def request(self, method: str, url: str, headers: dict, body: Optional[bytes] = None,
+                      timeout: Optional[float] = None) -> WireResponse:
+        """WireClient.request on the client of ``url``'s origin (an absolute http(s) URL)."""
+        client, target = self._client_and_target(url)
+        return await client.request(method, target, headers, body, timeout)
+
     def client(self, url: str) -> WireClient:
+        """The client of ``url``'s origin (its path is ignored)."""
+        return self._client_and_target(url)[0]
+
+    def _client_and_target(self, url: str):
+        # "scheme:", "", "host[:port]", "path?query": a split, not a URL parse, on every request
+        scheme, _, netloc, *rest = url.split("/", 3)
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # a new loop (a new asyncio.run): nothing of the old one carries over
             self.close()
             self._loop, self._sweeping = loop, False
-        parts = urllib.parse.urlsplit(url)
-        key = (parts.scheme, parts.netloc)
-        client = self._clients.get(key)
+        client = self._clients.get((scheme, netloc))
         if client is None:
             ssl_context = self._ssl
-            if parts.scheme == "https" and ssl_context is None:
+            if scheme == "https:" and ssl_context is None:
                 ssl_context = self._ssl = default_ssl_context()
-            client = self._clients[key] = WireClient(f"{parts.scheme}://{parts.netloc}", ssl_context=ssl_context,
-                                                     max_idle=self.max_idle_per_origin, buffer=self._buffer)
+            client = self._clients[(scheme, netloc)] = WireClient(
+                f"{scheme}//{netloc}", ssl_context=ssl_context, max_idle=self.max_idle_per_origin, buffer=self._buffer)
             if not self._sweeping:
                 self._sweeping = True
                 loop.call_later(self.idle_expiry_s / 2, self._sweep)
-        return client
+        return client, "/" + (rest[0] if rest else "")
 
     def _sweep(self) -> None:
         for key, client in list(self._clients.items()):
@@ -503,15 +509,6 @@ class WirePool:
         for client in self._clients.values():
             client.close()
         self._clients.clear()
-
-
-def _handshake_rtt(sock) -> float:
-    """TCP's smoothed round trip right after connect: the handshake's own, as the kernel measured it."""
-    try:
-        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_SIZE)
-        return _TCPI_RTT.unpack_from(info, _TCPI_RTT_OFFSET)[0] / 1e6
-    except (OSError, struct.error, AttributeError):
-        return 0.0
 
 
 def default_ssl_context() -> ssl.SSLContext:

@@ -1,5 +1,9 @@
 """The e2b adapter: the real e2b SDK, driven from gevent greenlets through loadgen's asyncio bridge."""
 
+import json
+import os
+import subprocess
+import sys
 import time
 
 import gevent
@@ -122,3 +126,34 @@ def test_create_command_and_destroy_are_timed_on_the_wire_even_when_the_client_i
                 row = row["execs"][0]
             errors.append((answer - sent) - (row[answered] - row[received]))
         assert max(abs(e) for e in errors) < 0.015, (operation, sorted(errors)[-5:])
+
+
+_ESCAPE_HATCH_SCRIPT = """
+import json, sys
+from loadgen.aio import get_bridge
+from loadgen.providers.base import ProviderSettings
+from loadgen.providers.e2b import E2BProvider
+adapter = E2BProvider(ProviderSettings(base_url=sys.argv[1], users_in_process=10, create_timeout_s=5,
+                                       late_create_window_s=0))
+adapter.prepare()
+call = lambda coro: get_bridge().call(coro, timeout=10)
+handle = call(adapter.create({"run_id": "hatch", "sandbox_idx": "0"}))
+result = call(adapter.run(handle, "node -v", 5))
+killed = call(adapter.destroy(handle, 5))
+print(json.dumps({"exit_code": result.exit_code, "stdout": result.stdout.strip(), "killed": killed,
+                  "wire": {op: adapter.wire_times(handle, op) is not None for op in ("create", "run", "destroy")}}))
+"""
+
+
+@pytest.mark.parametrize("env, wire", [
+    ({"LOADGEN_E2B_TRANSPORT": "pyqwest"}, {"create": True, "run": False, "destroy": True}),
+    ({"LOADGEN_E2B_PLAIN_SDK": "1"}, {"create": False, "run": False, "destroy": False}),
+])
+def test_escape_hatches_still_run_a_whole_lifecycle(emulator, env, wire):
+    """The switches back to the SDK's own transport (read once per process, hence a subprocess)."""
+    out = subprocess.run([sys.executable, "-c", _ESCAPE_HATCH_SCRIPT, emulator.url], capture_output=True, text=True,
+                         timeout=60, env={**os.environ, "E2B_API_KEY": "e2b_test_key", **env})
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert (got["exit_code"], got["stdout"][:4], got["killed"]) == (0, "v20.", True)
+    assert got["wire"] == wire

@@ -288,15 +288,24 @@ def test_tls_exchange_is_kernel_stamped_and_kept_alive(server_factory, tmp_path)
     client = wirehttp.WireClient(srv.url, ssl_context=client_tls)
 
     async def scenario():
+        async def stall_the_loop():
+            await asyncio.sleep(0.02)
+            time.sleep(0.4)  # the loop is busy while the first answer arrives
+
+        staller = asyncio.ensure_future(stall_the_loop())
         first = await client.request("POST", "/sandboxes", {}, b"{}", timeout=5)
+        read_at = time.time()
+        await staller
         await asyncio.sleep(0.1)  # TLS 1.3 session tickets arrive while the connection is idle
         second = await client.request("DELETE", "/sandboxes/x", {}, None, timeout=5)
-        return first, second
+        return first, second, read_at
 
-    first, second = run(scenario())
+    first, second, read_at = run(scenario())
     assert (first.content, second.content) == (b"over tls 1", b"over tls 2")
     assert srv.connections == 1
+    assert read_at - first.answered_at > 0.2, "the loop was not stalled: the test proves nothing"
     assert first.kernel_stamped and 0 <= first.answered_at - srv.sent_at[0] < 0.02
+    assert first.setup_s > 0 and second.setup_s == 0.0  # the TLS handshake, as the wire saw it
 
 
 def test_tls_with_an_untrusted_certificate_is_a_connect_error(server_factory, tmp_path):

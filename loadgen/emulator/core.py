@@ -235,6 +235,11 @@ class Core:
             return f"{self.seed}|{run_id}|{sandbox_idx}"
         return f"{self.seed}|#{seq}"
 
+    def _arrival(self, received_at: Optional[float]) -> tuple:
+        """(now, when the request arrived): the face's kernel time where it has one, else now."""
+        now = self._now()
+        return now, (now if received_at is None or received_at > now else received_at)
+
     def _later(self, delay: float, fn: Callable, *args: Any) -> Any:
         if delay <= 0:
             fn(*args)
@@ -261,8 +266,7 @@ class Core:
         sb.fault = None
         sb.faults = []
         sb.status = None
-        now = self._now()
-        sb.t_received = now if received_at is None or received_at > now else received_at
+        now, sb.t_received = self._arrival(received_at)
         sb.t_answered = sb.t_kill_received = sb.t_kill_answered = sb.t_ended = None
         sb.execs = []
         sb.exec_count = sb.kill_count = 0
@@ -505,8 +509,7 @@ class Core:
             ops["not_found"] += 1
             reply(KillOutcome(NOT_FOUND, None))
             return
-        now = self._now()
-        arrived = now if received_at is None or received_at > now else received_at
+        now, arrived = self._arrival(received_at)
         if sb.t_kill_received is None:
             sb.t_kill_received = arrived
         n = sb.kill_count

@@ -26,6 +26,8 @@ from typing import Callable, Deque, Dict, List, Optional
 import asyncio
 import httptools
 
+from loadgen import tcp_info
+
 MAX_BODY = 4 * 1024 * 1024
 
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
@@ -37,9 +39,6 @@ def status_line(status: int) -> bytes:
 
 _STATUS_LINES = {s: status_line(s) for s in _REASONS}
 _LINGER_0 = struct.pack("ii", 1, 0)
-_TCP_INFO_SIZE = 104
-_LAST_DATA_RECV = struct.Struct("I")  # tcp_info.tcpi_last_data_recv, ms
-_LAST_DATA_RECV_OFFSET = 52
 
 
 class Request:
@@ -174,13 +173,8 @@ class Connection(asyncio.Protocol):
 
     def last_data_at(self) -> float:
         now = time.time()
-        try:
-            info = self.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_SIZE)
-        except (AttributeError, OSError):
-            return now
-        if len(info) < _LAST_DATA_RECV_OFFSET + 4:
-            return now
-        return now - _LAST_DATA_RECV.unpack_from(info, _LAST_DATA_RECV_OFFSET)[0] / 1000.0
+        age_ms = tcp_info.read_u32(self.sock, tcp_info.LAST_DATA_RECV_MS)
+        return now if age_ms is None else now - age_ms / 1000.0
 
     # -- httptools callbacks -----------------------------------------------
 

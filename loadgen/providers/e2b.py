@@ -57,10 +57,9 @@ import os
 import sys
 import time
 
-from loadgen import wirehttp
 from loadgen.providers.base import attributes, CommandResult, Provider, ProviderSettings
 from loadgen.result import ErrorInfo, FailureClass, classify_exception, status_code_of, truncate
-from loadgen.wirehttp import WirePool
+from loadgen.wirehttp import WireError, WirePool
 
 _POOL_FLOOR = 1000
 # Idle data-plane connections kept per host (wirehttp's pool, and the SDK's pyqwest pool for what
@@ -78,9 +77,22 @@ _IDLE_EXPIRY_S = 30.0
 PLAIN_SDK_ENV = "LOADGEN_E2B_PLAIN_SDK"
 TRANSPORT_ENV = "LOADGEN_E2B_TRANSPORT"
 
-# Wire times of the control-plane exchanges made inside a create or a destroy: (sent, answered),
+# Wire times of the exchanges made inside a create, a command or a destroy: (sent, answered),
 # epoch seconds: when the request's bytes went to the kernel and when the kernel had the answer.
 _wire_times: contextvars.ContextVar = contextvars.ContextVar("loadgen_e2b_wire_times", default=None)
+
+
+class _Exchanges(list):
+    """The (sent, answered) of every exchange the transports make inside a ``with`` block of this task."""
+
+    __slots__ = ("_token",)
+
+    def __enter__(self) -> "_Exchanges":
+        self._token = _wire_times.set(self)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        _wire_times.reset(self._token)
 
 
 def _configure_sdk_environment(users_in_process: int) -> None:
@@ -131,24 +143,13 @@ class E2BProvider(Provider):
             )
 
     async def create(self, tags: dict[str, str]):
-        if not self._lean:
-            return await self._sandbox_class.create(
-                template=self.settings.template or self.default_template,
-                timeout=int(self.settings.sandbox_lifetime_s),
-                metadata=tags,
-                **self._opts,
-            )
-        exchanges: list = []
-        token = _wire_times.set(exchanges)  # this task's context: the SDK's create runs in it
-        try:
+        with _Exchanges() as exchanges:  # this task's context: the SDK's create runs in it
             handle = await self._sandbox_class.create(
                 template=self.settings.template or self.default_template,
                 timeout=int(self.settings.sandbox_lifetime_s),
                 metadata=tags,
                 **self._opts,
             )
-        finally:
-            _wire_times.reset(token)
         if exchanges:
             handle._loadgen_wire_create = exchanges[0]
         return handle
@@ -167,36 +168,29 @@ class E2BProvider(Provider):
     async def run(self, handle, command: str, timeout: float) -> CommandResult:
         from e2b import CommandExitException
 
-        exchanges: list = []
-        token = _wire_times.set(exchanges)
-        handle._loadgen_wire_run = None
-        try:
-            result = await handle.commands.run(command, timeout=timeout,
-                                               request_timeout=timeout if self._request_timeout is None else 0)
-        except CommandExitException as exc:
-            return CommandResult(exc.exit_code, exc.stdout or "", exc.stderr or "")
-        finally:
-            _wire_times.reset(token)
-            if len(exchanges) == 1:  # one process.Start stream: the command, start to exit
-                handle._loadgen_wire_run = exchanges[0]
+        with _Exchanges() as exchanges:
+            try:
+                result = await handle.commands.run(command, timeout=timeout,
+                                                   request_timeout=timeout if self._request_timeout is None else 0)
+            except CommandExitException as exc:
+                result = exc  # a non-zero exit: the same exit_code, stdout and stderr
+        # one process.Start stream: the command, start to exit
+        handle._loadgen_wire_run = exchanges[0] if len(exchanges) == 1 else None
         return CommandResult(result.exit_code, result.stdout or "", result.stderr or "")
 
     async def destroy(self, handle, timeout: float) -> bool:
-        if self._lean:
-            # what AsyncSandbox.kill does, minus its per-access functools.wraps descriptor
-            if handle.connection_config.debug:
+        with _Exchanges() as exchanges:
+            if not self._lean:
+                killed = await handle.kill(request_timeout=timeout, retries=0)
+            elif handle.connection_config.debug:
                 return True
-            exchanges: list = []
-            token = _wire_times.set(exchanges)
-            try:
-                return await self._cls_kill(sandbox_id=handle.sandbox_id,
-                                            **handle.connection_config.get_api_params(request_timeout=timeout,
-                                                                                      retries=0))
-            finally:
-                _wire_times.reset(token)
-                if exchanges:
-                    handle._loadgen_wire_destroy = exchanges[0]
-        return await handle.kill(request_timeout=timeout, retries=0)
+            else:  # what AsyncSandbox.kill does, minus its per-access functools.wraps descriptor
+                killed = await self._cls_kill(sandbox_id=handle.sandbox_id,
+                                              **handle.connection_config.get_api_params(request_timeout=timeout,
+                                                                                        retries=0))
+        if exchanges:
+            handle._loadgen_wire_destroy = exchanges[0]
+        return killed
 
     async def destroy_id(self, sandbox_id: str, timeout: float) -> bool:
         opts = {k: v for k, v in self._opts.items() if k != "request_timeout"}
@@ -241,13 +235,13 @@ def _lean_sandbox_class():
     from e2b import AsyncSandbox
     from e2b.api.client_async import get_envd_api
     from e2b.envd.client_async import create_rpc_client
-
-    rpc_client = _wire_rpc_client_factory() or create_rpc_client
     from e2b.envd.process import process_connect
     from e2b.sandbox_async.commands.command import Commands
     from e2b.sandbox_async.commands.pty import Pty
     from e2b.sandbox_async.filesystem.filesystem import Filesystem
     from e2b.sandbox_async.git import Git
+
+    rpc_client = _wire_rpc_client_factory() or create_rpc_client
 
     class LeanCommands(Commands):
         # Commands.__init__ minus its eager health-probe httpx client (built on first failure)
@@ -360,8 +354,8 @@ class _LeanHttpxClient:
     async def _wire_exchange(self, method, url, headers, content, exchanges):
         _, httpx, _, _ = _LEAN_MODULES
         try:
-            answer = await self._wire.client(self._base).request(method, url, headers, content, self._timeout)
-        except wirehttp.WireError as e:
+            answer = await self._wire.request(method, self._base + url, headers, content, self._timeout)
+        except WireError as e:
             raise getattr(httpx, type(e).__name__)(str(e)) from e
         if exchanges is not None:
             exchanges.append((answer.sent_at, answer.answered_at))
@@ -401,53 +395,45 @@ class _WireRpcTransport:
     A command is one server-streaming ``process.Process/Start`` exchange whose
     answer ends when the process exits, so it is read whole and handed back as
     one body; the exchange's wire times (set-up included when the sandbox's
-    host needed a new connection) go to the command's ``_wire_times`` list."""
+    host needed a new connection) go to the command's ``_Exchanges``."""
 
     def __init__(self, pool):
-        self._pool = pool
-
-    async def execute(self, request):
         import pyqwest
 
-        url = request.url
+        self._pool = pool
+        self._response, self._headers = pyqwest.Response, pyqwest.Headers
+
+    async def execute(self, request):
         content = request.content
         if content is not None and not isinstance(content, (bytes, bytearray, memoryview)):
             content = b"".join([bytes(chunk) async for chunk in content])
-        parts = url.split("/", 3)  # scheme:, "", netloc, path?query
-        target = "/" + (parts[3] if len(parts) > 3 else "")
-        answer = await self._pool.client(url).request(request.method, target, dict(request.headers.items()),
-                                                      bytes(content) if content else None)
+        answer = await self._pool.request(request.method, request.url, dict(request.headers.items()),
+                                          bytes(content) if content else None)
         exchanges = _wire_times.get()
         if exchanges is not None:
             exchanges.append((answer.sent_at - answer.setup_s, answer.answered_at))
-        return pyqwest.Response(status=answer.status, headers=pyqwest.Headers(answer.headers), content=answer.content)
-
-
-_rpc_pool = None
+        return self._response(status=answer.status, headers=self._headers(answer.headers), content=answer.content)
 
 
 def _wire_rpc_client_factory():
-    """create_rpc_client's twin on the wire pool (None with LOADGEN_E2B_TRANSPORT=pyqwest)."""
+    """create_rpc_client's twin on one wire pool (None with LOADGEN_E2B_TRANSPORT=pyqwest)."""
     if os.environ.get(TRANSPORT_ENV, "wire") == "pyqwest":
         return None
     from pyqwest import Client
 
-    from e2b.envd.client_async import PlainHTTPErrorTransport
+    from e2b.envd.client_async import PlainHTTPErrorTransport, create_rpc_client as the_sdks
     from e2b.envd.client_shared import ENVD_JSON_CODEC, ENVD_RPC_COMPRESSION
     from e2b.envd.interceptors import build_interceptors
 
-    def create_rpc_client(client_cls, base_url, config):
-        global _rpc_pool
-        if config.proxy is not None:
-            from e2b.envd.client_async import create_rpc_client as the_sdks
+    transport = PlainHTTPErrorTransport(_WireRpcTransport(WirePool(
+        max_idle_per_origin=int(os.environ.get("E2B_MAX_KEEPALIVE_CONNECTIONS") or _IDLE_PER_HOST),
+        idle_expiry_s=_IDLE_EXPIRY_S)))
 
+    def create_rpc_client(client_cls, base_url, config):
+        if config.proxy is not None:
             return the_sdks(client_cls, base_url, config)
-        if _rpc_pool is None:
-            idle = int(os.environ.get("E2B_MAX_KEEPALIVE_CONNECTIONS") or _IDLE_PER_HOST)
-            _rpc_pool = wirehttp.WirePool(max_idle_per_origin=idle, idle_expiry_s=_IDLE_EXPIRY_S)
         return client_cls(base_url, codec=ENVD_JSON_CODEC, interceptors=build_interceptors(config, base_url),
-                          http_client=Client(PlainHTTPErrorTransport(_WireRpcTransport(_rpc_pool))),
-                          **ENVD_RPC_COMPRESSION)
+                          http_client=Client(transport), **ENVD_RPC_COMPRESSION)
 
     return create_rpc_client
 
