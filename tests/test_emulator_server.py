@@ -18,6 +18,7 @@ import time
 import pytest
 
 from loadgen.emulator import EmulatorThread, start_emulator
+from loadgen.emulator.faces.modal import grpc_url_of
 from tests.emulator_fixtures import (  # noqa: F401
     connect_frame,
     create,
@@ -326,6 +327,18 @@ def test_config_file_profile(tmp_path):
         settings = emu.stats()["settings"]
     assert (settings["fault_kill"], settings["capacity"], settings["fault_reset"]) == (1.0, 7, 0.0)
     assert settings["fault_died"] == 0.03  # from the chaos base
+
+
+def test_host_option_listens_on_that_address_only():
+    # 127.0.0.2 is a loopback address of its own: the emulator answers there and not on 127.0.0.1
+    with start_emulator("fast", host="127.0.0.2", faces="e2b,modal") as emu:
+        assert emu.url.startswith("http://127.0.0.2:")
+        assert create(emu.url)[0] == 201
+        assert grpc_url_of(emu.url).startswith("http://127.0.0.2:")  # modal's own port, same address
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", emu.port), timeout=5).close()
+    with EmulatorThread("fast", host="127.0.0.2") as emu:
+        assert emu.url.startswith("http://127.0.0.2:") and create(emu.url)[0] == 201
 
 
 def test_emulator_thread_in_process():

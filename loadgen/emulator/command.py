@@ -1,4 +1,4 @@
-"""`loadgen emulate`: serve the sandbox-provider emulator on 127.0.0.1.
+"""`loadgen emulate`: serve the sandbox-provider emulator (on 127.0.0.1 unless told otherwise).
 
 The option table is generated from `settings.SETTINGS`, so every setting of
 the behaviour model has exactly one option, and a new setting gets its option
@@ -15,14 +15,14 @@ from docopt import DocoptExit, docopt
 
 from loadgen.emulator import settings as S
 
-_HEAD = """Serve the local sandbox-provider emulator on 127.0.0.1.
+_HEAD = """Serve the local sandbox-provider emulator (on 127.0.0.1 by default).
 
 Usage:
   loadgen emulate [options]
   loadgen emulate --list-profiles
   loadgen emulate (-h | --help)
 
-When ready, prints one line holding its base URL (http://127.0.0.1:PORT).
+When ready, prints one line holding its base URL (http://ADDR:PORT).
 Point the SDK there, e.g. E2B_API_URL=E2B_SANDBOX_URL=<url>. SIGINT or
 SIGTERM stops it. Ground truth: GET <url>/_emulator/stats and
 <url>/_emulator/sandboxes; POST <url>/_emulator/reset.
@@ -33,6 +33,9 @@ empirical:MS,MS,... (milliseconds), or a JSON object such as
 
 Options:
   -h --help            Show this help.
+  --host ADDR          Address to listen on. Give one that the clients can
+                       reach (e.g. a private address shared with shard
+                       hosts) to serve other machines. [default: 127.0.0.1]
   --port PORT          Port to listen on; 0 picks a free one. [default: 0]
   --profile NAME       Named profile (see --list-profiles). [default: fast]
   --config FILE        A profile in a JSON file (setting names as keys),
@@ -89,7 +92,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from loadgen.emulator.server import serve
 
     try:
-        return serve(values, port=port, faces=faces)
+        return serve(values, port=port, faces=faces, host=args["--host"])
     except OSError as e:
-        print(f"loadgen emulate: cannot listen on 127.0.0.1:{port}: {e}", file=sys.stderr)
+        print(f"loadgen emulate: cannot listen on {args['--host']}:{port}: {e}", file=sys.stderr)
         return 1

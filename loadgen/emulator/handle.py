@@ -29,6 +29,7 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 from loadgen.emulator import settings as S
 
 PR_SET_PDEATHSIG = 1
+DEFAULT_HOST = "127.0.0.1"
 
 
 class _Accessors:
@@ -65,8 +66,9 @@ class _Accessors:
         raise NotImplementedError
 
 
-def _cli_args(profile: Optional[str], port: int, config_path: Optional[str], overrides: Mapping[str, Any]) -> List[str]:
-    args = ["--port", str(port)]
+def _cli_args(profile: Optional[str], port: int, config_path: Optional[str], overrides: Mapping[str, Any],
+              host: str = DEFAULT_HOST) -> List[str]:
+    args = ["--host", host, "--port", str(port)]
     if profile:
         args += ["--profile", profile]
     if config_path:
@@ -140,8 +142,12 @@ class EmulatorProcess(_Accessors):
 
 def start_emulator(profile: Optional[str] = "fast", port: int = 0,
                    config: Union[None, str, os.PathLike, Mapping[str, Any]] = None,
-                   *, ready_timeout: float = 30.0, faces: str = "e2b", **overrides: Any) -> EmulatorProcess:
+                   *, ready_timeout: float = 30.0, faces: str = "e2b", host: str = DEFAULT_HOST,
+                   **overrides: Any) -> EmulatorProcess:
     """Start `python -m loadgen.emulator` and wait for its URL line.
+
+    `host` is the address it listens on (and that its URL names): 127.0.0.1,
+    or an address other machines reach it by (e.g. a test-host bridge's).
 
     `config` is a profile file path or a mapping of settings; `overrides` are
     single settings by name (e.g. `fault_create_5xx=0.05`,
@@ -160,7 +166,7 @@ def start_emulator(profile: Optional[str] = "fast", port: int = 0,
         mapping = S.load_config_file(config_path)
     S.resolve(profile, mapping, overrides)  # validate before spawning
     cmd = [sys.executable, "-m", "loadgen.emulator", "--face", faces] + \
-        _cli_args(profile, port, config_path, overrides)
+        _cli_args(profile, port, config_path, overrides, host)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=_child_env(),
                             preexec_fn=_pdeathsig_preexec(), close_fds=True)
     try:
@@ -228,11 +234,12 @@ class EmulatorThread(_Accessors):
 
     def __init__(self, profile: Optional[str] = "fast", port: int = 0,
                  config: Union[None, str, os.PathLike, Mapping[str, Any]] = None,
-                 faces: str = "e2b", **overrides: Any):
+                 faces: str = "e2b", host: str = DEFAULT_HOST, **overrides: Any):
         if config is not None and not isinstance(config, Mapping):
             config = S.load_config_file(os.fspath(config))
         self.settings = S.resolve(profile, config, overrides)
         self._port = port
+        self._host = host
         self._faces = [f.strip() for f in faces.split(",") if f.strip()]
         self._loop = None
         self._stop_event = None
@@ -282,7 +289,7 @@ class EmulatorThread(_Accessors):
         loop = self._loop = new_event_loop()
         asyncio.set_event_loop(loop)
         try:
-            self.emulator = Emulator(self.settings, self._faces)
+            self.emulator = Emulator(self.settings, self._faces, self._host)
             self._stop_event = asyncio.Event()
             self.url = loop.run_until_complete(self.emulator.start(self._port))
         except BaseException as e:

@@ -18,13 +18,14 @@ from loadgen.emulator.core import Core
 from loadgen.emulator.faces import load_face
 from loadgen.emulator.http import HttpServer, Request
 
-HOST = "127.0.0.1"
+HOST = "127.0.0.1"  # the default; `loadgen emulate --host ADDR` serves other machines too
 BACKLOG = 65535  # the kernel caps it at net.core.somaxconn
 
 
 class Emulator:
-    def __init__(self, settings: Dict[str, Any], faces: Sequence[str] = ("e2b",)):
+    def __init__(self, settings: Dict[str, Any], faces: Sequence[str] = ("e2b",), host: str = HOST):
         self.settings = settings
+        self.host = host
         self.face_names = tuple(faces)
         self.core: Optional[Core] = None
         self.faces: list = []
@@ -34,14 +35,20 @@ class Emulator:
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     async def start(self, port: int = 0, backlog: int = BACKLOG) -> str:
         loop = asyncio.get_running_loop()
         self.core = Core(self.settings, loop.call_later, loop.time)
-        self.faces = [load_face(name)(self.core) for name in self.face_names]
-        self.port = await self.http.start(HOST, port, backlog)
+        self.faces = [self._face(load_face(name)) for name in self.face_names]
+        self.port = await self.http.start(self.host, port, backlog)
         return self.url
+
+    def _face(self, face_class):
+        # a face with a listener of its own (modal's gRPC port) listens on the same address
+        if getattr(face_class, "listens", False):
+            return face_class(self.core, host=self.host)
+        return face_class(self.core)
 
     async def stop(self) -> None:
         await self.http.stop()
@@ -71,11 +78,11 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 def serve(settings: Dict[str, Any], port: int = 0, faces: Sequence[str] = ("e2b",),
-          on_ready: Optional[Callable[[str], None]] = None) -> int:
+          on_ready: Optional[Callable[[str], None]] = None, host: str = HOST) -> int:
     """Serve until SIGINT or SIGTERM; print the URL line once listening."""
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
-    emulator = Emulator(settings, faces)
+    emulator = Emulator(settings, faces, host)
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -212,8 +212,9 @@ class _Exec:
 
 class ModalFace:
     name = "modal"
+    listens = True  # a gRPC port of its own, on the emulator's address (see server.Emulator)
 
-    def __init__(self, core: C.Core, port: int = 0):
+    def __init__(self, core: C.Core, port: int = 0, host: str = HOST):
         from modal_proto import api_grpc, api_pb2, task_command_router_grpc, task_command_router_pb2
 
         self.core = core
@@ -231,11 +232,11 @@ class ModalFace:
         self._builder_version = _image_builder_version()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((HOST, port))
+        sock.bind((host, port))
         sock.listen(BACKLOG)
         sock.setblocking(False)
         self.grpc_port = sock.getsockname()[1]
-        self.grpc_url = f"http://{HOST}:{self.grpc_port}"
+        self.grpc_url = f"http://{host}:{self.grpc_port}"
         self.server = _Server([self], self.connections, status_details_codec=_DetailsCodec())
         # Connections arriving before create_server has run wait in the listen backlog.
         # (grpclib's own default backlog is 100: a burst of router connections would
