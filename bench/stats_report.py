@@ -1,4 +1,4 @@
-"""Benchmark: loadgen.stats.compute and `loadgen report` over a synthetic 100k-sandbox run.
+"""Benchmark: loadgen.report.stats.compute and `loadgen report` over a synthetic 100k-sandbox run.
 
 Usage:
   python bench/stats_report.py [--n N] [--seed S] [--keep DIR]
@@ -27,7 +27,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from stats_synth import make_metrics, make_records, write_run_dir  # noqa: E402
 
-from loadgen import report, rundir, stats  # noqa: E402
+from loadgen import rundir  # noqa: E402
+from loadgen.report import command as report, stats  # noqa: E402
 
 
 def best_of(fn, repeat: int = 3) -> float:

@@ -31,9 +31,9 @@ from loadgen import __version__
 # without the command name) and returns a process exit code.
 COMMANDS = {
     "emulate": "loadgen.emulator.command:main",
-    "report": "loadgen.report:main",
-    "aggregate": "loadgen.aggregate:main",
-    "reap": "loadgen.reap:cli_main",
+    "report": "loadgen.report.command:main",
+    "aggregate": "loadgen.report.aggregate:main",
+    "reap": "loadgen.engine.reap:cli_main",
     "db": "loadgen.sinks.postgres:main",
     "store": "loadgen.sinks.objectstore:main",
     "providers": "loadgen.providers:main",

@@ -9,8 +9,8 @@ API's default snapshot is used. Against the emulator:
 `loadgen emulate --face codesandbox` and `--emulator-url URL`.
 """
 
-from loadgen.lifecycle import SandboxUser
-import loadgen.run  # noqa: F401  registers loadgen's options and event hooks
+from loadgen.engine.lifecycle import SandboxUser
+import loadgen.engine.wiring  # noqa: F401  registers loadgen's options and event hooks
 
 
 class CodeSandboxUser(SandboxUser):

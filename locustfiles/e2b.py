@@ -11,8 +11,8 @@ from loadgen.providers.sdk_import import reclaim_sdk
 # Locust imports this file as the module `e2b`, the SDK's name: give the name back first.
 reclaim_sdk("e2b", __file__, "AsyncSandbox")
 
-from loadgen.lifecycle import SandboxUser  # noqa: E402
-import loadgen.run  # noqa: E402,F401  registers loadgen's options and event hooks
+from loadgen.engine.lifecycle import SandboxUser  # noqa: E402
+import loadgen.engine.wiring  # noqa: E402,F401  registers loadgen's options and event hooks
 
 
 class E2BUser(SandboxUser):

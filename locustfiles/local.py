@@ -14,8 +14,8 @@ import os
 from locust import events
 from locust.runners import WorkerRunner
 
-from loadgen.lifecycle import SandboxUser
-import loadgen.run  # noqa: F401  registers loadgen's options and event hooks
+from loadgen.engine.lifecycle import SandboxUser
+import loadgen.engine.wiring  # noqa: F401  registers loadgen's options and event hooks
 
 # The emulator accepts any key; the real SDK insists on having one.
 os.environ.setdefault("E2B_API_KEY", "e2b_emulator_local_key")

@@ -17,8 +17,8 @@ from loadgen.providers.sdk_import import reclaim_sdk
 
 reclaim_sdk("modal", __file__, "Sandbox")
 
-from loadgen.lifecycle import SandboxUser  # noqa: E402
-import loadgen.run  # noqa: E402,F401  registers loadgen's options and event hooks
+from loadgen.engine.lifecycle import SandboxUser  # noqa: E402
+import loadgen.engine.wiring  # noqa: E402,F401  registers loadgen's options and event hooks
 
 
 class ModalUser(SandboxUser):

@@ -8,8 +8,8 @@ Each user creates one devbox, runs `node -v`, holds it until every devbox of
 the run is ready (the barrier), runs `node -v` again and shuts it down.
 """
 
-from loadgen.lifecycle import SandboxUser
-import loadgen.run  # noqa: F401  registers loadgen's options and event hooks
+from loadgen.engine.lifecycle import SandboxUser
+import loadgen.engine.wiring  # noqa: F401  registers loadgen's options and event hooks
 
 
 class RunloopUser(SandboxUser):

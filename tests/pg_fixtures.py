@@ -218,7 +218,7 @@ def nearest_rank(values: list[float], p: int) -> float | None:
 def figures_of(records: list[dict]) -> dict:
     """The runs-row figures of a run, computed independently of the sink.
 
-    Same definitions as loadgen.stats (docs/report.md): failure classes count
+    Same definitions as loadgen.report.stats (docs/report.md): failure classes count
     non-success records, a missing class as `other`; latency is nearest rank
     over latency_ms of records whose create succeeded (status != failed).
     """

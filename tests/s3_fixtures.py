@@ -323,7 +323,7 @@ class RunDirWriter:
         self.written += len(lines)
 
     def append_metric(self, n: int = 1) -> None:
-        """Health samples shaped like loadgen.metrics' (one per second of the master)."""
+        """Health samples shaped like loadgen.engine.health' (one per second of the master)."""
         import orjson
 
         from loadgen.result import iso

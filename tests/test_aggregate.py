@@ -2,7 +2,7 @@
 
 import orjson
 
-from loadgen.aggregate import main
+from loadgen.report.aggregate import main
 from tests.locust_harness import run_locust
 from tests.pg_fixtures import fresh_database, query
 

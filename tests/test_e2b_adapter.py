@@ -9,7 +9,7 @@ import time
 import gevent
 import pytest
 
-from loadgen.aio import get_bridge
+from loadgen.net.aio import get_bridge
 from loadgen.emulator import start_emulator
 from loadgen.providers.base import ProviderSettings
 from loadgen.providers.e2b import E2BProvider
@@ -130,7 +130,7 @@ def test_create_command_and_destroy_are_timed_on_the_wire_even_when_the_client_i
 
 _ESCAPE_HATCH_SCRIPT = """
 import json, sys
-from loadgen.aio import get_bridge
+from loadgen.net.aio import get_bridge
 from loadgen.providers.base import ProviderSettings
 from loadgen.providers.e2b import E2BProvider
 adapter = E2BProvider(ProviderSettings(base_url=sys.argv[1], users_in_process=10, create_timeout_s=5,

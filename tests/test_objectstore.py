@@ -228,7 +228,7 @@ def test_cli_upload_then_fetch_round_trip(endpoint, client, tmp_path, capsys):
     assert rundir.read_records(dest) == rundir.read_records(writer.path)
     assert not (dest / s3_streams.STATE_FILE).exists()
     try:  # the report command reads the fetched copy as it reads the original
-        from loadgen.report import main as report_main
+        from loadgen.report.command import main as report_main
     except ImportError:  # pragma: no cover - report lives in another issue
         report_main = None
     if report_main is not None:

@@ -411,7 +411,7 @@ def test_a_record_longer_than_a_batch_is_still_sent(tmp_path):
 
 def test_table_figures_agree_with_the_master_statistics(tmp_path):
     """The fallback (figures counted in the table) equals what meta.json would have said."""
-    stats = pytest.importorskip("loadgen.stats")
+    stats = pytest.importorskip("loadgen.report.stats")
     from loadgen.sinks.pg_figures import figures_from_meta
 
     with fresh_database() as url:

@@ -177,7 +177,7 @@ def modal_env(monkeypatch):
     monkeypatch.setenv("MODAL_MAX_THROTTLE_WAIT", os.environ.get("MODAL_MAX_THROTTLE_WAIT", ""))
     opened = []
     yield opened
-    from loadgen.aio import get_bridge
+    from loadgen.net.aio import get_bridge
 
     for provider in opened:
         if provider._client is not None:
@@ -288,7 +288,7 @@ def test_sdk_runs_on_the_bridge_with_retries_off(fault_emulators, modal_env):
     """The SDK's coroutines run on loadgen's bridge loop: synchronicity never starts a loop thread."""
     from modal._utils.async_utils import synchronizer
 
-    from loadgen.aio import get_bridge
+    from loadgen.net.aio import get_bridge
 
     provider = _provider(fault_emulators["kill_fail"], modal_env)
     assert synchronizer._thread is None and synchronizer._loop is get_bridge().loop

@@ -2,7 +2,7 @@
 
 import signal
 
-from loadgen.reap import candidates, main
+from loadgen.engine.reap import candidates, main
 from tests.locust_harness import finish, kill_all, start_locust, wait_for
 
 

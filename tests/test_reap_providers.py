@@ -48,7 +48,7 @@ def provider_env(monkeypatch):
         monkeypatch.setenv(name, os.environ.get(name, ""))
     opened = []
     yield opened
-    from loadgen.aio import get_bridge
+    from loadgen.net.aio import get_bridge
 
     for provider in opened:
         client = getattr(provider, "_client", None)
@@ -70,7 +70,7 @@ def _provider(name, emu, opened):
 
 def _create(p, n=N):
     """n sandboxes at once (greenlets, or the asyncio bridge); their ids. Handles are let go."""
-    from loadgen.aio import get_bridge
+    from loadgen.net.aio import get_bridge
 
     pending = [p.start_call(p.create, {"run_id": "reap-test", "sandbox_idx": str(i)}) for i in range(n)]
     handles = [call.wait(30) for call in pending]
@@ -108,7 +108,7 @@ def test_destroy_id(name, provider_env):
 
 @pytest.mark.parametrize("name", ["daytona", "runloop", "modal", "codesandbox"])
 def test_reap_end_to_end(name, provider_env, tmp_path, capsys):
-    from loadgen.reap import REAPED, main
+    from loadgen.engine.reap import REAPED, main
 
     with start_emulator("fast", faces=name) as emu:
         ids = _create(_provider(name, emu, provider_env))

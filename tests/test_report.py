@@ -10,8 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from loadgen import charts, report, stats
-from loadgen.report_compare import SCORE_FORMULA, leaderboard, score
+from loadgen.report import charts, command as report, stats
+from loadgen.report.compare import SCORE_FORMULA, leaderboard, score
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -199,7 +199,7 @@ def test_bad_input_gives_one_line_error(tmp_path, capsys, setup, message):
 
 
 def test_markdown_cells_cannot_break_tables_or_inject_html():
-    from loadgen.report_render import md_cell
+    from loadgen.report.render import md_cell
 
     assert md_cell("401: a | b\nc <img src=x>&") == "401: a \\| b c &lt;img src=x&gt;&amp;"
     assert len(md_cell("x" * 500)) == 160

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from loadgen import report
+from loadgen.report import command as report
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -1,4 +1,4 @@
-"""loadgen.stats: definitions checked against brute force, and known answers.
+"""loadgen.report.stats: definitions checked against brute force, and known answers.
 
 The property tests restate each definition in the most literal (slow) way
 and let hypothesis look for an input where the fast code disagrees.
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loadgen import stats
+from loadgen.report import stats
 from loadgen.result import FAILURE_CLASSES, STATUSES, iso
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

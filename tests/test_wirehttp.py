@@ -1,4 +1,4 @@
-"""loadgen.wirehttp: the control-plane HTTP client whose answer times are the kernel's.
+"""loadgen.net.wirehttp: the control-plane HTTP client whose answer times are the kernel's.
 
 The servers here are plain blocking sockets on real OS threads, so what they
 record (when they sent) does not depend on the client's event loop; the
@@ -18,7 +18,7 @@ import time
 import pytest
 import uvloop
 
-from loadgen import wirehttp
+from loadgen.net import wirehttp
 
 
 class ScriptedServer:

@@ -26,7 +26,7 @@ from typing import Callable, Deque, Dict, List, Optional
 import asyncio
 import httptools
 
-from loadgen import tcp_info
+from loadgen.net import tcp_info
 
 MAX_BODY = 4 * 1024 * 1024
 

@@ -7,7 +7,7 @@ barrier, records, late-create cleanup) is the lifecycle's job, so a new
 provider is one small file.
 
 An adapter's operations are either coroutines (set ``asynchronous = True``;
-they run on the process's asyncio bridge, see loadgen.aio) or plain
+they run on the process's asyncio bridge, see loadgen.net.aio) or plain
 functions that cooperate with gevent (the SDK does its I/O over gevent's
 monkey-patched sockets). Never a function that blocks the hub.
 
@@ -26,7 +26,7 @@ from typing import Any, Optional
 
 import gevent
 
-from loadgen.aio import Pending, get_bridge
+from loadgen.net.aio import Pending, get_bridge
 from loadgen.result import ErrorInfo, classify_exception
 
 

@@ -1,7 +1,7 @@
 """codesandbox, through the official Python SDK `together-sandbox` (4.1.1).
 
 The SDK is asyncio-only (httpx + SSE), so the adapter is asynchronous: its
-coroutines run on the process's asyncio bridge (loadgen.aio) and never touch
+coroutines run on the process's asyncio bridge (loadgen.net.aio) and never touch
 gevent's hub.
 
 What the SDK does, per operation (checked in the installed source):

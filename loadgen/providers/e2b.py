@@ -3,7 +3,7 @@
 Why async: from 2.35 on the SDK's HTTP runs in a Rust client (pyqwest) whose
 sync calls block gevent's hub, so 50 concurrent sandboxes would run one after
 another. Its async API awaits the same client on the process's asyncio
-bridge (loadgen.aio), where it never touches the hub. The transports are
+bridge (loadgen.net.aio), where it never touches the hub. The transports are
 process-wide caches, so every sandbox shares one connection pool, sized here
 to the users in the process.
 
@@ -24,7 +24,7 @@ builders, response parsers and exception mapping):
   ``_LeanControlPlane`` is one process-wide ``AsyncApiClient`` per
   configuration (the SDK documents that one client serves everything) whose
   httpx client is a thin stand-in: it sends the same headers and body in one
-  exchange (on loadgen.wirehttp, see Measurement), and raises the httpx
+  exchange (on loadgen.net.wirehttp, see Measurement), and raises the httpx
   exceptions pyqwest's own httpx adapter would (``httpx.ReadTimeout``,
   ``httpx.ConnectError``...), so classification is unchanged.
 - the sandbox object: ``AsyncSandbox.__init__`` builds a filesystem, a PTY
@@ -34,7 +34,7 @@ builders, response parsers and exception mapping):
 
 Measurement: the HTTP exchanges themselves (create and kill on the control
 plane, each command's ``process.Process/Start`` stream on the data plane) run
-on loadgen.wirehttp, an HTTP/1.1 client whose answer time is the kernel's
+on loadgen.net.wirehttp, an HTTP/1.1 client whose answer time is the kernel's
 arrival stamp of the answer, so a phase's latency does not grow with how busy
 this process is when the answer lands (BENCHMARKS.md §3). The SDK still
 builds every request and parses every answer. A command's time includes the
@@ -59,7 +59,7 @@ import time
 
 from loadgen.providers.base import attributes, CommandResult, Provider, ProviderSettings
 from loadgen.result import ErrorInfo, FailureClass, classify_exception, status_code_of, truncate
-from loadgen.wirehttp import WireError, WirePool
+from loadgen.net.wirehttp import WireError, WirePool
 
 _POOL_FLOOR = 1000
 # Idle data-plane connections kept per host (wirehttp's pool, and the SDK's pyqwest pool for what
@@ -158,7 +158,7 @@ class E2BProvider(Provider):
         """(sent, answered) of the create's, the destroy's or the last command's ("run") HTTP
         exchange, epoch seconds, or None.
 
-        Taken by loadgen.wirehttp at the socket (the answer's time is the kernel's),
+        Taken by loadgen.net.wirehttp at the socket (the answer's time is the kernel's),
         so they leave out the SDK's own work before and after the exchange, the hops
         between the loop and the greenlet, and how busy this process was: the
         latency the lifecycle records. A command's include the connection set-up
@@ -317,7 +317,7 @@ class _LeanHttpxClient:
         headers[api_client.auth_header_name.lower()] = (
             f"{api_client.prefix} {api_client.token}" if api_client.prefix else api_client.token)
         self._headers = headers
-        self._wire = wire  # a loadgen.wirehttp.WirePool, or a pyqwest Client (LOADGEN_E2B_TRANSPORT=pyqwest)
+        self._wire = wire  # a loadgen.net.wirehttp.WirePool, or a pyqwest Client (LOADGEN_E2B_TRANSPORT=pyqwest)
         self._timeout = api_client._timeout.read if api_client._timeout is not None else None
         self._fallback = fallback
 

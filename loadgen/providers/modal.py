@@ -11,7 +11,7 @@ by `synchronicity`, which normally runs it on a loop thread of its own. Under
 gevent's monkey-patching that "thread" is a greenlet, so every RPC, protobuf
 encode and HTTP/2 frame would run on the gevent hub; and a blocking call warns
 with AsyncUsageWarning each time. So the SDK is handed loadgen's asyncio
-bridge (loadgen.aio) as its loop (`_adopt_bridge_loop`): `.aio` calls made on
+bridge (loadgen.net.aio) as its loop (`_adopt_bridge_loop`): `.aio` calls made on
 the bridge then run inline there, in a real OS thread, and the hub only sees
 one wake-up per batch of completions.
 
@@ -50,7 +50,7 @@ import re
 import shlex
 from typing import Any, Optional
 
-from loadgen.aio import get_bridge
+from loadgen.net.aio import get_bridge
 from loadgen.providers.base import CommandResult, Provider
 from loadgen.result import ErrorInfo, FailureClass, classify_exception, truncate
 

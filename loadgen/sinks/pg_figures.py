@@ -5,7 +5,7 @@ A key it lacks (an older meta, a crashed master, a replay of a directory with
 no meta.json) is computed from the rows already in sandbox_results; after a
 complete copy those are the same records, so the answer is the same.
 
-The definitions are loadgen.stats.compute's, so both paths agree (a test
+The definitions are loadgen.report.stats.compute's, so both paths agree (a test
 checks): failure classes count non-success records, a missing class as
 ``other``. Latency percentiles are nearest-rank (the value at rank ceil(p/100 * n)) over
 ``latency_ms`` of the sandboxes whose create succeeded (status other than

@@ -39,7 +39,7 @@ from typing import Optional
 
 import httptools
 
-from loadgen import tcp_info
+from loadgen.net import tcp_info
 
 try:  # the stdlib socket, even where gevent has patched the module: this runs on an asyncio loop,
     # and gevent's cooperative socket would add a Python wrapper to every call for nothing

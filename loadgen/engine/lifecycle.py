@@ -42,7 +42,7 @@ from loadgen.result import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from loadgen.run import ProcessRun
+    from loadgen.engine.process import ProcessRun
 
 log = logging.getLogger("loadgen.lifecycle")
 
@@ -312,7 +312,7 @@ class SandboxUser(User):
 
     def __init__(self, environment):
         super().__init__(environment)
-        from loadgen.run import process_run
+        from loadgen.engine.wiring import process_run
 
         self._proc = process_run(environment)
         tune_gc()

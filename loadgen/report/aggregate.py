@@ -23,7 +23,8 @@ from pathlib import Path
 
 from docopt import docopt
 
-from loadgen import rundir, stats
+from loadgen import rundir
+from loadgen.report import stats
 
 
 def aggregate(run_paths: list[Path], group_id: str | None = None) -> dict:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from html import escape
 from typing import Optional
 
-from loadgen.report_render import CSS, PERCENTILE_RULE, md_table, num, pct, seconds
+from loadgen.report.render import CSS, PERCENTILE_RULE, md_table, num, pct, seconds
 
 WEIGHTS = (0.5, 0.3, 0.2)  # p50, p95, p99
 SCORE_FORMULA = (

@@ -12,7 +12,7 @@ Options:
                rate, with their TTI CDFs overlaid.
   -h --help    Show this help.
 
-The statistics are always recomputed from raw.jsonl (with loadgen.stats), so
+The statistics are always recomputed from raw.jsonl (with loadgen.report.stats), so
 a report is right even for a run whose master died before writing
 meta.json; meta.json and run.json, when present, only add the run's identity
 and options. Files written for one run:
@@ -35,9 +35,10 @@ from typing import Optional
 import orjson
 from docopt import docopt
 
-from loadgen import charts, rundir, stats
-from loadgen.report_compare import leaderboard, render_compare_html, render_compare_md
-from loadgen.report_render import render_html, render_md
+from loadgen import rundir
+from loadgen.report import charts, stats
+from loadgen.report.compare import leaderboard, render_compare_html, render_compare_md
+from loadgen.report.render import render_html, render_md
 
 
 class ReportError(Exception):

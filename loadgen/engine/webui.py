@@ -94,7 +94,7 @@ def install(environment, controller) -> None:
 
     @app.route("/loadgen/concurrency.svg")
     def concurrency_svg():
-        from loadgen.charts import lines_svg
+        from loadgen.report.charts import lines_svg
 
         timeline = snapshot(controller).get("timeline") or []
         svg = lines_svg(

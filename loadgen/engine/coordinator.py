@@ -19,8 +19,8 @@ import gevent
 import orjson
 
 from loadgen import rundir
-from loadgen.barrier import BarrierCoordinator
-from loadgen.collector import Collector
+from loadgen.engine.barrier import BarrierCoordinator
+from loadgen.engine.collector import Collector
 from loadgen.result import iso
 from loadgen.sinks.base import RunContext, Sink, SinkReport
 

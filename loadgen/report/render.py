@@ -4,7 +4,7 @@ The HTML page inlines its SVGs and its CSS so it can be mailed, attached to
 a CI run or opened from object storage with no other file beside it. The
 Markdown is for a GitHub job summary or a PR comment, where images cannot be
 inlined; it carries the numbers a reviewer compares. Both read the figures
-of loadgen.stats.compute, never their own.
+of loadgen.report.stats.compute, never their own.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from html import escape
 from typing import Optional
 
-from loadgen import stats
+from loadgen.report import stats
 from loadgen.result import FAILURE_CLASSES, PHASES, STATUSES
 
 DISTRIBUTIONS = (

@@ -31,10 +31,10 @@ from locust import events
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
 from loadgen import __version__
-from loadgen.coordinator import Coordinator, EXIT_INCOMPLETE, default_host
-from loadgen.dispatch import IndexAllocator, install_master_dispatch
-from loadgen.metrics import HealthSampler
-from loadgen.process import ProcessRun
+from loadgen.engine.coordinator import Coordinator, EXIT_INCOMPLETE, default_host
+from loadgen.engine.dispatch import IndexAllocator, install_master_dispatch
+from loadgen.engine.health import HealthSampler
+from loadgen.engine.process import ProcessRun
 from loadgen.providers import get_provider_class
 from loadgen.providers.base import MissingCredentials, ProviderSettings
 from loadgen.result import iso
@@ -236,7 +236,7 @@ def make_sinks(options) -> list:
 
 
 def provider_name_of(environment) -> str:
-    from loadgen.lifecycle import SandboxUser
+    from loadgen.engine.lifecycle import SandboxUser
 
     names = {getattr(u, "provider_name", "") for u in environment.user_classes if issubclass(u, SandboxUser)}
     names.discard("")
@@ -453,7 +453,7 @@ class Controller:
 
     def _sync_clocks(self) -> None:
         """Estimate each worker's clock offset from a few round trips before any sandbox is created."""
-        from loadgen.stats import estimate_clock_offset
+        from loadgen.report.stats import estimate_clock_offset
 
         clients = [c.id for c in self.runner.clients.all]
         self._pongs = {}
@@ -583,7 +583,7 @@ class Controller:
             return
         if self._master_sampler is not None:
             self._master_sampler.stop()
-        from loadgen.stats import compute
+        from loadgen.report.stats import compute
 
         thresholds = {"min_success_rate": self.settings.min_success_rate}
         try:
@@ -628,7 +628,7 @@ def on_init(environment, **kw) -> None:
         os._exit(2)  # before any sandbox exists; Locust would otherwise carry on
     environment.loadgen = controller
     if environment.web_ui is not None and not controller.is_worker:
-        from loadgen import webui
+        from loadgen.engine import webui
 
         webui.install(environment, controller)
 

@@ -18,11 +18,11 @@ import gevent.event
 import gevent.pool
 
 from loadgen import rundir
-from loadgen.barrier import BarrierGate
-from loadgen.dispatch import RANGES_OPTION, TicketBook
-from loadgen.journal import Outbox
-from loadgen.lifecycle import Lifecycle
-from loadgen.metrics import HealthSampler
+from loadgen.engine.barrier import BarrierGate
+from loadgen.engine.dispatch import RANGES_OPTION, TicketBook
+from loadgen.engine.journal import Outbox
+from loadgen.engine.lifecycle import Lifecycle
+from loadgen.engine.health import HealthSampler
 from loadgen.providers.base import Provider, ProviderSettings
 
 log = logging.getLogger("loadgen.process")
@@ -35,7 +35,7 @@ class ProcessRun:
         run_id: str,
         worker_id: str,
         provider: Provider,
-        settings,  # loadgen.run.RunSettings
+        settings,  # loadgen.engine.wiring.RunSettings
         run_path: Path,
         send_results: Callable[[dict], None],
         send_metrics: Callable[[dict], None],
