@@ -34,7 +34,7 @@ COMMANDS = {
     "report": "loadgen.report.command:main",
     "aggregate": "loadgen.report.aggregate:main",
     "reap": "loadgen.engine.reap:cli_main",
-    "db": "loadgen.sinks.postgres:main",
+    "db": "loadgen.sinks.pg_command:main",
     "store": "loadgen.sinks.objectstore:main",
     "providers": "loadgen.providers:main",
 }

@@ -11,7 +11,7 @@ from loadgen.providers.sdk_import import reclaim_sdk
 # Locust imports this file as the module `e2b`, the SDK's name: give the name back first.
 reclaim_sdk("e2b", __file__, "AsyncSandbox")
 
-from loadgen.engine.lifecycle import SandboxUser  # noqa: E402
+from loadgen.engine.user import SandboxUser  # noqa: E402
 import loadgen.engine.wiring  # noqa: E402,F401  registers loadgen's options and event hooks
 
 

@@ -14,7 +14,7 @@ import os
 from locust import events
 from locust.runners import WorkerRunner
 
-from loadgen.engine.lifecycle import SandboxUser
+from loadgen.engine.user import SandboxUser
 import loadgen.engine.wiring  # noqa: F401  registers loadgen's options and event hooks
 
 # The emulator accepts any key; the real SDK insists on having one.

@@ -17,7 +17,7 @@ from loadgen.providers.sdk_import import reclaim_sdk
 
 reclaim_sdk("modal", __file__, "Sandbox")
 
-from loadgen.engine.lifecycle import SandboxUser  # noqa: E402
+from loadgen.engine.user import SandboxUser  # noqa: E402
 import loadgen.engine.wiring  # noqa: E402,F401  registers loadgen's options and event hooks
 
 

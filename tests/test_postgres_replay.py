@@ -1,7 +1,8 @@
 """`loadgen db migrate` and `loadgen db replay`: the same sink, run over a finished directory."""
 
 from loadgen.sinks.base import RunContext
-from loadgen.sinks.postgres import PostgresSink, main
+from loadgen.sinks.pg_command import main
+from loadgen.sinks.postgres import PostgresSink
 from tests.pg_fixtures import RunDirWriter, figures_of, fresh_database, query, synthetic_records
 
 PASSWORD = "Repl4ySecret-77"

@@ -1,4 +1,4 @@
-"""One sandbox's life, as a Locust user.
+"""One sandbox's life: the phases, their timing and their one record.
 
 create → readiness (`node -v`) → hold (cluster barrier) → liveness (`node -v`)
 → destroy, then the user idles. One user is one sandbox, exactly once.
@@ -24,10 +24,7 @@ import math
 import os
 import re
 import time
-from typing import TYPE_CHECKING, Any, Optional
-
-import gevent
-from locust import User, constant, task
+from typing import Any, Optional
 
 from loadgen.result import (
     ErrorInfo,
@@ -40,9 +37,6 @@ from loadgen.result import (
     truncate,
     OUTPUT_LIMIT,
 )
-
-if TYPE_CHECKING:  # pragma: no cover
-    from loadgen.engine.process import ProcessRun
 
 log = logging.getLogger("loadgen.lifecycle")
 
@@ -100,9 +94,13 @@ def check_version_output(result) -> str:
 
 
 class Lifecycle:
-    """The life of sandbox ``idx``. ``run()`` never raises and emits exactly one record."""
+    """The life of sandbox ``idx``. ``run()`` never raises and emits exactly one record.
 
-    def __init__(self, proc: "ProcessRun", idx: int):
+    ``proc`` is the process's run (``loadgen.engine.process.ProcessRun``): the
+    provider, the settings, the barrier gate and the outbox the life reports to.
+    """
+
+    def __init__(self, proc, idx: int):
         self.proc = proc
         self.idx = idx
         self.provider = proc.provider
@@ -296,42 +294,3 @@ class Lifecycle:
             rec.destroy_ok = False
             rec.destroy_failure_class = info.failure_class
             rec.destroy_error_message = info.error_message
-
-
-class SandboxUser(User):
-    """Base class of every provider's user. A provider's locustfile sets ``provider_name``.
-
-    The task only idles: the work happens once, in the life greenlet started by
-    on_start. A user built after its process ran out of index tickets (a
-    Locust respawn) never creates anything.
-    """
-
-    abstract = True
-    provider_name: str = ""
-    wait_time = constant(1)
-
-    def __init__(self, environment):
-        super().__init__(environment)
-        from loadgen.engine.wiring import process_run
-
-        self._proc = process_run(environment)
-        tune_gc()
-        self.sandbox_idx = self._proc.take_ticket() if self._proc is not None else None
-        self._life: Optional[gevent.Greenlet] = None
-
-    def on_start(self) -> None:
-        if self.sandbox_idx is None:
-            if self._proc is not None:
-                self._proc.note_refused_user()
-            return
-        self._life = self._proc.start_lifecycle(self.sandbox_idx)
-
-    @task
-    def idle(self) -> None:
-        gevent.sleep(3600)
-
-    def on_stop(self) -> None:
-        # Locust is stopping this user (test stop or a ramp-down). The life is
-        # not killed: it is told to end its hold, then probes, destroys and records.
-        if self._life is not None and not self._life.ready():
-            self._proc.abort_all("user stopped")

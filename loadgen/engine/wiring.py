@@ -236,9 +236,8 @@ def make_sinks(options) -> list:
 
 
 def provider_name_of(environment) -> str:
-    from loadgen.engine.lifecycle import SandboxUser
-
-    names = {getattr(u, "provider_name", "") for u in environment.user_classes if issubclass(u, SandboxUser)}
+    """The provider of the locustfile's loadgen user classes (those that name one in ``provider_name``)."""
+    names = {getattr(u, "provider_name", "") for u in environment.user_classes}
     names.discard("")
     if len(names) != 1:
         raise ValueError(f"a loadgen locustfile needs exactly one provider's user class (found {sorted(names) or 'none'})")
@@ -256,7 +255,7 @@ class Controller:
         self.is_master = isinstance(self.runner, MasterRunner)
         self.is_worker = isinstance(self.runner, WorkerRunner)
         self.coordinator: Optional[Coordinator] = None
-        self.proc: Optional[ProcessRun] = None
+        self._proc: Optional[ProcessRun] = None
         self.allocator = IndexAllocator()
         self.clock_offset = 0.0
         self._pongs: dict[str, list] = {}
@@ -293,6 +292,18 @@ class Controller:
 
     def base_url(self) -> Optional[str]:
         return getattr(self.environment.parsed_options, "emulator_url", None) or None
+
+    @property
+    def proc(self) -> Optional[ProcessRun]:
+        """This process's run, if it runs sandbox lives (a worker, or the single local process)."""
+        return self._proc
+
+    @proc.setter
+    def proc(self, proc: Optional[ProcessRun]) -> None:
+        # Handed to every user through the environment Locust gives each user
+        # (loadgen.engine.user reads it); the user never imports this module back.
+        self._proc = proc
+        self.environment.loadgen_process = proc
 
     def _new_process_run(self, run_id: str, run_path: Path, worker_id: str, send_results, send_metrics,
                          ticket_limit: Optional[int]) -> ProcessRun:
@@ -631,8 +642,3 @@ def on_init(environment, **kw) -> None:
         from loadgen.engine import webui
 
         webui.install(environment, controller)
-
-
-def process_run(environment) -> Optional[ProcessRun]:
-    controller = getattr(environment, "loadgen", None)
-    return controller.proc if controller is not None else None

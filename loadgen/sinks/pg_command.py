@@ -33,6 +33,7 @@ from loadgen.sinks.base import RunContext
 from loadgen.sinks.pg_conn import PostgresSinkError
 from loadgen.sinks.pg_redact import redact, redact_url
 from loadgen.sinks.pg_schema import FINAL_STATUSES, migrate
+from loadgen.sinks.postgres import PostgresSink
 
 
 def _say(text: str, *, err: bool = False) -> None:
@@ -108,8 +109,6 @@ class _Progress:
 
 def replay(run_dir, database_url: str, *, batch_rows: int = 5000, finish_timeout: float = 60.0) -> int:
     """Load one finished run directory; returns 0 when the database copy is complete."""
-    from loadgen.sinks.postgres import PostgresSink
-
     run_dir = Path(run_dir)
     try:
         identity, meta = load_run_dir(run_dir)

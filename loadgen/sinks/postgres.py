@@ -575,13 +575,3 @@ class PostgresSink(Sink):
         }
         out.update(more)
         return out
-
-
-# ---------------------------------------------------------------------- command
-
-
-def main(argv: list[str]) -> int:
-    """`loadgen db ...` (argv[0] == "db"); see loadgen.sinks.pg_command."""
-    from loadgen.sinks.pg_command import main as command_main
-
-    return command_main(argv)
