@@ -17,7 +17,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Optional
 
 import orjson

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import socket
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -298,7 +297,3 @@ def summary_lines(meta: dict, run_path: Path) -> list[str]:
     if meta.get("generator_saturated"):
         lines.append(f"[summary] WARNING: the load generator was saturated: {meta.get('generator_saturated_reason')}")
     return lines
-
-
-def default_host() -> str:
-    return socket.gethostname()

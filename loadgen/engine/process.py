@@ -9,7 +9,6 @@ the lifecycle talks to. It knows nothing about how it reaches the master:
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -23,7 +22,7 @@ from loadgen.engine.dispatch import RANGES_OPTION, TicketBook
 from loadgen.engine.journal import Outbox
 from loadgen.engine.lifecycle import Lifecycle
 from loadgen.engine.health import HealthSampler
-from loadgen.providers.base import Provider, ProviderSettings
+from loadgen.providers.base import Provider
 
 log = logging.getLogger("loadgen.process")
 

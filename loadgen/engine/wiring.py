@@ -1,8 +1,9 @@
-"""Run identity, the loadgen command-line options, and the wiring into Locust's events.
+"""The wiring into Locust's events and messages: where Locust meets loadgen.
 
-This module is where Locust meets loadgen. A locustfile imports
-``loadgen.run`` (through its user class), which registers the options and
-event listeners once per process. From then on:
+A locustfile imports ``SandboxUser`` (``from loadgen import SandboxUser``),
+whose module imports this one, which registers loadgen's options
+(``loadgen.engine.options``) and its ``init`` listener once per process. The
+listener builds one ``Controller`` per Locust environment. From then on:
 
 - master / local: ``test_start`` opens a run (identity, run directory,
   coordinator, sinks); ``spawning_complete`` freezes dispatch and arms the
@@ -12,33 +13,36 @@ event listeners once per process. From then on:
 - worker: ``test_start`` (the first spawn message) builds the process's run
   from the options the master sent; custom messages carry results, counts,
   the barrier release, aborts and clock samples.
+
+The module is longer than the others on purpose: the Controller is one state
+machine over Locust's events for all three kinds of runner (master, worker,
+single process), and each small message handler reads best beside the event
+it answers. Options, identity and clocks live in their own modules.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import socket
-import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
 import gevent
 from locust import events
-from locust.runners import LocalRunner, MasterRunner, WorkerRunner
+from locust.runners import MasterRunner, WorkerRunner
 
-from loadgen import __version__
-from loadgen.engine.coordinator import Coordinator, EXIT_INCOMPLETE, default_host
+from loadgen.engine.clocks import MasterClock, WorkerClock
+from loadgen.engine.coordinator import Coordinator, EXIT_INCOMPLETE
 from loadgen.engine.dispatch import IndexAllocator, install_master_dispatch
 from loadgen.engine.health import HealthSampler
+from loadgen.engine.identity import make_identity
+from loadgen.engine.options import RunSettings, add_arguments
 from loadgen.engine.process import ProcessRun
 from loadgen.providers import get_provider_class
-from loadgen.providers.base import MissingCredentials, ProviderSettings
-from loadgen.result import iso
-from loadgen.sinks.pg_redact import redact_url
+from loadgen.providers.base import MissingCredentials
+from loadgen.sinks import sinks_for
 
 log = logging.getLogger("loadgen.run")
 
@@ -48,191 +52,6 @@ MSG_REPORT = "loadgen_report"
 MSG_RELEASE = "loadgen_release"
 MSG_ABORT = "loadgen_abort"
 MSG_METRICS = "loadgen_metrics"
-MSG_PING = "loadgen_ping"
-MSG_PONG = "loadgen_pong"
-MSG_CLOCK = "loadgen_clock"
-
-CLOCK_SAMPLES = 5
-SECRET_OPTIONS = ("database_url",)
-
-
-# ---------------------------------------------------------------------------
-# options
-
-
-@events.init_command_line_parser.add_listener
-def add_arguments(parser) -> None:
-    # Locust's own parser (not an argument group) understands include_in_web_ui.
-    group = parser
-    group.add_argument("--run-dir", default="./runs", help="Where run directories go (default ./runs).")
-    group.add_argument("--run-id", default="", help="Run id (default: <UTC time>-<short commit>-<provider>).",
-                       include_in_web_ui=False)
-    group.add_argument("--create-timeout", type=float, default=60.0, help="Seconds a create may take (default 60).")
-    group.add_argument("--command-timeout", type=float, default=30.0,
-                       help="Seconds the readiness and liveness command may take (default 30).")
-    group.add_argument("--destroy-timeout", type=float, default=30.0, help="Seconds a destroy may take (default 30).")
-    group.add_argument("--late-create-window", type=float, default=120.0,
-                       help="Seconds to wait, after a create timed out, for its late answer so that the sandbox "
-                            "is destroyed rather than leaked (default 120).")
-    group.add_argument("--hold", type=float, default=0.0, help="Minimum seconds each sandbox is held (default 0).")
-    group.add_argument("--barrier-timeout", type=float, default=600.0,
-                       help="Seconds after the start at which the hold barrier releases even if not every "
-                            "sandbox finished phase 1 (default 600).")
-    group.add_argument("--probe-spread", type=float, default=0.0,
-                       help="Spread the liveness probes over this many seconds after release (default 0).")
-    group.add_argument("--template", default="", help="Template, snapshot or image to create sandboxes from.")
-    group.add_argument("--readiness-command", default="node -v",
-                       help="Command for the readiness and liveness probes (default 'node -v').")
-    group.add_argument("--sandbox-lifetime", type=int, default=0,
-                       help="Lifetime in seconds requested for each sandbox; must outlast the run "
-                            "(default: barrier timeout + hold + every phase timeout + 10 minutes).")
-    group.add_argument("--min-success-rate", type=float, default=None,
-                       help="Exit non-zero if the success rate (0..1) is below this.")
-    group.add_argument("--group-id", default="", help="Group tag shared by the shards of one sharded run.")
-    group.add_argument("--shard-index", type=int, default=None, help="This shard's index in its group.")
-    group.add_argument("--shard-count", type=int, default=None, help="Number of shards in the group.")
-    group.add_argument("--commit-sha", default="", help="Commit of the code under test (default: git or $GITHUB_SHA).",
-                       include_in_web_ui=False)
-    group.add_argument("--database-url", default="", include_in_web_ui=False,
-                       help="Postgres URL for the results sink (default $DATABASE_URL). Prefer the environment "
-                            "variable: a password in the URL would show in the process list.")
-    group.add_argument("--emulator-url", default="",
-                       help="Point the provider's SDK at a loadgen emulator at this URL instead of the real service.")
-    group.add_argument("--bucket", default="", help="S3-compatible bucket for the object-store sink.")
-    group.add_argument("--prefix", default="", help="Key prefix inside the bucket.")
-
-
-@dataclass
-class RunSettings:
-    """The validated options every process of a run works from."""
-
-    provider: str
-    create_timeout_s: float
-    command_timeout_s: float
-    destroy_timeout_s: float
-    late_create_window_s: float
-    hold_s: float
-    barrier_timeout_s: float
-    probe_spread_s: float
-    template: Optional[str]
-    readiness_command: str
-    sandbox_lifetime_s: int
-    min_success_rate: Optional[float]
-
-    @classmethod
-    def from_options(cls, options, provider: str) -> "RunSettings":
-        errors = []
-
-        def positive(name, value, allow_zero=False):
-            if value is None or value < 0 or (value == 0 and not allow_zero):
-                errors.append(f"--{name.replace('_', '-')} must be {'>= 0' if allow_zero else '> 0'} (got {value})")
-            return value
-
-        create = positive("create_timeout", options.create_timeout)
-        command = positive("command_timeout", options.command_timeout)
-        destroy = positive("destroy_timeout", options.destroy_timeout)
-        late = positive("late_create_window", options.late_create_window, allow_zero=True)
-        hold = positive("hold", options.hold, allow_zero=True)
-        barrier = positive("barrier_timeout", options.barrier_timeout)
-        spread = positive("probe_spread", options.probe_spread, allow_zero=True)
-        rate = options.min_success_rate
-        if rate is not None and not 0.0 <= rate <= 1.0:
-            errors.append(f"--min-success-rate must be between 0 and 1 (got {rate})")
-        if not (options.readiness_command or "").strip():
-            errors.append("--readiness-command must not be empty")
-        needed = int((barrier or 0) + (hold or 0) + (spread or 0) + (create or 0) + (late or 0)
-                     + 2 * (command or 0) + (destroy or 0) + 600)
-        lifetime = options.sandbox_lifetime or needed
-        if options.sandbox_lifetime and options.sandbox_lifetime < (barrier or 0) + (hold or 0):
-            errors.append(f"--sandbox-lifetime {options.sandbox_lifetime} s is shorter than the barrier timeout "
-                          f"plus hold ({(barrier or 0) + (hold or 0):g} s): sandboxes would expire mid-hold")
-        if errors:
-            raise ValueError("; ".join(errors))
-        return cls(provider, create, command, destroy, late, hold, barrier, spread, options.template or None,
-                   options.readiness_command, lifetime, rate)
-
-    def provider_settings(self, users_in_process: int, base_url: Optional[str]) -> ProviderSettings:
-        return ProviderSettings(
-            template=self.template,
-            sandbox_lifetime_s=self.sandbox_lifetime_s,
-            create_timeout_s=self.create_timeout_s,
-            command_timeout_s=self.command_timeout_s,
-            destroy_timeout_s=self.destroy_timeout_s,
-            late_create_window_s=self.late_create_window_s,
-            users_in_process=users_in_process,
-            base_url=base_url,
-        )
-
-
-# ---------------------------------------------------------------------------
-# identity
-
-
-def commit_sha(explicit: str = "") -> str:
-    if explicit:
-        return explicit
-    if os.environ.get("GITHUB_SHA"):
-        return os.environ["GITHUB_SHA"]
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=os.path.dirname(os.path.abspath(__file__)))
-        return out.stdout.strip() if out.returncode == 0 else "unknown"
-    except Exception:  # noqa: BLE001
-        return "unknown"
-
-
-def public_options(options) -> dict:
-    """The options as recorded in run.json / meta.json / Postgres: JSON values only, secrets never."""
-    out = {}
-    for key, value in sorted(vars(options).items()):
-        if key.startswith("loadgen_") or any(s in key for s in ("password", "secret", "token", "api_key")):
-            continue
-        if key in SECRET_OPTIONS:
-            value = redact_url(value) if value else value
-        if isinstance(value, (str, int, float, bool, type(None))):
-            out[key] = value
-        elif isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float, bool)) for v in value):
-            out[key] = list(value)
-    return out
-
-
-def make_identity(options, provider: str) -> dict:
-    sha = commit_sha(options.commit_sha)
-    started = time.time()
-    run_id = options.run_id or f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(started))}-{sha[:7]}-{provider}"
-    return {
-        "run_id": run_id,
-        "provider": provider,
-        "commit_sha": sha,
-        "host": default_host(),
-        "started_at": iso(started),
-        "loadgen_version": __version__,
-        "target": "emulator" if getattr(options, "emulator_url", "") else "provider",
-        "group_id": options.group_id or None,
-        "shard_index": options.shard_index,
-        "shard_count": options.shard_count,
-        "tigris_prefix": (f"s3://{options.bucket}/" + "/".join(p for p in (options.prefix.strip("/"), run_id) if p) + "/")
-        if options.bucket else None,
-        "options": public_options(options),
-    }
-
-
-def make_sinks(options) -> list:
-    sinks = []
-    database_url = options.database_url or os.environ.get("DATABASE_URL", "")
-    if database_url:
-        from loadgen.sinks.postgres import PostgresSink
-
-        sinks.append(PostgresSink(database_url))
-    if options.bucket:
-        from loadgen.sinks.objectstore import ObjectStoreSink
-
-        sinks.append(ObjectStoreSink(options.bucket, options.prefix or ""))
-    return sinks
-
-
-# ---------------------------------------------------------------------------
-# the controller: one per Locust environment
 
 
 def provider_name_of(environment) -> str:
@@ -258,7 +77,6 @@ class Controller:
         self._proc: Optional[ProcessRun] = None
         self.allocator = IndexAllocator()
         self.clock_offset = 0.0
-        self._pongs: dict[str, list] = {}
         self._ending = False
         self._reporter: Optional[gevent.Greenlet] = None
         self._report_pending = False
@@ -277,13 +95,12 @@ class Controller:
             self.runner.register_message(MSG_RESULTS, self._m_results)
             self.runner.register_message(MSG_REPORT, self._m_report)
             self.runner.register_message(MSG_METRICS, self._m_metrics)
-            self.runner.register_message(MSG_PONG, self._m_pong)
+            self.master_clock = MasterClock(self.runner)
         elif self.is_worker:
             self.runner.register_message(MSG_ACK, self._w_ack)
             self.runner.register_message(MSG_RELEASE, self._w_release)
             self.runner.register_message(MSG_ABORT, self._w_abort)
-            self.runner.register_message(MSG_PING, self._w_ping)
-            self.runner.register_message(MSG_CLOCK, self._w_clock)
+            self.worker_clock = WorkerClock(self.runner, self._on_clock_offset)
 
     # -- helpers ---------------------------------------------------------------------
     @property
@@ -333,7 +150,7 @@ class Controller:
             expected = lambda: self.allocator.allocated  # noqa: E731
         else:
             expected = lambda: (self.proc.tickets.issued if self.proc else 0)  # noqa: E731
-        self.coordinator = Coordinator(identity, self.settings, run_path, make_sinks(options), expected, users)
+        self.coordinator = Coordinator(identity, self.settings, run_path, sinks_for(options), expected, users)
         self.coordinator.start()
         self.coordinator.collector.on_complete = self._on_all_results
         print(f"loadgen: run {identity['run_id']} (provider {self.provider_name}, commit {identity['commit_sha'][:12]}, "
@@ -342,7 +159,7 @@ class Controller:
             self._master_sampler = HealthSampler("master", self.coordinator.on_metrics,
                                                  lambda: {"workers": len(self.runner.clients.all)})
             self._master_sampler.start()
-            self._sync_clocks()
+            self.coordinator.clock_offsets.update(self.master_clock.measure())
         else:
             target = self.runner.target_user_count or users
             try:
@@ -432,11 +249,8 @@ class Controller:
         proc.abort_all((msg.data or {}).get("reason", "aborted by the master"))
         proc.drain(proc.max_life_s(), block=False)
 
-    def _w_ping(self, environment, msg, **kw) -> None:
-        self.runner.send_message(MSG_PONG, {"worker_id": self.runner.client_id, "t": msg.data["t"], "tw": time.time()})
-
-    def _w_clock(self, environment, msg, **kw) -> None:
-        self.clock_offset = float(msg.data.get("offset_s", 0.0))
+    def _on_clock_offset(self, offset_s: float) -> None:
+        self.clock_offset = offset_s
         if self.proc is not None:
             self.proc.clock_offset = self.clock_offset
 
@@ -458,31 +272,6 @@ class Controller:
     def _m_metrics(self, environment, msg, **kw) -> None:
         if self.coordinator is not None and not self.coordinator.finalized:
             self.coordinator.on_metrics(msg.data)
-
-    def _m_pong(self, environment, msg, **kw) -> None:
-        self._pongs.setdefault(msg.data["worker_id"], []).append((msg.data["t"], msg.data["tw"], time.time()))
-
-    def _sync_clocks(self) -> None:
-        """Estimate each worker's clock offset from a few round trips before any sandbox is created."""
-        from loadgen.report.stats import estimate_clock_offset
-
-        clients = [c.id for c in self.runner.clients.all]
-        self._pongs = {}
-        for _ in range(CLOCK_SAMPLES):
-            for client_id in clients:
-                self.runner.send_message(MSG_PING, {"t": time.time()}, client_id=client_id)
-            gevent.sleep(0.02)
-        deadline = time.time() + 2.0
-        while time.time() < deadline and any(len(self._pongs.get(c, [])) < CLOCK_SAMPLES for c in clients):
-            gevent.sleep(0.02)
-        for client_id in clients:
-            samples = self._pongs.get(client_id)
-            if not samples:
-                log.warning("no clock samples from worker %s; its timestamps are uncorrected", client_id)
-                continue
-            estimate = estimate_clock_offset(samples)
-            self.coordinator.clock_offsets[client_id] = estimate
-            self.runner.send_message(MSG_CLOCK, {"offset_s": estimate["offset_s"]}, client_id=client_id)
 
     def _granted_workers(self) -> set[str]:
         return {w for w, n in self.allocator.counts.items() if n > 0}
@@ -621,6 +410,9 @@ class Controller:
             self.finalize()
         if self.exit_code is not None:
             environment.process_exit_code = self.exit_code
+
+
+events.init_command_line_parser.add_listener(add_arguments)
 
 
 @events.init.add_listener

@@ -1,0 +1,30 @@
+"""Sinks: the copies of a run beyond its run directory (Postgres, object storage).
+
+Each sink follows the run directory the master writes (never the generator's
+hot path), so a sink that fails costs no result: it retries, and its copy can
+be completed later from the directory (``loadgen db replay``, ``loadgen store
+upload``).
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def sinks_for(options) -> list:
+    """The sinks a run's options ask for: Postgres by URL (or $DATABASE_URL), object storage by bucket."""
+    sinks = []
+    database_url = options.database_url or os.environ.get("DATABASE_URL", "")
+    if database_url:
+        from loadgen.sinks.postgres import PostgresSink
+
+        sinks.append(PostgresSink(database_url))
+    if options.bucket:
+        from loadgen.sinks.objectstore import ObjectStoreSink
+
+        sinks.append(ObjectStoreSink(options.bucket, options.prefix or ""))
+    return sinks
+
+
+# ---------------------------------------------------------------------------
+# the controller: one per Locust environment

@@ -68,7 +68,6 @@ __all__ = [
     "migrate",
     "apply_schema",
     "RUN_STATUSES",
-    "main",
 ]
 
 log = logging.getLogger("loadgen.sinks.postgres")

@@ -1,0 +1,119 @@
+"""loadgen's command-line options, and their validation into the settings every process works from.
+
+The options are added to Locust's own parser, so they work on the command
+line, in the environment (``LOCUST_*``), in config files and in the web UI's
+form. ``RunSettings.from_options`` is the one place where they are checked:
+a bad value is refused with a message that names the option, before any
+sandbox exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from loadgen.providers.base import ProviderSettings
+
+
+def add_arguments(parser) -> None:
+    """Add loadgen's options to Locust's parser (the wiring registers this on ``init_command_line_parser``)."""
+    # Locust's own parser (not an argument group) understands include_in_web_ui.
+    group = parser
+    group.add_argument("--run-dir", default="./runs", help="Where run directories go (default ./runs).")
+    group.add_argument("--run-id", default="", help="Run id (default: <UTC time>-<short commit>-<provider>).",
+                       include_in_web_ui=False)
+    group.add_argument("--create-timeout", type=float, default=60.0, help="Seconds a create may take (default 60).")
+    group.add_argument("--command-timeout", type=float, default=30.0,
+                       help="Seconds the readiness and liveness command may take (default 30).")
+    group.add_argument("--destroy-timeout", type=float, default=30.0, help="Seconds a destroy may take (default 30).")
+    group.add_argument("--late-create-window", type=float, default=120.0,
+                       help="Seconds to wait, after a create timed out, for its late answer so that the sandbox "
+                            "is destroyed rather than leaked (default 120).")
+    group.add_argument("--hold", type=float, default=0.0, help="Minimum seconds each sandbox is held (default 0).")
+    group.add_argument("--barrier-timeout", type=float, default=600.0,
+                       help="Seconds after the start at which the hold barrier releases even if not every "
+                            "sandbox finished phase 1 (default 600).")
+    group.add_argument("--probe-spread", type=float, default=0.0,
+                       help="Spread the liveness probes over this many seconds after release (default 0).")
+    group.add_argument("--template", default="", help="Template, snapshot or image to create sandboxes from.")
+    group.add_argument("--readiness-command", default="node -v",
+                       help="Command for the readiness and liveness probes (default 'node -v').")
+    group.add_argument("--sandbox-lifetime", type=int, default=0,
+                       help="Lifetime in seconds requested for each sandbox; must outlast the run "
+                            "(default: barrier timeout + hold + every phase timeout + 10 minutes).")
+    group.add_argument("--min-success-rate", type=float, default=None,
+                       help="Exit non-zero if the success rate (0..1) is below this.")
+    group.add_argument("--group-id", default="", help="Group tag shared by the shards of one sharded run.")
+    group.add_argument("--shard-index", type=int, default=None, help="This shard's index in its group.")
+    group.add_argument("--shard-count", type=int, default=None, help="Number of shards in the group.")
+    group.add_argument("--commit-sha", default="", help="Commit of the code under test (default: git or $GITHUB_SHA).",
+                       include_in_web_ui=False)
+    group.add_argument("--database-url", default="", include_in_web_ui=False,
+                       help="Postgres URL for the results sink (default $DATABASE_URL). Prefer the environment "
+                            "variable: a password in the URL would show in the process list.")
+    group.add_argument("--emulator-url", default="",
+                       help="Point the provider's SDK at a loadgen emulator at this URL instead of the real service.")
+    group.add_argument("--bucket", default="", help="S3-compatible bucket for the object-store sink.")
+    group.add_argument("--prefix", default="", help="Key prefix inside the bucket.")
+
+
+@dataclass
+class RunSettings:
+    """The validated options every process of a run works from."""
+
+    provider: str
+    create_timeout_s: float
+    command_timeout_s: float
+    destroy_timeout_s: float
+    late_create_window_s: float
+    hold_s: float
+    barrier_timeout_s: float
+    probe_spread_s: float
+    template: Optional[str]
+    readiness_command: str
+    sandbox_lifetime_s: int
+    min_success_rate: Optional[float]
+
+    @classmethod
+    def from_options(cls, options, provider: str) -> "RunSettings":
+        errors = []
+
+        def positive(name, value, allow_zero=False):
+            if value is None or value < 0 or (value == 0 and not allow_zero):
+                errors.append(f"--{name.replace('_', '-')} must be {'>= 0' if allow_zero else '> 0'} (got {value})")
+            return value
+
+        create = positive("create_timeout", options.create_timeout)
+        command = positive("command_timeout", options.command_timeout)
+        destroy = positive("destroy_timeout", options.destroy_timeout)
+        late = positive("late_create_window", options.late_create_window, allow_zero=True)
+        hold = positive("hold", options.hold, allow_zero=True)
+        barrier = positive("barrier_timeout", options.barrier_timeout)
+        spread = positive("probe_spread", options.probe_spread, allow_zero=True)
+        rate = options.min_success_rate
+        if rate is not None and not 0.0 <= rate <= 1.0:
+            errors.append(f"--min-success-rate must be between 0 and 1 (got {rate})")
+        if not (options.readiness_command or "").strip():
+            errors.append("--readiness-command must not be empty")
+        needed = int((barrier or 0) + (hold or 0) + (spread or 0) + (create or 0) + (late or 0)
+                     + 2 * (command or 0) + (destroy or 0) + 600)
+        lifetime = options.sandbox_lifetime or needed
+        if options.sandbox_lifetime and options.sandbox_lifetime < (barrier or 0) + (hold or 0):
+            errors.append(f"--sandbox-lifetime {options.sandbox_lifetime} s is shorter than the barrier timeout "
+                          f"plus hold ({(barrier or 0) + (hold or 0):g} s): sandboxes would expire mid-hold")
+        if errors:
+            raise ValueError("; ".join(errors))
+        return cls(provider, create, command, destroy, late, hold, barrier, spread, options.template or None,
+                   options.readiness_command, lifetime, rate)
+
+    def provider_settings(self, users_in_process: int, base_url: Optional[str]) -> ProviderSettings:
+        return ProviderSettings(
+            template=self.template,
+            sandbox_lifetime_s=self.sandbox_lifetime_s,
+            create_timeout_s=self.create_timeout_s,
+            command_timeout_s=self.command_timeout_s,
+            destroy_timeout_s=self.destroy_timeout_s,
+            late_create_window_s=self.late_create_window_s,
+            users_in_process=users_in_process,
+            base_url=base_url,
+        )
