@@ -25,14 +25,17 @@ def test_postgres_1000_sandboxes_survive_killed_connections(tmp_path, emulator):
         stop = threading.Event()
 
         def kill_sink_connections():
-            # three rounds while the run is under way, as a restarting or flaky database would
-            for _ in range(3):
-                if stop.wait(1.5):
-                    return
+            # three rounds while the run is under way, as a restarting or flaky database would;
+            # a round waits for the sink to be connected (a busy machine starts Locust slowly)
+            rounds = 0
+            while rounds < 3 and not stop.wait(0.5):
                 rows = query(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                                   "WHERE application_name = 'loadgen' AND datname = current_database() "
                                   "AND pid <> pg_backend_pid()")
-                killed.extend(r[0] for r in rows)
+                if any(r[0] for r in rows):
+                    killed.extend(r[0] for r in rows)
+                    rounds += 1
+                    stop.wait(1.0)
 
         killer = threading.Thread(target=kill_sink_connections)
         killer.start()
