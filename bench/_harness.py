@@ -224,7 +224,7 @@ def provider_locustfile(workdir: Path, provider: str) -> Path:
         return REPO / "locustfiles" / "local.py"
     path = workdir / f"loadgen_{provider}.py"
     path.write_text(
-        "from loadgen.engine.user import SandboxUser\nimport loadgen.engine.wiring  # noqa: F401\n\n"
+        "from loadgen import SandboxUser\n\n"
         f"class BenchUser(SandboxUser):\n    provider_name = {provider!r}\n")
     return path
 

@@ -9,8 +9,7 @@ API's default snapshot is used. Against the emulator:
 `loadgen emulate --face codesandbox` and `--emulator-url URL`.
 """
 
-from loadgen.engine.user import SandboxUser
-import loadgen.engine.wiring  # noqa: F401  registers loadgen's options and event hooks
+from loadgen import SandboxUser
 
 
 class CodeSandboxUser(SandboxUser):

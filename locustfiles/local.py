@@ -14,8 +14,7 @@ import os
 from locust import events
 from locust.runners import WorkerRunner
 
-from loadgen.engine.user import SandboxUser
-import loadgen.engine.wiring  # noqa: F401  registers loadgen's options and event hooks
+from loadgen import SandboxUser
 
 # The emulator accepts any key; the real SDK insists on having one.
 os.environ.setdefault("E2B_API_KEY", "e2b_emulator_local_key")

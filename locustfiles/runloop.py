@@ -8,8 +8,7 @@ Each user creates one devbox, runs `node -v`, holds it until every devbox of
 the run is ready (the barrier), runs `node -v` again and shuts it down.
 """
 
-from loadgen.engine.user import SandboxUser
-import loadgen.engine.wiring  # noqa: F401  registers loadgen's options and event hooks
+from loadgen import SandboxUser
 
 
 class RunloopUser(SandboxUser):
