@@ -35,7 +35,7 @@ COMMANDS = {
     "aggregate": "loadgen.report.aggregate:main",
     "reap": "loadgen.engine.reap:cli_main",
     "db": "loadgen.sinks.pg_command:main",
-    "store": "loadgen.sinks.objectstore:main",
+    "store": "loadgen.sinks.s3_command:main",
     "providers": "loadgen.providers:main",
 }
 

@@ -10,7 +10,8 @@ import pytest
 
 from loadgen import rundir
 from loadgen.sinks import s3_streams
-from loadgen.sinks.objectstore import ObjectStoreSink, key_root, main
+from loadgen.sinks.objectstore import ObjectStoreSink, key_root
+from loadgen.sinks.s3_command import main
 from loadgen.sinks.s3_assemble import plan_copy
 from loadgen.sinks.s3_config import ConfigError, Redactor, settings_from_env
 from tests.s3_fixtures import (

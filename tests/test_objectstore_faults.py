@@ -21,7 +21,8 @@ import orjson
 import pytest
 
 from loadgen.sinks import s3_streams
-from loadgen.sinks.objectstore import ObjectStoreError, ObjectStoreSink, main
+from loadgen.sinks.objectstore import ObjectStoreError, ObjectStoreSink
+from loadgen.sinks.s3_command import main
 from loadgen.sinks.s3_config import settings_from_env
 from tests.s3_fixtures import (
     REPO,

@@ -17,6 +17,10 @@ Reproducibility: each create gets its own RNG, seeded from (seed, the client's
 number). All of a sandbox's fault decisions are drawn first, in a fixed order,
 so a sandbox's fate depends neither on the interleaving of requests nor on
 which other faults are switched on.
+
+Length: this module is the one model of a sandbox's state and fate that every
+face shares (state machine, behaviour draws, ground truth); splitting it would
+spread one sandbox's rules over several files.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import gevent
 import psutil
 
 from loadgen.result import iso
-from loadgen.report.stats import percentile
+from loadgen.report.percentiles import percentile
 
 PROBE_INTERVAL_S = 0.02
 TRIM_INTERVAL_S = 10.0

@@ -24,6 +24,10 @@ their stamps, are still ours to read). No redirects, proxies, HTTP/2 or
 content decoding; callers fall back to their SDK's own client for those.
 Where the kernel gives no stamps (not Linux), answers are timed when read,
 and ``kernel_stamped`` says so.
+
+Length: one HTTP/1.1 client (connection, TLS over memory BIOs, answer
+parsing, stamps and the per-origin pool); its parts share the connection state
+and are read together when a timing question comes up.
 """
 
 from __future__ import annotations

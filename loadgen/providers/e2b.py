@@ -47,6 +47,10 @@ measurements.
 
 ``LOADGEN_E2B_PLAIN_SDK=1`` turns all of this off (the SDK exactly as shipped), for
 A/B measurements and as an escape hatch should an SDK upgrade break them.
+
+Length: one adapter, which carries the SDK's request path on loadgen's timed
+transport (control plane and envd) beside the escape hatches that restore the
+SDK's own; each piece is small and only makes sense next to the others.
 """
 
 from __future__ import annotations

@@ -25,6 +25,10 @@ A record the database refuses (a value outside an enum's CHECK, a torn
 line) must not hold up the others: the batch is retried one record at a
 time, the refused ones are logged and counted, and ``finish()`` reports the
 copy incomplete.
+
+Length: one sink whose durability argument (byte offset moved only after a
+commit, batches split on refusal, the runs row's life) runs through the whole
+class; its SQL, schema, connection and command live in the pg_* modules.
 """
 
 from __future__ import annotations

@@ -39,6 +39,10 @@ answer is undocumented are marked in docs/providers_codesandbox.md):
   stream's connection is reset; a stream error (readiness_fail_mode
   `stream_error`): the stream ends without an exit code.
 - bad input: 400, missing/wrong key: 401, unknown sandbox: 404.
+
+Length: one provider's whole wire protocol (control plane, agent execs and
+their SSE stream, and the error shapes of each), kept together so that it can
+be checked against the SDK in one reading.
 """
 
 from __future__ import annotations

@@ -40,6 +40,9 @@ Faults, as the real service shows them:
 Ids: the core's sandbox id `iXXXX` is `sb-iXXXX` on the wire and its task is
 `ta-iXXXXV` (the V marks a V2 sandbox's task), so ground truth joins by
 stripping the prefix (`core_id()`).
+
+Length: the gRPC face implements every RPC the pinned SDK calls, each a few
+lines; they share the id mapping and error statuses below and read best together.
 """
 
 from __future__ import annotations
