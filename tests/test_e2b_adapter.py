@@ -95,8 +95,12 @@ def test_create_command_and_destroy_are_timed_on_the_wire_even_when_the_client_i
     monkeypatch.setenv("E2B_API_KEY", "e2b_test_key")
 
     def burst(operation, coroutines, handles=None):
+        op = {"create": "create", "run": "exec", "destroy": "kill"}[operation]
+        before = emu.stats()["ops"][op]["requests"]
         pending = [bridge.submit(c) for c in coroutines]
-        gevent.sleep(0.1)  # the requests are on the wire
+        deadline = time.time() + 20
+        while emu.stats()["ops"][op]["requests"] < before + len(pending) and time.time() < deadline:
+            gevent.sleep(0.01)  # until every request is on the wire (a busy machine sends them slowly)
         bridge.loop.call_soon_threadsafe(time.sleep, 0.5)
         values = [p.wait(timeout=30) for p in pending]
         read_late = time.time()
