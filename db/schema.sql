@@ -108,6 +108,8 @@ BEGIN
         ('sandbox_results', 'late_create',           'boolean',                  'NOT NULL DEFAULT false'),
         ('sandbox_results', 'readiness_output',      'text',                     ''),
         ('sandbox_results', 'provider_metadata',     'jsonb',                    'NOT NULL DEFAULT ''{}''::jsonb'),
+        ('sandbox_results', 'reuse_probe_ms',        'double precision',         ''),
+        ('sandbox_results', 'sandbox_fingerprint',   'jsonb',                    ''),
         -- run_groups: one row per group of shards, the same figures as runs
         ('run_groups', 'provider',             'text',                     ''),
         ('run_groups', 'commit_sha',           'text',                     ''),

@@ -42,6 +42,14 @@ PHASES = ("create", "readiness", "liveness", "destroy")
 STATUSES = tuple(s.value for s in Status)
 FAILURE_CLASSES = tuple(c.value for c in FailureClass)
 
+# error_code of an iteration whose identity/reuse probe found a marker an earlier
+# sandbox left (loadgen.engine.reuse_probe): the container was used before.
+CONTAINER_REUSED = "container_reused"
+
+# The identity signals the reuse probe reads: the keys of a record's
+# sandbox_fingerprint besides "earlier_markers" (loadgen.report.reuse compares them).
+FINGERPRINT_SIGNALS = ("mnt_ns", "pid_ns", "uts_ns", "cgroup_hash", "boot_id", "pid1")
+
 ERROR_MESSAGE_LIMIT = 500
 OUTPUT_LIMIT = 200
 
@@ -126,6 +134,8 @@ class SandboxResult:
     late_create: bool = False
     readiness_output: Optional[str] = None
     provider_metadata: dict = field(default_factory=dict)
+    reuse_probe_ms: Optional[float] = None  # the identity/reuse probe's own time, inside first_command_ms
+    sandbox_fingerprint: Optional[dict] = None  # what the reuse probe read: FINGERPRINT_SIGNALS, earlier_markers
 
     def to_json(self) -> bytes:
         return orjson.dumps(self)

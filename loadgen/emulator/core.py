@@ -48,6 +48,7 @@ F_RESET = "reset"
 F_READINESS = "readiness_fail"
 F_DIED = "died"
 F_KILL = "kill_fail"
+F_REUSED = "container_reused"
 F_RATE_LIMITED = "rate_limited"
 F_CAPACITY = "capacity"
 
@@ -72,7 +73,7 @@ class Sandbox:
         "seq", "provider", "sandbox_id", "metadata", "template", "lifetime_s", "state",
         "fault", "faults", "status", "t_received", "t_answered", "t_kill_received",
         "t_kill_answered", "t_ended", "execs", "key", "u", "delay", "id_bits", "exec_count",
-        "kill_count", "timer", "active", "epoch", "token",
+        "kill_count", "timer", "active", "epoch", "token", "container",
     )
 
     def to_dict(self) -> dict:
@@ -93,6 +94,7 @@ class Sandbox:
             "t_kill_answered": self.t_kill_answered,
             "t_ended": self.t_ended,
             "execs": [dict(e) for e in self.execs],
+            "container": self.container.name if self.container is not None else None,
         }
 
 
@@ -161,6 +163,7 @@ class Core:
         self.p_died = s["fault_died"]
         self.died_delay_s = s["died_delay_s"]
         self.p_kill = s["fault_kill"]
+        self.p_reuse = s["fault_reuse"]
         self.default_lifetime_s = s["default_lifetime_s"]
         self.max_lifetime_s = s["max_lifetime_s"]
         self.node_version = s["node_version"]
@@ -203,6 +206,7 @@ class Core:
         }
         self.errors = dict.fromkeys(("bad_request", "unauthorized", "not_found"), 0)
         self.reset_at = self._now()
+        self._previous_container: Optional[shell.Container] = None
 
     def note_error(self, kind: str) -> None:
         """Faces count requests they refused before reaching the core."""
@@ -278,6 +282,7 @@ class Core:
         sb.active = None
         sb.epoch = self.epoch
         sb.token = None
+        sb.container = None
         # Every draw of the create is made now, in a fixed order (create_5xx,
         # hang, reset, readiness, died, kill, create latency, id), and no RNG
         # is kept: 100,000 live Random objects would cost 250 MB. Later draws
@@ -354,6 +359,8 @@ class Core:
             self.totals["created"] += 1
             self.ops["create"]["ok"] += 1
             sb.timer = self._call_later(max(0.0, sb.lifetime_s), self._expire, sb)
+            if self.p_reuse > 0:
+                self._hand_container(sb)
         reply(CreateOutcome(OK, sb))
 
     def _new_id(self, n: int) -> str:
@@ -365,6 +372,21 @@ class Core:
         if sid in self.by_id:  # the same run_id/sandbox_idx created twice
             sid = f"{sid}{self._seq:x}"
         return sid
+
+    def _container(self, sb: Sandbox) -> shell.Container:
+        """The sandbox's inside, made when a command first needs it (most runs never do)."""
+        if sb.container is None:
+            sb.container = shell.Container(sb.sandbox_id, f"{sb.key}|container")
+        return sb.container
+
+    def _hand_container(self, sb: Sandbox) -> None:
+        """fault_reuse: the container of the sandbox created just before, running or not, if the draw says so."""
+        previous = self._previous_container
+        if previous is not None and random.Random(f"{sb.key}|reuse").random() < self.p_reuse:
+            sb.container = previous
+            sb.fault = sb.fault or F_REUSED
+            sb.faults.append(F_REUSED)
+        self._previous_container = self._container(sb)
 
     def _release_slot(self) -> None:
         self.capacity.release()
@@ -474,7 +496,7 @@ class Core:
                 return
             result = shell.CommandResult(b"", b"bash: line 1: emulated readiness fault\n", 1, 0.0)
         else:
-            result = shell.run(command, self.node_version)
+            result = shell.run(command, self.node_version, lambda: self._container(sb))
         if result.duration_s > 0:
             ex.timer = self._call_later(result.duration_s, self._exec_finish, sb, ex, result, None)
         else:

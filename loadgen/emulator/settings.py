@@ -106,6 +106,10 @@ SETTINGS = (
     Setting("died_delay_s", _nonneg_float, 0.0,
             "Delay between the first command's end and the death of a dying sandbox.", "S"),
     Setting("fault_kill", _prob, 0.0, "Probability a kill is answered 500 (sandbox stays alive).", "P"),
+    Setting("fault_reuse", _prob, 0.0,
+            "Probability a sandbox is given the container of the sandbox created before it (its identity "
+            "and files, an earlier reuse probe's markers included), as a provider that recycles a used "
+            "container would.", "P"),
     Setting("default_lifetime_s", _nonneg_float, 300.0,
             "Lifetime of a sandbox whose create names none (e2b: 300 s).", "S"),
     Setting("max_lifetime_s", _nonneg_float, 86400.0,

@@ -25,6 +25,7 @@ import re
 import time
 from typing import Any, Optional
 
+from loadgen.engine import reuse_probe
 from loadgen.result import (
     ErrorInfo,
     FailureClass,
@@ -245,6 +246,11 @@ class Lifecycle:
     def _probe(self, phase: str) -> bool:
         rec = self.record
         settings = self.proc.settings
+        probe_started = None
+        if phase == "readiness" and settings.reuse_probe:
+            probe_started = self._reuse_probe()
+            if probe_started is None:
+                return False
         result, exc, started, ended, _ = self._timed(
             self.provider.run, self.handle, settings.readiness_command, settings.command_timeout_s,
             timeout=settings.command_timeout_s + 1.0,
@@ -258,6 +264,8 @@ class Lifecycle:
                 exc = failed
         if exc is None:
             started, ended = self._wire_times(self.handle, "run", started, ended)
+        if probe_started is not None:
+            started = probe_started  # the reuse probe is inside the readiness window
         setattr(rec, f"{phase}_started_at", iso(started))
         setattr(rec, f"{phase}_ended_at", iso(ended))
         self._fire(phase, started, ended, exc)
@@ -270,6 +278,34 @@ class Lifecycle:
         self._fail(phase, self._classify(exc),
                    Status.READINESS_FAILED if phase == "readiness" else Status.PARTIAL)
         return False
+
+    def _reuse_probe(self) -> Optional[float]:
+        """The identity/reuse probe (loadgen.engine.reuse_probe), first in the readiness window.
+
+        Returns when it started, or None when the iteration failed there (the
+        record says why: a reused container, or a probe that could not run)."""
+        rec = self.record
+        settings = self.proc.settings
+        token = reuse_probe.marker_token(self.proc.run_id, self.idx)
+        result, exc, started, ended, _ = self._timed(
+            self.provider.run, self.handle, reuse_probe.command(token), settings.command_timeout_s,
+            timeout=settings.command_timeout_s + 1.0,
+        )
+        if exc is None:
+            started, ended = self._wire_times(self.handle, "run", started, ended)
+            rec.reuse_probe_ms = ms_between(started, ended)
+            rec.sandbox_fingerprint = reuse_probe.parse(result.stdout, token)
+            try:
+                reuse_probe.verdict(result.exit_code, rec.sandbox_fingerprint)
+                return started
+            except reuse_probe.ProbeFailed as failed:
+                exc, info = failed, failed.info
+        else:
+            info = self._classify(exc)
+        rec.readiness_started_at, rec.readiness_ended_at = iso(started), iso(ended)
+        self._fire("readiness", started, ended, exc)
+        self._fail("readiness", info, Status.READINESS_FAILED)
+        return None
 
     def _destroy(self) -> None:
         rec = self.record

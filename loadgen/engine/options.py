@@ -38,6 +38,10 @@ def add_arguments(parser) -> None:
     group.add_argument("--template", default="", help="Template, snapshot or image to create sandboxes from.")
     group.add_argument("--readiness-command", default="node -v",
                        help="Command for the readiness and liveness probes (default 'node -v').")
+    group.add_argument("--reuse-probe", action="store_true", default=False,
+                       help="Before the first node -v, inside the timed readiness window, read the sandbox's "
+                            "identity and check for a marker an earlier sandbox left: a reused container fails "
+                            "the iteration (error code container_reused).")
     group.add_argument("--sandbox-lifetime", type=int, default=0,
                        help="Lifetime in seconds requested for each sandbox; must outlast the run "
                             "(default: barrier timeout + hold + every phase timeout + 10 minutes).")
@@ -73,6 +77,12 @@ class RunSettings:
     readiness_command: str
     sandbox_lifetime_s: int
     min_success_rate: Optional[float]
+    reuse_probe: bool = False
+
+    @property
+    def commands_per_life(self) -> int:
+        """Commands a sandbox runs: readiness and liveness, and the reuse probe when it is on."""
+        return 3 if self.reuse_probe else 2
 
     @classmethod
     def from_options(cls, options, provider: str) -> "RunSettings":
@@ -96,7 +106,7 @@ class RunSettings:
         if not (options.readiness_command or "").strip():
             errors.append("--readiness-command must not be empty")
         needed = int((barrier or 0) + (hold or 0) + (spread or 0) + (create or 0) + (late or 0)
-                     + 2 * (command or 0) + (destroy or 0) + 600)
+                     + (3 if getattr(options, "reuse_probe", False) else 2) * (command or 0) + (destroy or 0) + 600)
         lifetime = options.sandbox_lifetime or needed
         if options.sandbox_lifetime and options.sandbox_lifetime < (barrier or 0) + (hold or 0):
             errors.append(f"--sandbox-lifetime {options.sandbox_lifetime} s is shorter than the barrier timeout "
@@ -104,7 +114,8 @@ class RunSettings:
         if errors:
             raise ValueError("; ".join(errors))
         return cls(provider, create, command, destroy, late, hold, barrier, spread, options.template or None,
-                   options.readiness_command, lifetime, rate)
+                   options.readiness_command, lifetime, rate,
+                   reuse_probe=bool(getattr(options, "reuse_probe", False)))
 
     def provider_settings(self, users_in_process: int, base_url: Optional[str]) -> ProviderSettings:
         return ProviderSettings(

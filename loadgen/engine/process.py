@@ -147,4 +147,5 @@ class ProcessRun:
     def max_life_s(self) -> float:
         """The longest a life can still take after an abort: every remaining phase at its timeout."""
         s = self.settings
-        return s.create_timeout_s + s.late_create_window_s + 2 * (s.command_timeout_s + 1) + s.destroy_timeout_s + 5
+        return (s.create_timeout_s + s.late_create_window_s + s.commands_per_life * (s.command_timeout_s + 1)
+                + s.destroy_timeout_s + 5)

@@ -355,7 +355,7 @@ class Controller:
         for worker_id in granted:
             self.runner.send_message(MSG_ABORT, {"reason": coord.interrupted_reason}, client_id=worker_id)
         timeout = self.settings.create_timeout_s + self.settings.late_create_window_s + \
-            2 * (self.settings.command_timeout_s + 1) + self.settings.destroy_timeout_s + 15
+            self.settings.commands_per_life * (self.settings.command_timeout_s + 1) + self.settings.destroy_timeout_s + 15
         deadline = time.time() + timeout
         log.info("[phase] waiting up to %.0f s for %d workers to destroy their sandboxes and send their last results",
                  timeout, len(granted))

@@ -38,6 +38,7 @@ from loadgen.report.generator import (  # noqa: F401  the thresholds are part of
     metrics_summary,
 )
 from loadgen.report.percentiles import PERCENTILES, distribution, nearest_rank, percentile  # noqa: F401
+from loadgen.report.reuse import reuse_summary
 from loadgen.result import FAILURE_CLASSES, PHASES, STATUSES
 
 SCHEMA_VERSION = 1
@@ -288,6 +289,7 @@ def compute(records: Sequence[dict], metrics: Optional[Sequence[dict]] = None) -
         "submission_segments": submission_segments(records),
         "leaks": leaked,
         "leak_count": len(leaked),
+        "reuse_probe": reuse_summary(records),
     }
     out.update(concurrency(records))
     out.update(metrics_summary(metrics))
