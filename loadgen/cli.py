@@ -9,6 +9,7 @@ Commands:
   emulate     Serve the local sandbox-provider emulator on 127.0.0.1.
   report      Write SVG/HTML/Markdown reports for one or more run directories.
   aggregate   The figures of a sharded run, over every shard's records.
+  leaderboard The daily benchmark's ranked tables, merged from each provider's results.
   reap        Destroy the sandboxes a run left behind (from its journals).
   db          Postgres schema and replay (migrate, replay).
   store       Object storage upload and fetch (upload, fetch).
@@ -33,6 +34,7 @@ COMMANDS = {
     "emulate": "loadgen.emulator.command:main",
     "report": "loadgen.report.command:main",
     "aggregate": "loadgen.report.aggregate:main",
+    "leaderboard": "loadgen.report.leaderboard:main",
     "reap": "loadgen.engine.reap:cli_main",
     "db": "loadgen.sinks.pg_command:main",
     "store": "loadgen.sinks.s3_command:main",

@@ -12,6 +12,10 @@ most 50. Success rate multiplies, so failures cannot be bought back by
 speed; the tail percentiles weigh in, so a fast median with a slow tail
 ranks below a steady provider. It is absolute (a run's score does not
 depend on which other runs are in the table).
+
+The daily benchmark's tables (``loadgen leaderboard``) use the published
+score instead, with a 10 s ceiling and 5% trimming; ``loadgen.report.scoring``
+says why the two are kept apart.
 """
 
 from __future__ import annotations
