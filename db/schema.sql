@@ -110,6 +110,8 @@ BEGIN
         ('sandbox_results', 'provider_metadata',     'jsonb',                    'NOT NULL DEFAULT ''{}''::jsonb'),
         ('sandbox_results', 'reuse_probe_ms',        'double precision',         ''),
         ('sandbox_results', 'sandbox_fingerprint',   'jsonb',                    ''),
+        ('sandbox_results', 'scheduled_start_at',    'timestamp with time zone', ''),
+        ('sandbox_results', 'start_lateness_ms',     'double precision',         ''),
         -- run_groups: one row per group of shards, the same figures as runs
         ('run_groups', 'provider',             'text',                     ''),
         ('run_groups', 'commit_sha',           'text',                     ''),

@@ -136,6 +136,8 @@ class SandboxResult:
     provider_metadata: dict = field(default_factory=dict)
     reuse_probe_ms: Optional[float] = None  # the identity/reuse probe's own time, inside first_command_ms
     sandbox_fingerprint: Optional[dict] = None  # what the reuse probe read: FINGERPRINT_SIGNALS, earlier_markers
+    scheduled_start_at: Optional[str] = None  # when the run's schedule said this sandbox was due
+    start_lateness_ms: Optional[float] = None  # create_started_at minus scheduled_start_at
 
     def to_json(self) -> bytes:
         return orjson.dumps(self)

@@ -20,6 +20,7 @@ import orjson
 from loadgen import rundir
 from loadgen.engine.barrier import BarrierCoordinator
 from loadgen.engine.collector import Collector
+from loadgen.engine.schedule import Sequencer
 from loadgen.result import iso
 from loadgen.sinks.base import RunContext, Sink, SinkReport
 
@@ -32,6 +33,8 @@ EXIT_INCOMPLETE = 3
 
 HEARTBEAT_INTERVAL_S = 1.0
 SINK_INTERVAL_S = 2.0
+# How long the schedule waits, after dispatch, for a worker that has not started its users yet.
+SCHEDULE_START_WAIT_S = 30.0
 
 
 class LogFile:
@@ -62,7 +65,12 @@ class Coordinator:
         self.users_requested = users_requested
         self.expected = expected
         self.dispatch_complete = False
-        self.barrier = BarrierCoordinator(settings.barrier_timeout_s, expected)
+        self.barrier = BarrierCoordinator(settings.barrier_deadline_s(users_requested), expected)
+        self.schedule = settings.schedule
+        self.t0: Optional[float] = None  # the schedule's origin (master clock), set when dispatch begins
+        self.sequencer: Optional[Sequencer] = None  # sequential runs: whose turn it is
+        self.sandbox_lost: Callable[[int], bool] = lambda idx: False
+        self._dispatch_complete_at = 0.0
         self.collector: Optional[Collector] = None
         self.reports: dict[str, dict] = {}  # worker_id -> last absolute report
         self.final_from: set[str] = set()
@@ -99,17 +107,51 @@ class Coordinator:
         self.barrier.start()
         self._greenlets = [gevent.spawn(self._heartbeat_loop)] + [gevent.spawn(self._sink_loop, s) for s in self.sinks]
 
+    def set_schedule_origin(self, t0: float) -> None:
+        """t0 of the run's schedule (loadgen.engine.schedule); a sequential run has no barrier to wait for."""
+        self.t0 = t0
+        log.info("[phase] schedule: %s", _describe_schedule(self.schedule.describe(self.users_requested, t0)))
+        if self.schedule.sequential:
+            self.sequencer = Sequencer(t0)
+            self.barrier.abort("sequential")
+
+    def ready_to_start(self, granted: dict[str, int], live: set[str]) -> bool:
+        """Whether every live worker has started all the users it was granted (so t0 can be set).
+
+        A worker that is still not ready SCHEDULE_START_WAIT_S after dispatch
+        is not waited for: its sandboxes start late, and their lateness says so."""
+        if self.t0 is not None or not self.dispatch_complete:
+            return False
+        waiting = [w for w, n in granted.items() if n > 0 and w in live
+                   and (self.reports.get(w) or {}).get("tickets", 0) < n]
+        if not waiting:
+            return True
+        if time.time() - self._dispatch_complete_at > SCHEDULE_START_WAIT_S:
+            log.warning("[phase] starting the schedule without %d worker(s) that have not started their users "
+                        "after %.0f s: %s", len(waiting), SCHEDULE_START_WAIT_S, ", ".join(sorted(waiting)))
+            return True
+        return False
+
+    def advance_turn(self) -> bool:
+        """Sequential runs: move the turn past every sandbox whose life is over; True if it moved."""
+        if self.sequencer is None or self.collector is None:
+            return False
+        return self.sequencer.advance(self.collector.seen, self.sandbox_lost)
+
     def mark_dispatch_complete(self) -> None:
         self.dispatch_complete = True
+        self._dispatch_complete_at = time.time()
         log.info("[phase] dispatch complete: %d sandboxes dispatched; dispatch is now frozen", self.expected())
         self.barrier.dispatch_complete = True
         self.barrier.evaluate()
 
     # -- messages from generating processes --------------------------------------
-    def on_results(self, data: dict) -> None:
+    def on_results(self, data: dict) -> bool:
+        """Accept a batch of records; True when it moved a sequential run's turn."""
         self.collector.accept(data.get("records") or [])
         if data.get("final"):
             self.final_from.add(data["worker_id"])
+        return self.advance_turn()
 
     def on_report(self, data: dict) -> Optional[dict]:
         """Record a process's absolute counts; returns the release message if that process still needs it."""
@@ -150,10 +192,12 @@ class Coordinator:
             "done": c.received if c else 0,
             "in_flight": sum(r.get("in_flight", 0) for r in self.live_reports()),
             "held": sum(r.get("held", 0) for r in self.live_reports()),
+            "waiting": sum(r.get("waiting", 0) for r in self.live_reports()),
             "errors": (c.received - c.by_status.get("success", 0)) if c else 0,
             "by_status": dict(c.by_status) if c else {},
             "barrier": {"released": self.barrier.released, "reason": self.barrier.reason,
                         "arrived": self.barrier.arrived},
+            "schedule": self.schedule.describe(self.users_requested, self.t0),
         }
         return hb
 
@@ -207,7 +251,7 @@ class Coordinator:
             status = "done"
         else:
             status = "failed"
-        figures = stats_fn(records, metrics)
+        figures = stats_fn(records, metrics, mode=self.schedule.kind)
         meta = {
             **figures,
             **{k: v for k, v in self.identity.items() if k != "options"},
@@ -222,6 +266,7 @@ class Coordinator:
             "missing_count": len(missing),
             "duplicate_deliveries": self.collector.duplicates,
             "barrier": self.barrier.outcome(),
+            "schedule": self.schedule.describe(self.users_requested, self.t0),
             "clock_offsets": self.clock_offsets,
             "options": self.identity.get("options", {}),
         }
@@ -294,6 +339,36 @@ def summary_lines(meta: dict, run_path: Path) -> list[str]:
         f"{barrier.get('reason')} after {barrier.get('waited_s')} s; leaks {meta.get('leak_count', 0)}",
         f"[summary] results in {run_path}",
     ]
+    lines[-1:-1] = schedule_summary_lines(meta)  # before "results in"
     if meta.get("generator_saturated"):
         lines.append(f"[summary] WARNING: the load generator was saturated: {meta.get('generator_saturated_reason')}")
+    return lines
+
+
+def _describe_schedule(schedule: dict) -> str:
+    mode = schedule.get("mode")
+    n = schedule.get("sandboxes")
+    if mode == "staggered":
+        return f"staggered, {n} sandboxes {schedule['stagger_ms']:g} ms apart over {schedule['planned_span_s']:g} s"
+    if mode == "arrival":
+        ramp = f" after a {schedule['ramp_s']:g} s linear ramp" if schedule.get("ramp_s") else ""
+        return (f"open arrivals, {schedule['arrival_rate_per_s']:g} creates/s{ramp}: {n} sandboxes over "
+                f"{schedule['planned_span_s']:g} s")
+    if mode == "sequential":
+        return f"sequential, {n} sandboxes one at a time"
+    return f"burst, {n} sandboxes at once"
+
+
+def schedule_summary_lines(meta: dict) -> list[str]:
+    """The schedule, how late the creates started against it, wall clock and time to first ready."""
+    schedule = meta.get("schedule") or {}
+    late = meta.get("lateness_distribution") or {}
+    pacing = meta.get("lateness_summary") or {}
+    lines = [
+        f"[summary] schedule {_describe_schedule(schedule)}; creates started late by p50 {late.get('p50')} ms, "
+        f"p99 {late.get('p99')} ms, max {late.get('max')} ms; wall clock {meta.get('wall_clock_ms')} ms; "
+        f"first ready after {meta.get('time_to_first_ready_ms')} ms"
+    ]
+    if meta.get("behind_schedule"):
+        lines.append(f"[summary] WARNING: creates started behind their schedule: {pacing.get('reason')}")
     return lines

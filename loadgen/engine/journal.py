@@ -57,12 +57,12 @@ class Outbox:
     def start(self) -> None:
         self._greenlet = gevent.spawn(self._loop)
 
-    def put(self, record: dict) -> None:
+    def put(self, record: dict, ship_now: bool = False) -> None:
         self._results.write(orjson.dumps(record) + b"\n")
         self._results.flush()  # in the OS's hands: survives a crash of this process
         self.journaled += 1
         self.pending.append(record)
-        if len(self.pending) >= self.batch_size:
+        if ship_now or len(self.pending) >= self.batch_size:
             self._wake.set()
 
     def created(self, sandbox_idx: int, sandbox_id: Optional[str]) -> None:

@@ -33,6 +33,7 @@ from loadgen.result import (
     Status,
     iso,
     ms_between,
+    parse_iso,
     scrub_metadata,
     truncate,
     OUTPUT_LIMIT,
@@ -108,6 +109,7 @@ class Lifecycle:
         self.record = SandboxResult(run_id=proc.run_id, sandbox_idx=idx, provider=proc.provider.name,
                                     worker_id=proc.worker_id)
         self.arrived = False
+        self.scheduled_at: Optional[float] = None
 
     # -- helpers -------------------------------------------------------------
     def _now(self) -> float:
@@ -162,6 +164,8 @@ class Lifecycle:
     # -- the phases ----------------------------------------------------------
     def run(self) -> None:
         rec = self.record
+        if not self._await_start():
+            return
         rec.started_at = iso(self._now())
         try:
             if self._create() and self._probe("readiness"):
@@ -183,8 +187,34 @@ class Lifecycle:
             self._arrive()
             if self.handle is not None:
                 self._destroy()
+            self._note_lateness()
             rec.completed_at = iso(self._now())
             self.proc.emit(rec)
+
+    def _await_start(self) -> bool:
+        """Wait until the run's schedule says this sandbox is due (loadgen.engine.schedule).
+
+        A run that ends before then creates nothing for it: the record says
+        so (``not_started``) and the life is over."""
+        scheduled = self.proc.starts.wait(self.idx, self.proc.abort)
+        rec = self.record
+        if scheduled is not None:
+            self.scheduled_at = scheduled
+            rec.scheduled_start_at = iso(scheduled)
+            return True
+        rec.started_at = rec.completed_at = iso(self._now())
+        self._fail("create", ErrorInfo(FailureClass.OTHER.value, None, "not_started", None,
+                                       "the run ended before this sandbox's scheduled start; nothing was created"),
+                   Status.FAILED)
+        self._arrive()
+        self.proc.emit(rec)
+        return False
+
+    def _note_lateness(self) -> None:
+        """How late the create really started against the schedule (coordinated omission made visible)."""
+        rec = self.record
+        if rec.create_started_at is not None and self.scheduled_at is not None:
+            rec.start_lateness_ms = ms_between(self.scheduled_at, parse_iso(rec.create_started_at))
 
     def _create(self) -> bool:
         rec = self.record

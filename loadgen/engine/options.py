@@ -9,9 +9,10 @@ sandbox exists.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
+from loadgen.engine.schedule import MODES, SANDBOXES_OPTION, Schedule, schedule_from_options
 from loadgen.providers.base import ProviderSettings
 
 
@@ -59,6 +60,17 @@ def add_arguments(parser) -> None:
                        help="Point the provider's SDK at a loadgen emulator at this URL instead of the real service.")
     group.add_argument("--bucket", default="", help="S3-compatible bucket for the object-store sink.")
     group.add_argument("--prefix", default="", help="Key prefix inside the bucket.")
+    group.add_argument("--mode", default="burst", choices=MODES,
+                       help="burst: every sandbox at once (default); staggered: one every --stagger-ms; "
+                            "sequential: one at a time across the whole run, never two alive at once.")
+    group.add_argument("--stagger-ms", type=float, default=200.0,
+                       help="Milliseconds between two starts in --mode staggered (default 200).")
+    group.add_argument("--arrival-rate", type=float, default=None,
+                       help="Open arrival model: this many creates per second across the whole run, on a "
+                            "schedule fixed by the master and independent of answers (default: off).")
+    group.add_argument("--ramp", type=float, default=0.0,
+                       help="With --arrival-rate: rise linearly from 0 to the rate over this many seconds "
+                            "(default 0).")
 
 
 @dataclass
@@ -78,6 +90,7 @@ class RunSettings:
     sandbox_lifetime_s: int
     min_success_rate: Optional[float]
     reuse_probe: bool = False
+    schedule: Schedule = field(default_factory=Schedule)
 
     @property
     def commands_per_life(self) -> int:
@@ -105,17 +118,25 @@ class RunSettings:
             errors.append(f"--min-success-rate must be between 0 and 1 (got {rate})")
         if not (options.readiness_command or "").strip():
             errors.append("--readiness-command must not be empty")
-        needed = int((barrier or 0) + (hold or 0) + (spread or 0) + (create or 0) + (late or 0)
+        schedule = schedule_from_options(options, errors)
+        # the run's size: sent by the master to its workers, whose own command line has no -u
+        span = schedule.span_s(int(getattr(options, SANDBOXES_OPTION, 0) or getattr(options, "num_users", 0) or 0))
+        needed = int((barrier or 0) + span + (hold or 0) + (spread or 0) + (create or 0) + (late or 0)
                      + (3 if getattr(options, "reuse_probe", False) else 2) * (command or 0) + (destroy or 0) + 600)
         lifetime = options.sandbox_lifetime or needed
-        if options.sandbox_lifetime and options.sandbox_lifetime < (barrier or 0) + (hold or 0):
+        if options.sandbox_lifetime and options.sandbox_lifetime < (barrier or 0) + span + (hold or 0):
             errors.append(f"--sandbox-lifetime {options.sandbox_lifetime} s is shorter than the barrier timeout "
-                          f"plus hold ({(barrier or 0) + (hold or 0):g} s): sandboxes would expire mid-hold")
+                          f"plus the schedule's span plus hold ({(barrier or 0) + span + (hold or 0):g} s): "
+                          "sandboxes would expire mid-hold")
         if errors:
             raise ValueError("; ".join(errors))
         return cls(provider, create, command, destroy, late, hold, barrier, spread, options.template or None,
                    options.readiness_command, lifetime, rate,
-                   reuse_probe=bool(getattr(options, "reuse_probe", False)))
+                   reuse_probe=bool(getattr(options, "reuse_probe", False)), schedule=schedule)
+
+    def barrier_deadline_s(self, sandboxes: int) -> float:
+        """The hold barrier's deadline after the start: --barrier-timeout after the last scheduled start."""
+        return self.barrier_timeout_s + self.schedule.span_s(sandboxes)
 
     def provider_settings(self, users_in_process: int, base_url: Optional[str]) -> ProviderSettings:
         return ProviderSettings(

@@ -21,6 +21,7 @@ from loadgen.engine.barrier import BarrierGate
 from loadgen.engine.dispatch import RANGES_OPTION, TicketBook
 from loadgen.engine.journal import Outbox
 from loadgen.engine.lifecycle import Lifecycle
+from loadgen.engine.schedule import StartGate
 from loadgen.engine.health import HealthSampler
 from loadgen.providers.base import Provider
 
@@ -49,6 +50,10 @@ class ProcessRun:
         self.clock_offset = clock_offset
         self.tickets = TicketBook(limit=ticket_limit)
         self.gate = BarrierGate(settings.hold_s, settings.probe_spread_s)
+        self.starts = StartGate(settings.schedule, lambda: self.clock_offset)
+        if settings.schedule.sequential:
+            # one sandbox at a time: nothing else can arrive, so no barrier holds it
+            self.gate.release({"released_at": None, "reason": "sequential"})
         self.abort = gevent.event.Event()
         self.abort_reason: Optional[str] = None
         self.lives = gevent.pool.Group()
@@ -97,7 +102,9 @@ class ProcessRun:
 
     def emit(self, record) -> None:
         self.done += 1
-        self.outbox.put(record.__dict__ if hasattr(record, "__dict__") else record)
+        # a sequential run's next sandbox waits for this record at the master: ship it now
+        self.outbox.put(record.__dict__ if hasattr(record, "__dict__") else record,
+                        ship_now=self.starts.schedule.sequential)
 
     # -- run control ------------------------------------------------------------
     def abort_all(self, reason: str) -> None:
@@ -109,7 +116,7 @@ class ProcessRun:
 
     def gauges(self) -> dict:
         return {"in_flight": self.in_flight, "held": self.held, "live_sandboxes": self.created_count - self.destroyed_count,
-                "done": self.done}
+                "done": self.done, "waiting": self.starts.waiting}
 
     def report(self) -> dict:
         """The absolute counts the master's barrier and heartbeat read (level-triggered)."""
@@ -123,6 +130,8 @@ class ProcessRun:
             "created": self.created_count,
             "live": self.created_count - self.destroyed_count,
             "lives": len(self.lives),
+            "waiting": self.starts.waiting,
+            "tickets": self.tickets.issued,
         }
 
     def drain(self, timeout: float, block: bool = True) -> None:

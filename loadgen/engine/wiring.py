@@ -40,6 +40,7 @@ from loadgen.engine.health import HealthSampler
 from loadgen.engine.identity import make_identity
 from loadgen.engine.options import RunSettings, add_arguments
 from loadgen.engine.process import ProcessRun
+from loadgen.engine.schedule import SANDBOXES_OPTION
 from loadgen.providers import get_provider_class
 from loadgen.providers.base import MissingCredentials
 from loadgen.sinks import sinks_for
@@ -52,6 +53,7 @@ MSG_REPORT = "loadgen_report"
 MSG_RELEASE = "loadgen_release"
 MSG_ABORT = "loadgen_abort"
 MSG_METRICS = "loadgen_metrics"
+MSG_SCHEDULE = "loadgen_schedule"
 
 
 def provider_name_of(environment) -> str:
@@ -100,6 +102,7 @@ class Controller:
             self.runner.register_message(MSG_ACK, self._w_ack)
             self.runner.register_message(MSG_RELEASE, self._w_release)
             self.runner.register_message(MSG_ABORT, self._w_abort)
+            self.runner.register_message(MSG_SCHEDULE, self._w_schedule)
             self.worker_clock = WorkerClock(self.runner, self._on_clock_offset)
 
     # -- helpers ---------------------------------------------------------------------
@@ -139,6 +142,7 @@ class Controller:
             return
         options = self.environment.parsed_options
         # a new run: identity, run directory, dispatch state
+        setattr(options, SANDBOXES_OPTION, int(getattr(options, "num_users", 0) or 0))
         self.settings = RunSettings.from_options(options, self.provider_name)
         identity = make_identity(options, self.provider_name)
         run_path = Path(options.run_dir) / identity["run_id"]
@@ -160,6 +164,7 @@ class Controller:
                                                  lambda: {"workers": len(self.runner.clients.all)})
             self._master_sampler.start()
             self.coordinator.clock_offsets.update(self.master_clock.measure())
+            self.coordinator.sandbox_lost = self._sandbox_lost
         else:
             target = self.runner.target_user_count or users
             try:
@@ -201,9 +206,42 @@ class Controller:
         self.proc.gate.on_change = self._schedule_report
         self._reporter = gevent.spawn(self._report_loop)
 
+    def _start_schedule(self) -> None:
+        """t0 of the run's schedule (loadgen.engine.schedule): now, once every process has started the
+        users it was given, so that no process's start-up delays the creates or counts against the
+        schedule. Called on every worker report and tick until then."""
+        coord = self.coordinator
+        if coord is None or coord.t0 is not None or not coord.dispatch_complete:
+            return
+        if self.is_master:
+            live = {c.id for c in self.runner.clients.all if c.state != "missing"}
+            if not coord.ready_to_start(dict(self.allocator.counts), live):
+                return
+        coord.set_schedule_origin(time.time())
+        self._send_schedule()
+
+    def _send_schedule(self) -> None:
+        """t0 and, in a sequential run, whose turn it is: to every process (repeated each tick)."""
+        coord = self.coordinator
+        if coord is None or coord.t0 is None:
+            return
+        message = {"t0": coord.t0, **(coord.sequencer.message() if coord.sequencer is not None else {})}
+        if self.proc is not None:  # local
+            self._apply_schedule(message)
+            return
+        for worker_id in self._granted_workers():
+            self.runner.send_message(MSG_SCHEDULE, message, client_id=worker_id)
+
+    def _apply_schedule(self, message: dict) -> None:
+        starts = self.proc.starts
+        starts.set_origin(float(message["t0"]))
+        if "turn" in message:
+            starts.grant(int(message["turn"]), float(message["granted_at"]))
+
     # -- local mode: direct calls instead of messages -----------------------------------
     def _local_results(self, data: dict) -> None:
-        self.coordinator.on_results(data)
+        if self.coordinator.on_results(data):
+            self._send_schedule()
         self.proc.outbox.ack(data["seq"])
 
     def _local_report(self) -> None:
@@ -249,6 +287,10 @@ class Controller:
         proc.abort_all((msg.data or {}).get("reason", "aborted by the master"))
         proc.drain(proc.max_life_s(), block=False)
 
+    def _w_schedule(self, environment, msg, **kw) -> None:
+        if self.proc is not None:
+            self._apply_schedule(msg.data)
+
     def _on_clock_offset(self, offset_s: float) -> None:
         self.clock_offset = offset_s
         if self.proc is not None:
@@ -258,9 +300,19 @@ class Controller:
     def _m_results(self, environment, msg, **kw) -> None:
         if self.coordinator is None or self.coordinator.finalized:
             return
-        self.coordinator.on_results(msg.data)
+        moved = self.coordinator.on_results(msg.data)
         if msg.data.get("records"):
             self.runner.send_message(MSG_ACK, {"seq": msg.data["seq"]}, client_id=msg.node_id)
+        if moved:
+            self._send_schedule()
+
+    def _sandbox_lost(self, idx: int) -> bool:
+        """Whether sandbox ``idx`` belongs to a worker that is gone (its record will never come)."""
+        for worker_id, ranges in self.allocator.ranges.items():
+            if any(start <= idx < end for start, end in ranges):
+                live = {c.id for c in self.runner.clients.all if c.state != "missing"}
+                return worker_id not in live
+        return False
 
     def _m_report(self, environment, msg, **kw) -> None:
         if self.coordinator is None or self.coordinator.finalized:
@@ -268,6 +320,7 @@ class Controller:
         release = self.coordinator.on_report(msg.data)
         if release is not None:
             self.runner.send_message(MSG_RELEASE, release, client_id=msg.node_id)
+        self._start_schedule()
 
     def _m_metrics(self, environment, msg, **kw) -> None:
         if self.coordinator is not None and not self.coordinator.finalized:
@@ -282,6 +335,9 @@ class Controller:
         while self.coordinator is not None and not self.coordinator.finalized:
             coord = self.coordinator
             coord.tick_barrier()
+            self._start_schedule()
+            coord.advance_turn()
+            self._send_schedule()
             if coord.barrier.released:
                 if self.is_master:
                     for worker_id, report in coord.reports.items():
@@ -302,6 +358,7 @@ class Controller:
     def on_spawning_complete(self, user_count, **kw) -> None:
         if self.coordinator is not None and not self.is_worker:
             self.coordinator.mark_dispatch_complete()
+            self._start_schedule()
             if self.proc is not None:
                 self._local_report()
             if self.coordinator.collector.complete:

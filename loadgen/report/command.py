@@ -89,7 +89,7 @@ def load_run(run_dir: Path | str) -> dict:
         "meta": meta,
         "records": records,
         "metrics": metrics,
-        "stats": stats.compute(records, metrics),
+        "stats": stats.compute(records, metrics, mode=(meta.get("schedule") or {}).get("mode")),
         "values": stats.phase_values(records),
     }
 

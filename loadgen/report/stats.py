@@ -23,6 +23,9 @@ Concurrency and 1 Hz timelines
 
 Generator saturation
     See ``loadgen.report.generator``.
+
+Start lateness, wall clock, time to first ready, ramp profile
+    See ``loadgen.report.pacing``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from loadgen.report.generator import (  # noqa: F401  the thresholds are part of
     HUB_LAG_P99_LIMIT_MS,
     metrics_summary,
 )
+from loadgen.report.pacing import LATENESS_P99_LIMIT_MS, pacing  # noqa: F401
 from loadgen.report.percentiles import PERCENTILES, distribution, nearest_rank, percentile  # noqa: F401
 from loadgen.report.reuse import reuse_summary
 from loadgen.result import FAILURE_CLASSES, PHASES, STATUSES
@@ -264,8 +268,10 @@ def phase_values(records: Sequence[dict]) -> dict:
     return {"create": create, "first_command": first, "tti": tti, "liveness": live, "destroy": destroy}
 
 
-def compute(records: Sequence[dict], metrics: Optional[Sequence[dict]] = None) -> dict:
-    """Every statistic of a run, under its meta.json key (docs/report.md defines each)."""
+def compute(records: Sequence[dict], metrics: Optional[Sequence[dict]] = None, mode: Optional[str] = None) -> dict:
+    """Every statistic of a run, under its meta.json key (docs/report.md defines each).
+
+    ``mode`` is the run's schedule (``meta.schedule.mode``); a staggered run also gets its ramp profile."""
     records = list(records)
     n = len(records)
     values = phase_values(records)
@@ -293,6 +299,7 @@ def compute(records: Sequence[dict], metrics: Optional[Sequence[dict]] = None) -
     }
     out.update(concurrency(records))
     out.update(metrics_summary(metrics))
+    out.update(pacing(records, mode))
     return out
 
 
@@ -300,6 +307,7 @@ __all__ = [
     "CPU_BUSY_FRACTION_LIMIT",
     "CPU_BUSY_PERCENT",
     "HUB_LAG_P99_LIMIT_MS",
+    "LATENESS_P99_LIMIT_MS",
     "PERCENTILES",
     "SCHEMA_VERSION",
     "compute",
@@ -311,6 +319,7 @@ __all__ = [
     "leaks",
     "metrics_summary",
     "nearest_rank",
+    "pacing",
     "percentile",
     "phase_values",
     "status_histogram",

@@ -1,0 +1,106 @@
+"""The schedule on its own: start offsets per mode, option checks, and the sequential turn."""
+
+import math
+import time
+from types import SimpleNamespace
+
+import gevent
+import gevent.event
+import pytest
+
+from loadgen.engine.schedule import ARRIVAL, Schedule, Sequencer, StartGate, schedule_from_options
+
+
+def test_offsets_per_mode():
+    assert [Schedule("burst").offset_s(i) for i in range(3)] == [0, 0, 0]
+    assert [Schedule("staggered", 0.2).offset_s(i) for i in range(3)] == [0, 0.2, 0.4]
+    assert [Schedule(ARRIVAL, rate_per_s=20).offset_s(i) for i in range(3)] == [0, 0.05, 0.1]
+    assert Schedule(ARRIVAL, rate_per_s=20).span_s(200) == pytest.approx(9.95)
+    assert Schedule("sequential").span_s(100) == 0
+
+
+def test_a_linear_ramp_has_the_cumulative_count_of_a_linearly_rising_rate():
+    rate, ramp = 10.0, 4.0
+    sched = Schedule(ARRIVAL, rate_per_s=rate, ramp_s=ramp)
+    offsets = [sched.offset_s(i) for i in range(100)]
+    assert offsets == sorted(offsets) and offsets[0] == 0
+
+    def expected_count(t):  # arrivals due by t, the first at t = 0
+        n = rate * t * t / (2 * ramp) if t <= ramp else rate * ramp / 2 + rate * (t - ramp)
+        return math.floor(n + 1e-9) + 1
+
+    for k in range(0, 100):
+        t = k * 0.1
+        assert sum(1 for o in offsets if o <= t + 1e-9) == expected_count(t), t
+    # after the ramp the rate is the full rate
+    late = [o for o in offsets if o > ramp + 1e-9]
+    assert all(b - a == pytest.approx(1 / rate) for a, b in zip(late, late[1:]))
+
+
+def _options(**kw):
+    base = dict(mode="burst", stagger_ms=200.0, arrival_rate=None, ramp=0.0)
+    base.update(kw)
+    return SimpleNamespace(**base)
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(mode="staggered", arrival_rate=5.0), "cannot be combined with --mode staggered"),
+    (dict(ramp=10.0), "--ramp needs --arrival-rate"),
+    (dict(arrival_rate=0.0), "--arrival-rate must be > 0"),
+    (dict(mode="staggered", stagger_ms=-1.0), "--stagger-ms must be > 0"),
+    (dict(arrival_rate=5.0, ramp=-1.0), "--ramp must be >= 0"),
+])
+def test_bad_schedules_are_refused_with_the_option_named(kw, message):
+    errors = []
+    schedule_from_options(_options(**kw), errors)
+    assert any(message in e for e in errors), errors
+
+
+def test_good_schedules():
+    errors = []
+    assert schedule_from_options(_options(mode="staggered", stagger_ms=50.0), errors) == Schedule("staggered", 0.05)
+    assert schedule_from_options(_options(arrival_rate=5.0, ramp=2.0), errors) == Schedule(ARRIVAL, 0.2, 5.0, 2.0)
+    assert errors == []
+
+
+def test_sequencer_skips_the_sandboxes_of_a_lost_worker():
+    seq = Sequencer(t0=100.0)
+    assert not seq.advance(set())
+    assert seq.advance({0, 1}, now=101.0) and seq.message() == {"turn": 2, "granted_at": 101.0}
+    # 2 and 3 belonged to a worker that is gone: their records will never come
+    assert seq.advance({0, 1}, lost=lambda idx: idx in (2, 3), now=102.0) and seq.turn == 4
+
+
+def test_start_gate_releases_lives_in_turn_and_an_abort_ends_the_wait():
+    gate = StartGate(Schedule("sequential"), clock_offset=lambda: 0.0)
+    abort = gevent.event.Event()
+    started = []
+
+    def life(idx):
+        due = gate.wait(idx, abort)
+        started.append((idx, due))
+
+    lives = [gevent.spawn(life, i) for i in range(3)]
+    gevent.sleep(0.01)
+    assert started == [] and gate.waiting == 3  # no t0 yet
+    gate.set_origin(50.0)
+    gevent.sleep(0.01)
+    assert started == [(0, 50.0)]
+    gate.grant(1, 51.0)
+    gate.grant(0, 99.0)  # a repeated, older grant changes nothing
+    gevent.sleep(0.01)
+    assert started == [(0, 50.0), (1, 51.0)]
+    abort.set()
+    gevent.joinall(lives, timeout=2)
+    assert started == [(0, 50.0), (1, 51.0), (2, None)]
+
+
+def test_start_gate_sleeps_until_the_due_time_on_the_masters_clock():
+    offset = 0.3  # this worker's clock runs 0.3 s ahead of the master's
+    gate = StartGate(Schedule("staggered", 0.1), clock_offset=lambda: offset)
+    abort = gevent.event.Event()
+    t0 = time.time() - offset  # "now" on the master's clock
+    gate.set_origin(t0)
+    due = gate.wait(2, abort)
+    assert due == pytest.approx(t0 + 0.2)
+    assert time.time() - offset >= due - 0.002
