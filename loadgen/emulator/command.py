@@ -8,6 +8,7 @@ for free.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import List, Optional
 
@@ -22,10 +23,17 @@ Usage:
   loadgen emulate --list-profiles
   loadgen emulate (-h | --help)
 
-When ready, prints one line holding its base URL (http://ADDR:PORT).
-Point the SDK there, e.g. E2B_API_URL=E2B_SANDBOX_URL=<url>. SIGINT or
-SIGTERM stops it. Ground truth: GET <url>/_emulator/stats and
+When ready, prints one line holding its base URL (http://ADDR:PORT, or
+https://... with --tls). Point the SDK there, e.g. E2B_API_URL=E2B_SANDBOX_URL=<url>.
+SIGINT or SIGTERM stops it. Ground truth: GET <url>/_emulator/stats and
 <url>/_emulator/sandboxes; POST <url>/_emulator/reset.
+
+One port speaks HTTP/1.1 and HTTP/2 (prior knowledge in cleartext, ALPN over
+TLS). With TLS on, a CA and a server certificate (for 127.0.0.1, localhost and
+the listening address) are made at start, and the CA's PEM file goes to the
+path given with --ca-file, or else to a temporary file (removed at exit) named
+on stderr. Point clients at it with SSL_CERT_FILE, REQUESTS_CA_BUNDLE or
+NODE_EXTRA_CA_CERTS.
 
 Latency DIST: constant:MS | uniform:MIN,MAX | lognormal:MEDIAN,P95 |
 empirical:MS,MS,... (milliseconds), or a JSON object such as
@@ -41,6 +49,8 @@ Options:
   --config FILE        A profile in a JSON file (setting names as keys),
                        applied over --profile.
   --face NAMES         Protocol faces to serve, comma-separated. [default: e2b]
+  --tls                Serve HTTPS (and gRPC over TLS) with a certificate made at start.
+  --ca-file FILE       With --tls: where to write the CA certificate (PEM).
   --list-profiles      Print the profiles as JSON and exit.
 """
 
@@ -82,6 +92,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         config = S.load_config_file(args["--config"]) if args["--config"] else None
         values = S.resolve(args["--profile"], config, overrides_from_args(args))
         faces = [f.strip() for f in args["--face"].split(",") if f.strip()]
+        tls, ca_file = bool(args["--tls"]), args["--ca-file"]
+        if ca_file and not tls:
+            raise ValueError("--ca-file needs --tls")
+        if ca_file and not os.path.isdir(os.path.dirname(os.path.abspath(ca_file))):
+            raise ValueError(f"--ca-file {ca_file}: no such directory")
         from loadgen.emulator.faces import load_face
 
         for face in faces:
@@ -92,7 +107,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from loadgen.emulator.server import serve
 
     try:
-        return serve(values, port=port, faces=faces, host=args["--host"])
+        return serve(values, port=port, faces=faces, host=args["--host"], tls=tls, ca_file=ca_file)
     except OSError as e:
         print(f"loadgen emulate: cannot listen on {args['--host']}:{port}: {e}", file=sys.stderr)
         return 1

@@ -9,6 +9,10 @@ cooperative under gevent, whose monkey-patching makes the socket calls yield).
 
 A subprocess is tied to its parent with PR_SET_PDEATHSIG on Linux, so a test
 run that crashes never leaves servers behind.
+
+With `tls=True` the emulator serves HTTPS; `ca_file` is the PEM file of the CA
+that signed its certificate (point SSL_CERT_FILE, REQUESTS_CA_BUNDLE or
+NODE_EXTRA_CA_CERTS there). It lives as long as the handle.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ import ctypes.util
 import json
 import os
 import select
+import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -36,10 +42,17 @@ class _Accessors:
     """Ground-truth accessors shared by the process and the thread handles."""
 
     url: str
+    ca_file: Optional[str] = None  # the CA of the emulator's certificate, when it serves TLS
+    _client_ssl: Optional[ssl.SSLContext] = None
 
     def _call(self, method: str, path: str, timeout: float = 30.0) -> bytes:
         req = urllib.request.Request(self.url + path, method=method, data=b"" if method == "POST" else None)
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        context = None
+        if self.ca_file is not None:
+            if self._client_ssl is None:
+                self._client_ssl = ssl.create_default_context(cafile=self.ca_file)
+            context = self._client_ssl
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
             return resp.read()
 
     def stats(self) -> Dict[str, Any]:
@@ -110,10 +123,12 @@ def _pdeathsig_preexec():
 class EmulatorProcess(_Accessors):
     """Handle of an emulator subprocess (see `start_emulator`)."""
 
-    def __init__(self, proc: subprocess.Popen, url: str, config_path: Optional[str] = None):
+    def __init__(self, proc: subprocess.Popen, url: str, config_path: Optional[str] = None,
+                 ca_file: Optional[str] = None):
         self.proc = proc
         self.url = url
         self._config_path = config_path
+        self.ca_file = ca_file
 
     @property
     def pid(self) -> int:
@@ -137,13 +152,15 @@ class EmulatorProcess(_Accessors):
             except OSError:
                 pass
             self._config_path = None
+        if self.ca_file is not None:
+            shutil.rmtree(os.path.dirname(self.ca_file), ignore_errors=True)
         return proc.returncode
 
 
 def start_emulator(profile: Optional[str] = "fast", port: int = 0,
                    config: Union[None, str, os.PathLike, Mapping[str, Any]] = None,
                    *, ready_timeout: float = 30.0, faces: str = "e2b", host: str = DEFAULT_HOST,
-                   **overrides: Any) -> EmulatorProcess:
+                   tls: bool = False, **overrides: Any) -> EmulatorProcess:
     """Start `python -m loadgen.emulator` and wait for its URL line.
 
     `host` is the address it listens on (and that its URL names): 127.0.0.1,
@@ -152,7 +169,9 @@ def start_emulator(profile: Optional[str] = "fast", port: int = 0,
     `config` is a profile file path or a mapping of settings; `overrides` are
     single settings by name (e.g. `fault_create_5xx=0.05`,
     `create_latency={"kind": "constant", "ms": 50}`). Settings are validated
-    here first, so a typo fails in the caller, not in the child.
+    here first, so a typo fails in the caller, not in the child. `tls` serves
+    HTTPS (its certificate names `host` too); the handle's `ca_file` is then
+    the CA to trust.
     """
     config_path = None
     mapping: Optional[Mapping[str, Any]] = None
@@ -167,6 +186,10 @@ def start_emulator(profile: Optional[str] = "fast", port: int = 0,
     S.resolve(profile, mapping, overrides)  # validate before spawning
     cmd = [sys.executable, "-m", "loadgen.emulator", "--face", faces] + \
         _cli_args(profile, port, config_path, overrides, host)
+    ca_file = None
+    if tls:
+        ca_file = os.path.join(tempfile.mkdtemp(prefix="loadgen-emulator-tls-"), "ca.pem")
+        cmd += ["--tls", "--ca-file", ca_file]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=_child_env(),
                             preexec_fn=_pdeathsig_preexec(), close_fds=True)
     try:
@@ -176,8 +199,10 @@ def start_emulator(profile: Optional[str] = "fast", port: int = 0,
         proc.wait()
         if config_path and isinstance(config, Mapping):
             os.unlink(config_path)
+        if ca_file is not None:
+            shutil.rmtree(os.path.dirname(ca_file), ignore_errors=True)
         raise
-    return EmulatorProcess(proc, url, config_path if isinstance(config, Mapping) else None)
+    return EmulatorProcess(proc, url, config_path if isinstance(config, Mapping) else None, ca_file)
 
 
 def _child_env() -> Dict[str, str]:
@@ -208,7 +233,7 @@ def _read_url(proc: subprocess.Popen, timeout: float) -> str:
         elif proc.poll() is not None:
             raise RuntimeError(f"emulator exited before it was ready (exit code {proc.returncode})")
     line = buf.split(b"\n", 1)[0].decode().strip()
-    if not line.startswith("http://"):
+    if not line.startswith(("http://", "https://")):
         raise RuntimeError(f"emulator printed {line!r} instead of its URL")
     return line
 
@@ -234,10 +259,16 @@ class EmulatorThread(_Accessors):
 
     def __init__(self, profile: Optional[str] = "fast", port: int = 0,
                  config: Union[None, str, os.PathLike, Mapping[str, Any]] = None,
-                 faces: str = "e2b", host: str = DEFAULT_HOST, **overrides: Any):
+                 faces: str = "e2b", host: str = DEFAULT_HOST, tls: bool = False, **overrides: Any):
         if config is not None and not isinstance(config, Mapping):
             config = S.load_config_file(os.fspath(config))
         self.settings = S.resolve(profile, config, overrides)
+        self._tls = None
+        if tls:
+            from loadgen.emulator.tls import ServerTLS
+
+            self._tls = ServerTLS([host])
+            self.ca_file = self._tls.ca_file
         self._port = port
         self._host = host
         self._faces = [f.strip() for f in faces.split(",") if f.strip()]
@@ -289,7 +320,7 @@ class EmulatorThread(_Accessors):
         loop = self._loop = new_event_loop()
         asyncio.set_event_loop(loop)
         try:
-            self.emulator = Emulator(self.settings, self._faces, self._host)
+            self.emulator = Emulator(self.settings, self._faces, self._host, tls=self._tls)
             self._stop_event = asyncio.Event()
             self.url = loop.run_until_complete(self.emulator.start(self._port))
         except BaseException as e:
@@ -313,6 +344,8 @@ class EmulatorThread(_Accessors):
         deadline = time.monotonic() + timeout
         while self.is_alive() and time.monotonic() < deadline:
             _sleep(0.01)
+        if self._tls is not None and not self.is_alive():
+            self._tls.cleanup()
 
     def __enter__(self) -> "EmulatorThread":
         if self._done is None:

@@ -1,4 +1,4 @@
-"""A lean HTTP/1.1 server: asyncio Protocol + httptools, hand-written replies.
+"""A lean HTTP server: asyncio Protocol + httptools for HTTP/1.1, h2 for HTTP/2, TLS optional.
 
 Why not an HTTP framework: the emulator must never be what limits a benchmark,
 so it needs keep-alive, no thread per request, replies streamed as they are
@@ -10,6 +10,14 @@ request order, as HTTP/1.1 requires.
 Writes made while a request is being dispatched are gathered and sent in one
 `transport.write` (one syscall for a whole short Connect stream); writes made
 later, from timers, go out at once.
+
+One port serves every protocol a real client opens with: a connection whose
+first bytes are HTTP/2's client preface is handed to http2.Http2Connection
+(prior knowledge over cleartext, or ALPN's `h2` under TLS); any other is
+HTTP/1.1. With a TLS context (`HttpServer(..., ssl=)`) the port is HTTPS,
+and ALPN offers h2 and http/1.1. An Upgrade request (a WebSocket, h2c) is
+answered like any other request, once, and the connection then closes: the
+emulator upgrades nothing.
 """
 
 from __future__ import annotations
@@ -21,12 +29,15 @@ import sys
 import time
 import traceback
 from http import HTTPStatus
-from typing import Callable, Deque, Dict, List, Optional
+from typing import TYPE_CHECKING, Callable, Deque, Dict, List, Optional
 
 import asyncio
 import httptools
 
 from loadgen.net import tcp_info
+
+if TYPE_CHECKING:
+    import ssl as ssl_module
 
 MAX_BODY = 4 * 1024 * 1024
 
@@ -39,6 +50,16 @@ def status_line(status: int) -> bytes:
 
 _STATUS_LINES = {s: status_line(s) for s in _REASONS}
 _LINGER_0 = struct.pack("ii", 1, 0)
+TOO_BIG_PATH = b"/_emulator/too-big"
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # HTTP/2's client preface (http2.py is imported only when needed)
+H1, H2 = "http/1.1", "h2"
+
+
+def kernel_arrival(sock) -> float:
+    """When the kernel took in the connection's latest data segment (epoch seconds); now where there is no TCP_INFO."""
+    now = time.time()
+    age_ms = tcp_info.read_u32(sock, tcp_info.LAST_DATA_RECV_MS)
+    return now if age_ms is None else now - age_ms / 1000.0
 
 
 class Request:
@@ -62,6 +83,11 @@ class Request:
     @property
     def closed(self) -> bool:
         return self.conn.transport is None
+
+    @property
+    def scheme(self) -> str:
+        """"https" when the emulator serves TLS, else "http": for the URLs a face hands out."""
+        return self.conn.server.scheme
 
     def respond(self, status: int, body: bytes = b"", content_type: bytes = b"application/json",
                 extra_headers: bytes = b"") -> None:
@@ -127,9 +153,21 @@ class Request:
 Handler = Callable[[Request], None]
 
 
+def serve(handler: Handler, req: Request) -> None:
+    """Run the handler on one request; a handler that raises still gets its request answered (500)."""
+    try:
+        handler(req)
+    except Exception:
+        traceback.print_exc(file=sys.stderr)
+        if req.state == 0:
+            req.respond(500, b'{"code":500,"message":"emulator internal error"}')
+        elif req.state == 1:
+            req.end_stream()
+
+
 class Connection(asyncio.Protocol):
     __slots__ = ("server", "transport", "sock", "parser", "_url", "_headers", "_body", "_body_len",
-                 "_queue", "_current", "_cork", "_too_big", "_closing")
+                 "_queue", "_current", "_cork", "_too_big", "_closing", "_sniff")
 
     def __init__(self, server: "HttpServer"):
         self.server = server
@@ -145,6 +183,7 @@ class Connection(asyncio.Protocol):
         self._cork: Optional[List[bytes]] = None
         self._too_big = False
         self._closing = False
+        self._sniff: Optional[bytes] = b""  # the first bytes, until they tell HTTP/2's preface from HTTP/1.1
 
     # -- asyncio.Protocol ------------------------------------------------------
 
@@ -161,20 +200,40 @@ class Connection(asyncio.Protocol):
         self._queue.clear()
 
     def data_received(self, data: bytes) -> None:
+        if self._sniff is not None:
+            data = self._sniff + data
+            if len(data) < len(H2_PREFACE) and H2_PREFACE.startswith(data):
+                self._sniff = data  # too short to tell yet
+                return
+            self._sniff = None
+            if data.startswith(H2_PREFACE):
+                self._become_http2(data)
+                return
+            self.server.connections_by_protocol[H1] += 1
         self._cork = []
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._bad(400, b'{"code":400,"message":"upgrade not supported"}')
+            # The Upgrade request itself was parsed and is answered with `connection: close`
+            # (on_message_complete); what follows it is not HTTP/1.1.
+            if self._current is None and not self._queue:
+                self._closing = True
         except httptools.HttpParserError as e:
             self._bad(400, b'{"code":400,"message":"malformed HTTP request: %s"}' % str(e).encode()[:200].replace(b'"', b"'"))
         finally:
             self._flush()
 
     def last_data_at(self) -> float:
-        now = time.time()
-        age_ms = tcp_info.read_u32(self.sock, tcp_info.LAST_DATA_RECV_MS)
-        return now if age_ms is None else now - age_ms / 1000.0
+        return kernel_arrival(self.sock)
+
+    def _become_http2(self, data: bytes) -> None:
+        from loadgen.emulator.http2 import Http2Connection
+
+        self.server.connections_by_protocol[H2] += 1
+        protocol = Http2Connection(self.server, self.transport, self.sock, self.server.h2_max_streams)
+        self.transport.set_protocol(protocol)
+        self.transport = None  # connection_lost now goes to the HTTP/2 protocol
+        protocol.start(data)
 
     # -- httptools callbacks -----------------------------------------------
 
@@ -205,13 +264,14 @@ class Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         body = b"".join(self._body) if len(self._body) != 1 else self._body[0]
-        req = Request(self, self.parser.get_method(), self._url, self._headers, body,
-                      self.parser.should_keep_alive())
+        parser = self.parser
+        req = Request(self, parser.get_method(), self._url, self._headers, body,
+                      parser.should_keep_alive() and not parser.should_upgrade())
         self._body = []
         if self._too_big:
             req.body = b""
             req.keep_alive = False
-            req.path = b"/_emulator/too-big"
+            req.path = TOO_BIG_PATH
         if self._current is None:
             self._dispatch(req)
         else:
@@ -256,13 +316,7 @@ class Connection(asyncio.Protocol):
         if not corked:
             self._cork = []
         try:
-            self.server.handler(req)
-        except Exception:
-            traceback.print_exc(file=sys.stderr)
-            if req.state == 0:
-                req.respond(500, b'{"code":500,"message":"emulator internal error"}')
-            elif req.state == 1:
-                req.end_stream()
+            serve(self.server.handler, req)
         finally:
             if not corked:
                 self._flush()
@@ -296,10 +350,15 @@ class HttpServer:
     """Owns the listening socket; `handler(request)` must answer each request
     (now or later) through the Request methods."""
 
-    def __init__(self, handler: Handler):
+    def __init__(self, handler: Handler, ssl: Optional["ssl_module.SSLContext"] = None):
         self.handler = handler
+        self.ssl = ssl
+        self.scheme = "https" if ssl is not None else "http"
         self.connections = 0
         self.connections_total = 0
+        self.connections_by_protocol = {H1: 0, H2: 0}
+        self.h2_max_streams = 2 ** 31 - 1  # SETTINGS_MAX_CONCURRENT_STREAMS on HTTP/2 connections
+        self.h2_refused_streams = 0  # streams over that limit, refused (RST_STREAM REFUSED_STREAM)
         self.bad_requests = 0
         self._server: Optional[asyncio.AbstractServer] = None
         self.port = 0
@@ -311,7 +370,8 @@ class HttpServer:
         sock.bind((host, port))
         sock.listen(backlog)
         sock.setblocking(False)
-        self._server = await loop.create_server(lambda: Connection(self), sock=sock, backlog=backlog)
+        self._server = await loop.create_server(lambda: Connection(self), sock=sock, backlog=backlog, ssl=self.ssl,
+                                                ssl_handshake_timeout=30.0 if self.ssl is not None else None)
         self.port = sock.getsockname()[1]
         return self.port
 

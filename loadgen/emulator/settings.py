@@ -116,6 +116,9 @@ SETTINGS = (
             "Longest lifetime a create may ask for; longer asks get 400 (e2b: 24 h).", "S"),
     Setting("node_version", str, "v20.18.1", "What `node -v` prints.", "V"),
     Setting("require_api_key", _bool, True, "Answer 401 when the API key header is missing.", "BOOL"),
+    Setting("h2_max_streams", _opt_pos_int, None,
+            "HTTP/2 concurrent streams per connection the emulator allows (both ports); none = unlimited "
+            "(load balancers typically allow 100-256).", "N"),
 )
 
 BY_NAME: Dict[str, Setting] = {s.name: s for s in SETTINGS}

@@ -105,12 +105,12 @@ def command_text(command: str, args: list) -> str:
 class _Box:
     """What the face keeps per sandbox beside the core's record."""
 
-    __slots__ = ("core_id", "cpu", "memory_bytes", "ttl", "snapshot_id", "tags", "created", "started", "host")
+    __slots__ = ("core_id", "cpu", "memory_bytes", "ttl", "snapshot_id", "tags", "created", "started", "origin")
 
     def __init__(self, core_id: str, cpu: float, memory_bytes: int, ttl: Optional[int], snapshot_id: str,
-                 tags: dict, created: float, started: Optional[float], host: str):
+                 tags: dict, created: float, started: Optional[float], origin: str):
         self.core_id = core_id
-        self.host = host
+        self.origin = origin
         self.cpu = cpu
         self.memory_bytes = memory_bytes
         self.ttl = ttl
@@ -232,20 +232,21 @@ class CodeSandboxFace:
         template = alias or snapshot_id
         snapshot = snapshot_id or (str(uuid.uuid5(_NS, alias)) if alias else _DEFAULT_SNAPSHOT)
         lifetime = NO_TTL_LIFETIME_S if ttl is None else float(ttl)
-        host = self._host(req)
+        origin = self._origin(req)
         self.core.create(self.name, tags, template, lifetime,
-                         lambda out: self._created(req, out, cpu, memory, ttl, snapshot, tags or {}, host),
+                         lambda out: self._created(req, out, cpu, memory, ttl, snapshot, tags or {}, origin),
                          received_at=req.received_at())
 
-    def _host(self, req: Request) -> str:
+    def _origin(self, req: Request) -> str:
+        """The origin the create came to (scheme://host:port): the agent is served there too."""
         host = req.headers.get(b"host")
         if host:
-            return host.decode("latin-1")
+            return f"{req.scheme}://{host.decode('latin-1')}"
         transport = req.conn.transport
         sock = transport.get_extra_info("sockname") if transport is not None else None
-        return f"{sock[0]}:{sock[1]}" if sock else "127.0.0.1"
+        return f"{req.scheme}://{sock[0]}:{sock[1]}" if sock else f"{req.scheme}://127.0.0.1"
 
-    def _created(self, req: Request, out: C.CreateOutcome, cpu, memory, ttl, snapshot, tags, host) -> None:
+    def _created(self, req: Request, out: C.CreateOutcome, cpu, memory, ttl, snapshot, tags, origin) -> None:
         sb = out.sandbox
         kind = out.kind
         if kind == C.OK:
@@ -253,7 +254,7 @@ class CodeSandboxFace:
             if sb.token is None:
                 sb.token = "csbat_" + uuid.uuid5(_NS, "token|" + sb.sandbox_id).hex
             now = sb.t_answered
-            self.boxes[sid] = _Box(sb.sandbox_id, cpu, memory, ttl, snapshot, tags, sb.t_received, now, host)
+            self.boxes[sid] = _Box(sb.sandbox_id, cpu, memory, ttl, snapshot, tags, sb.t_received, now, origin)
             sb.status = 201
             req.respond(201, orjson.dumps(self._model(sid, self.boxes[sid], sb, "starting",
                                                       "cold_start_requested", agent=False)))
@@ -273,7 +274,7 @@ class CodeSandboxFace:
                agent: bool) -> dict:
         ended = sb.t_ended if sb is not None else None
         token = sb.token if (agent and sb is not None) else None
-        url = f"http://{box.host}/csb-agent/{sid}" if agent else None
+        url = f"{box.origin}/csb-agent/{sid}" if agent else None
         return {
             "id": sid,
             "organization_id": None,

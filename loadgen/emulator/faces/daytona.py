@@ -168,7 +168,7 @@ class DaytonaFace:
 
     def _toolbox_url(self, req: Request) -> str:
         host = req.headers.get(b"host", b"127.0.0.1").decode("ascii", "replace")
-        return f"http://{host}/toolbox"
+        return f"{req.scheme}://{host}/toolbox"
 
     def _record(self, sb: C.Sandbox, state: str, body: Optional[dict] = None, toolbox_url: str = "") -> dict:
         body = body or {}

@@ -6,12 +6,13 @@ the same core as the HTTP listener. Building the face (which the server does
 inside `Emulator.start`, on the running loop) binds that port at once; the
 gRPC URL is then found through the HTTP listener:
 
-    GET <emulator-url>/modal/grpc   ->  {"url": "http://127.0.0.1:PORT", "port": PORT}
+    GET <emulator-url>/modal/grpc   ->  {"url": "http://127.0.0.1:PORT", "port": PORT}  (https under --tls)
     GET <emulator-url>/modal/stats  ->  {"rpcs": {name: count}, "unimplemented": {name: count},
                                          "grpc_url": ..., "connections": N}
 
-so no change to server.py, handle.py or command.py is needed; `/_emulator/`
-ground truth (stats, sandboxes, reset) covers modal sandboxes like any other.
+so the HTTP side needs nothing of its own beyond handing this face its TLS
+context (`listens`); `/_emulator/` ground truth (stats, sandboxes,
+reset) covers modal sandboxes like any other.
 
 One listener serves both services the SDK calls: the control plane
 (`modal.client.ModalClient`) and the per-worker task command router
@@ -69,6 +70,7 @@ from h2.settings import SettingCodes
 
 from loadgen.emulator import core as C
 from loadgen.emulator.http import Request
+from loadgen.emulator.http2 import max_streams  # the SDK multiplexes a whole process over one connection
 
 HOST = "127.0.0.1"
 BACKLOG = 65535  # the kernel caps it at net.core.somaxconn
@@ -91,11 +93,6 @@ RPCS = (
     ROUTER + "TaskExecWait",
     ROUTER + "TaskExecPoll",
 )
-# h2 advertises 100 concurrent streams per connection by default. The SDK
-# multiplexes every sandbox of a process over one control-plane connection,
-# so 100 would queue creates inside the client: a limit of the emulator, not
-# of the service being measured.
-MAX_STREAMS = 2 ** 31 - 1
 _ERROR_STATUS = {"unavailable": Status.UNAVAILABLE, "internal": Status.INTERNAL,
                  "deadline_exceeded": Status.DEADLINE_EXCEEDED, "not_found": Status.NOT_FOUND}
 
@@ -151,7 +148,7 @@ class _DetailsCodec(StatusDetailsCodecBase):
 
 
 class _Protocol(H2Protocol):
-    """grpclib's server protocol, advertising MAX_STREAMS instead of h2's 100.
+    """grpclib's server protocol, advertising `max_streams` (unlimited by default) instead of h2's 100.
 
     Same as H2Protocol.connection_made (grpclib 0.4.9), except for the local
     settings sent in the connection preface."""
@@ -162,7 +159,7 @@ class _Protocol(H2Protocol):
             _set_nodelay(sock)
         h2_conn = H2Connection(config=self.h2_config)
         h2_conn.local_settings = h2.settings.Settings(client=False, initial_values={
-            SettingCodes.MAX_CONCURRENT_STREAMS: MAX_STREAMS,
+            SettingCodes.MAX_CONCURRENT_STREAMS: self.max_streams,
             SettingCodes.MAX_HEADER_LIST_SIZE: H2Connection.DEFAULT_MAX_HEADER_LIST_SIZE,
         })
         h2_conn.initiate_connection()
@@ -195,6 +192,7 @@ class _Server(grpclib.server.Server):
         self._handlers.add(handler)
         protocol = _Protocol(handler, self._config, self._h2_config)
         protocol.face_connections = self._counter
+        protocol.max_streams = self.max_streams
         return protocol
 
 
@@ -215,9 +213,9 @@ class _Exec:
 
 class ModalFace:
     name = "modal"
-    listens = True  # a gRPC port of its own, on the emulator's address (see server.Emulator)
+    listens = True  # a gRPC port of its own, on the emulator's address and with its TLS (see server.Emulator)
 
-    def __init__(self, core: C.Core, port: int = 0, host: str = HOST):
+    def __init__(self, core: C.Core, port: int = 0, host: str = HOST, ssl=None):
         from modal_proto import api_grpc, api_pb2, task_command_router_grpc, task_command_router_pb2
 
         self.core = core
@@ -239,12 +237,13 @@ class ModalFace:
         sock.listen(BACKLOG)
         sock.setblocking(False)
         self.grpc_port = sock.getsockname()[1]
-        self.grpc_url = f"http://{host}:{self.grpc_port}"
+        self.grpc_url = f"{'https' if ssl is not None else 'http'}://{host}:{self.grpc_port}"
         self.server = _Server([self], self.connections, status_details_codec=_DetailsCodec())
+        self.server.max_streams = max_streams(core.settings)
         # Connections arriving before create_server has run wait in the listen backlog.
         # (grpclib's own default backlog is 100: a burst of router connections would
         # overflow it and wait out the kernel's 1 s SYN retransmission.)
-        self._started = self.loop.create_task(self.server.start(sock=sock, backlog=BACKLOG))
+        self._started = self.loop.create_task(self.server.start(sock=sock, backlog=BACKLOG, ssl=ssl))
 
     async def stop(self) -> None:
         await self._started
