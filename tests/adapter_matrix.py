@@ -3,9 +3,10 @@
 The daytona and runloop tests share this: each case starts an in-process
 emulator with one fault switched on, drives the adapter's create / run /
 destroy directly, and reports each call's value or classified error, the
-emulator's counters and its ground truth.
+emulator's counters and its ground truth. PROTOCOL (tests/protocol_fixtures.py)
+is what the adapter speaks to the emulator: h1, h2, tls or h2+tls.
 
-    python -m tests.adapter_matrix PROVIDER SETTINGS_JSON [--long-poll]
+    python -m tests.adapter_matrix PROVIDER SETTINGS_JSON [--long-poll] [--protocol PROTOCOL]
 """
 
 import json
@@ -18,9 +19,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def run_matrix(provider: str, settings: dict, long_poll: bool = False) -> dict:
+def run_matrix(provider: str, settings: dict, long_poll: bool = False, protocol: str = "h1") -> dict:
     """Run the matrix in a fresh patched interpreter; returns {case: {"ops", "stats", "truth"}}."""
-    args = [sys.executable, "-m", "tests.adapter_matrix", provider, json.dumps(settings)]
+    args = [sys.executable, "-m", "tests.adapter_matrix", provider, json.dumps(settings), "--protocol", protocol]
     if long_poll:
         args.append("--long-poll")
     proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=120,
@@ -30,10 +31,11 @@ def run_matrix(provider: str, settings: dict, long_poll: bool = False) -> dict:
     return json.loads(lines[-1][len("RESULTS "):])
 
 
-def _main(provider_name: str, settings: dict, long_poll: bool) -> None:
+def _main(provider_name: str, settings: dict, long_poll: bool, protocol: str) -> None:
     from loadgen.emulator import EmulatorThread
     from loadgen.providers import get_provider_class
     from loadgen.providers.base import ProviderSettings
+    from tests.protocol_fixtures import speaking, uses_tls
 
     cls = get_provider_class(provider_name)
     for name in cls.required_env:
@@ -47,7 +49,8 @@ def _main(provider_name: str, settings: dict, long_poll: bool) -> None:
     results = {}
 
     def case(name, ops, **overrides):
-        with EmulatorThread("fast", faces="e2b,daytona,runloop", **overrides) as emu:
+        with EmulatorThread("fast", faces="e2b,daytona,runloop", tls=uses_tls(protocol), **overrides) as emu, \
+                speaking(protocol, emu):
             p = cls(ProviderSettings(base_url=emu.url, users_in_process=4, create_timeout_s=1.0,
                                      late_create_window_s=0.5, **settings))
             p.prepare()
@@ -88,4 +91,6 @@ if __name__ == "__main__":
     from gevent import monkey
 
     monkey.patch_all()
-    _main(sys.argv[1], json.loads(sys.argv[2]), "--long-poll" in sys.argv[3:])
+    flags = sys.argv[3:]
+    _main(sys.argv[1], json.loads(sys.argv[2]), "--long-poll" in flags,
+          flags[flags.index("--protocol") + 1] if "--protocol" in flags else "h1")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import os
 import uuid
@@ -18,6 +19,7 @@ from loadgen.providers.base import ProviderSettings
 from loadgen.providers.codesandbox import CodeSandboxProvider
 from tests.emulator_fixtures import request
 from tests.locust_harness import free_port, run_locust
+from tests.protocol_fixtures import speaking, spoke, uses_tls
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -104,7 +106,18 @@ def test_chaos_run_statuses_match_the_ground_truth(tmp_path):
 # ---------------------------------------------------------------------------
 # Fault mapping: each fault at 100%, through the real SDK and the adapter
 
-def test_each_fault_maps_to_its_class_and_status():
+@pytest.mark.parametrize("protocol", ["h1", "h2", "tls", "h2+tls"])
+def test_each_fault_maps_to_its_class_and_status(protocol):
+    """Over each protocol httpx speaks: HTTP/1.1 or HTTP/2, cleartext or TLS (the SSE stream included)."""
+    spoken = []
+
+    @contextlib.contextmanager
+    def emulator(**overrides):
+        with start_emulator("fast", faces="codesandbox", tls=uses_tls(protocol), **overrides) as emu, \
+                speaking(protocol, emu):
+            yield emu
+            spoken.append(spoke(emu.stats(), protocol))
+
     async def lifecycle(p, second_probe="node -v", pause=0.0):
         out = {}
         out["create"] = await attempt(p, p.create({"run_id": "faults", "sandbox_idx": "1"}))
@@ -118,7 +131,7 @@ def test_each_fault_maps_to_its_class_and_status():
         return out
 
     def case(settings=None, **overrides):
-        with start_emulator("fast", faces="codesandbox", **overrides) as emu:
+        with emulator(**overrides) as emu:
             p = provider(emu.url, **(settings or {}))
             return asyncio.run(lifecycle(p)), emu.stats()
 
@@ -128,7 +141,7 @@ def test_each_fault_maps_to_its_class_and_status():
         return info.failure_class, info.http_status, info.error_code
 
     # 429 over the concurrency limit (the first sandbox takes the only slot)
-    with start_emulator("fast", faces="codesandbox", capacity=1) as emu:
+    with emulator(capacity=1) as emu:
         p = provider(emu.url)
 
         async def two():
@@ -170,13 +183,14 @@ def test_each_fault_maps_to_its_class_and_status():
     assert out["destroy"] == (True, None)  # terminate of a terminated sandbox is idempotent
 
     # the sandbox dies while a command runs: the stream's connection breaks
-    with start_emulator("fast", faces="codesandbox", fault_died=1.0, died_delay_s=0.3) as emu:
+    with emulator(fault_died=1.0, died_delay_s=0.3) as emu:
         out = asyncio.run(lifecycle(provider(emu.url), second_probe="sleep 3"))
     assert error(out["liveness"]) == ("network_error", None, None)
 
     out, stats = case(fault_kill=1.0)
     assert error(out["destroy"]) == ("http_error", 500, "internal_error")
     assert stats["live"] == 1  # a failed terminate leaks, as in production
+    assert spoken and all(spoken), (protocol, spoken)
 
 
 def test_destroy_of_a_sandbox_the_service_forgot_returns_false():

@@ -25,6 +25,9 @@ import pytest
 
 from loadgen.emulator import start_emulator
 from tests.adapter_matrix import run_matrix
+from tests.protocol_fixtures import spoke
+
+PROTOCOLS = ["h1", "tls"]
 from tests.locust_harness import REPO, run_locust
 
 KEY = {"DAYTONA_API_KEY": "daytona_test_key"}
@@ -104,9 +107,17 @@ def test_chaos_run_matches_the_emulators_ground_truth(tmp_path):
 # ---------------------------------------------------------------------------
 # every fault at 100%, through the adapter (in a gevent-patched subprocess)
 
-@pytest.fixture(scope="module")
-def matrix():
-    return run_matrix("daytona", {"sandbox_lifetime_s": 600})
+@pytest.fixture(scope="module", params=PROTOCOLS)
+def matrix(request):
+    """The same matrix in cleartext and over TLS (urllib3 speaks HTTP/1.1 only)."""
+    results = run_matrix("daytona", {"sandbox_lifetime_s": 600}, protocol=request.param)
+    results["protocol"] = request.param
+    return results
+
+
+def test_matrix_spoke_its_protocol(matrix):
+    protocol = matrix["protocol"]
+    assert all(spoke(case["stats"], protocol) for name, case in matrix.items() if name != "protocol"), protocol
 
 
 def _ops(matrix, name):

@@ -18,7 +18,6 @@ import json
 import os
 import threading
 import time
-import urllib.request
 
 import pytest
 
@@ -35,8 +34,7 @@ LIFE_RPCS = {"AppGetOrCreate", "EnvironmentGetOrCreate", "ImageGetOrCreate", "Au
 
 
 def modal_stats(emu) -> dict:
-    with urllib.request.urlopen(emu.url + "/modal/stats", timeout=10) as resp:
-        return json.loads(resp.read())
+    return json.loads(emu._call("GET", "/modal/stats"))
 
 
 def expected_status(sb: dict) -> str:
@@ -135,16 +133,17 @@ FAULTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def fault_emulators():
-    """One emulator per fault, started in parallel. Each is a subprocess tied to the
-    thread that started it (PR_SET_PDEATHSIG), so that thread lives until teardown."""
+@pytest.fixture(scope="module", params=["h1", "tls"], ids=["grpc", "grpc+tls"])
+def fault_emulators(request):
+    """One emulator per fault, started in parallel, serving gRPC in cleartext or over TLS (modal is
+    HTTP/2 either way). Each is a subprocess tied to the thread that started it (PR_SET_PDEATHSIG),
+    so that thread lives until teardown."""
     emus, errors, done = {}, [], threading.Event()
     started = threading.Semaphore(0)
 
     def keep(name, overrides):
         try:
-            emu = emus[name] = start_emulator("fast", faces="modal", **overrides)
+            emu = emus[name] = start_emulator("fast", faces="modal", tls=request.param == "tls", **overrides)
         except Exception as exc:  # noqa: BLE001
             errors.append(exc)
             started.release()
@@ -175,6 +174,7 @@ def modal_env(monkeypatch):
     # the adapter sets these for the SDK; give them back afterwards
     monkeypatch.setenv("MODAL_SERVER_URL", os.environ.get("MODAL_SERVER_URL", ""))
     monkeypatch.setenv("MODAL_MAX_THROTTLE_WAIT", os.environ.get("MODAL_MAX_THROTTLE_WAIT", ""))
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)  # set per emulator by _provider; restored afterwards
     opened = []
     yield opened
     from loadgen.net.aio import get_bridge
@@ -190,6 +190,8 @@ def modal_env(monkeypatch):
 def _provider(emu, opened):
     from loadgen.providers.modal import ModalProvider
 
+    if emu.ca_file:  # over TLS: the adapter trusts the emulator's CA through SSL_CERT_FILE
+        os.environ["SSL_CERT_FILE"] = emu.ca_file
     provider = ModalProvider(ProviderSettings(base_url=emu.url, sandbox_lifetime_s=600, create_timeout_s=10))
     provider.prepare()
     opened.append(provider)
@@ -282,6 +284,16 @@ def test_phase_faults_map_to_grpc_status(fault_emulators, modal_env):
     assert (info.failure_class, info.http_status) == ("http_error", "INTERNAL")
     assert emu.stats()["ops"]["kill"] == {"requests": 1, "ok": 0, "not_found": 0, "failed": 1}
     assert emu.stats()["live"] == 1
+
+
+def test_the_sdk_speaks_grpc_as_the_emulator_serves_it(fault_emulators, modal_env):
+    """Over TLS the SDK's channels (control plane and command router) verify the emulator's CA."""
+    emu = fault_emulators["kill_fail"]
+    provider = _provider(emu, modal_env)
+    sb = _call(provider, provider.create, {**TAGS, "sandbox_idx": "7"})
+    assert _call(provider, provider.run, sb, "node -v", 5.0).stdout.strip() == "v20.18.1"
+    grpc_url = json.loads(emu._call("GET", "/modal/grpc"))["url"]
+    assert grpc_url.startswith("https://" if emu.ca_file else "http://") and os.environ["MODAL_SERVER_URL"] == grpc_url
 
 
 def test_sdk_runs_on_the_bridge_with_retries_off(fault_emulators, modal_env):

@@ -23,6 +23,9 @@ import pytest
 
 from loadgen.emulator import start_emulator
 from tests.adapter_matrix import run_matrix
+from tests.protocol_fixtures import spoke
+
+PROTOCOLS = ["h1", "h2", "tls", "h2+tls"]
 from tests.locust_harness import run_locust
 
 KEY = {"RUNLOOP_API_KEY": "runloop_test_key"}
@@ -102,9 +105,18 @@ def test_chaos_run_matches_the_emulators_ground_truth(tmp_path):
 # ---------------------------------------------------------------------------
 # every fault at 100%, through the adapter (in a gevent-patched subprocess)
 
-@pytest.fixture(scope="module")
-def matrix():
-    return run_matrix("runloop", {"destroy_timeout_s": 3, "sandbox_lifetime_s": 900}, long_poll=True)
+@pytest.fixture(scope="module", params=PROTOCOLS)
+def matrix(request):
+    """The same matrix over each protocol the SDK speaks (httpx: HTTP/1.1 or HTTP/2, cleartext or TLS)."""
+    results = run_matrix("runloop", {"destroy_timeout_s": 3, "sandbox_lifetime_s": 900}, long_poll=True,
+                         protocol=request.param)
+    results["protocol"] = request.param
+    return results
+
+
+def test_matrix_spoke_its_protocol(matrix):
+    protocol = matrix["protocol"]
+    assert all(spoke(case["stats"], protocol) for name, case in matrix.items() if name != "protocol"), protocol
 
 
 def _ops(matrix, name):

@@ -61,6 +61,26 @@ def attributes(obj: Any, names: tuple[str, ...], **fixed: Any) -> dict:
     return info
 
 
+HTTP2_ENV = "LOADGEN_HTTP2"
+
+
+def http2_requested() -> bool:
+    """``LOADGEN_HTTP2=1``: adapters whose SDK can speak HTTP/2 speak it (off by default, as in the SDKs).
+
+    Each adapter says what that means for its SDK (httpx: prior knowledge on an
+    ``http://`` URL, ALPN on ``https://``)."""
+    return os.environ.get(HTTP2_ENV, "").lower() in ("1", "true", "yes")
+
+
+def httpx_versions(base_url: Optional[str]) -> dict:
+    """httpx's ``http1``/``http2`` switches for a client of ``base_url``: HTTP/1.1 unless HTTP/2 was asked for;
+    then ALPN chooses over TLS (the SDK's default URL is https), and a cleartext URL gets HTTP/2 with prior
+    knowledge (as Runloop's Node SDK does)."""
+    if not http2_requested():
+        return {"http1": True, "http2": False}
+    return {"http1": not (base_url or "").startswith("http://"), "http2": True}
+
+
 class MissingCredentials(Exception):
     """Raised at start when a provider's environment variables are not set. Names them, never their values."""
 

@@ -33,7 +33,10 @@ The rules of base.py, and how they are kept here:
   share ONE SSL context: httpx builds a new one per client otherwise, about
   20 ms of CPU each (20 s for 1,000 sandboxes, on the loop thread). Both
   clients are closed when the sandbox is destroyed (or its create failed).
-  Proxies from the environment are not used (`trust_env=False`).
+  Proxies from the environment are not used (`trust_env=False`); the SSL
+  context still trusts `SSL_CERT_FILE` when it is set (how an emulator under
+  `--tls` is trusted). HTTP/1.1, as the SDK's httpx default, unless
+  `LOADGEN_HTTP2=1` (base.httpx_versions).
 - Tags: the create carries `tags={"run_id", "sandbox_idx"}`.
 """
 
@@ -43,7 +46,7 @@ import logging
 import os
 import uuid
 
-from loadgen.providers.base import CommandResult, Provider
+from loadgen.providers.base import CommandResult, httpx_versions, Provider
 from loadgen.result import ErrorInfo, FailureClass, classify_exception, truncate
 
 DEFAULT_BASE_URL = "https://api.bartender.codesandbox.io"  # together_sandbox._configuration.DEFAULT_BASE_URL
@@ -107,14 +110,15 @@ class CodeSandboxProvider(Provider):
         self._api_base = base + "/v1"  # as TogetherSandbox does
         self._api_key = os.environ.get("TOGETHER_API_KEY", "")
         self._retry = RetryConfig(max_attempts=1)
-        self._ssl = httpx.create_ssl_context()
+        self._ssl = httpx.create_ssl_context()  # reads SSL_CERT_FILE
+        self._versions = httpx_versions(base)
         # A create may answer late and must still be seen (the late-create window);
         # the lifecycle puts its own, shorter deadline on every call.
         self._api_timeout = httpx.Timeout(s.create_timeout_s + s.late_create_window_s, connect=s.create_timeout_s)
         self._agent_timeout = httpx.Timeout(s.command_timeout_s + 5.0, connect=s.command_timeout_s)
 
     def _transport(self):
-        return self._httpx.AsyncHTTPTransport(verify=self._ssl, trust_env=False)
+        return self._httpx.AsyncHTTPTransport(verify=self._ssl, trust_env=False, **self._versions)
 
     def _new_api_client(self):
         return self._ApiClient(base_url=self._api_base, token=self._api_key, prefix="Bearer",

@@ -61,7 +61,7 @@ import os
 import sys
 import time
 
-from loadgen.providers.base import attributes, CommandResult, Provider, ProviderSettings
+from loadgen.providers.base import attributes, CommandResult, http2_requested, Provider, ProviderSettings
 from loadgen.result import ErrorInfo, FailureClass, classify_exception, status_code_of, truncate
 from loadgen.net.wirehttp import WireError, WirePool
 
@@ -141,9 +141,12 @@ class E2BProvider(Provider):
             self._cls_kill = SandboxApi._cls_kill
         self._opts = {"retries": 0, "request_timeout": self.settings.create_timeout_s + self.settings.late_create_window_s}
         if self.settings.base_url:
-            # The emulator speaks plain HTTP/1.1; the real service is HTTP/2 over TLS.
+            # The real service is HTTP/2 over TLS; against the emulator, the SDK's own pyqwest paths speak
+            # HTTP/1.1 unless LOADGEN_HTTP2=1 (then HTTP/2 by ALPN under --tls; pyqwest keeps cleartext on
+            # HTTP/1.1). loadgen.wirehttp's exchanges are HTTP/1.1 either way.
             self._opts.update(
-                api_url=self.settings.base_url, sandbox_url=self.settings.base_url, http_version="1.1", debug=False
+                api_url=self.settings.base_url, sandbox_url=self.settings.base_url,
+                http_version="2" if http2_requested() else "1.1", debug=False
             )
 
     async def create(self, tags: dict[str, str]):

@@ -116,6 +116,32 @@ def _disable_sdk_retries() -> list[str]:
     return done
 
 
+def _trust_ssl_cert_file() -> Optional[str]:
+    """Make grpclib trust ``SSL_CERT_FILE`` when it is set, as httpx, urllib3 and OpenSSL do.
+
+    grpclib verifies TLS against certifi's roots alone, so an emulator under
+    ``--tls`` (whose CA is handed over through SSL_CERT_FILE) could not be
+    trusted otherwise. Without the variable nothing changes."""
+    import ssl
+
+    from grpclib.client import Channel
+
+    cafile = os.environ.get("SSL_CERT_FILE")
+    original = getattr(Channel._get_default_ssl_context, "_loadgen_original", Channel._get_default_ssl_context)
+    if not cafile:
+        Channel._get_default_ssl_context = original
+        return None
+
+    def _get_default_ssl_context(self, *, verify_paths=None):
+        if verify_paths is None:
+            verify_paths = ssl.DefaultVerifyPaths(cafile, None, "", "", "", "")
+        return original(self, verify_paths=verify_paths)
+
+    _get_default_ssl_context._loadgen_original = original
+    Channel._get_default_ssl_context = _get_default_ssl_context
+    return cafile
+
+
 def _adopt_bridge_loop(loop: asyncio.AbstractEventLoop) -> None:
     """Make synchronicity run the SDK on `loop` (loadgen's bridge) instead of a loop thread of its own."""
     from modal._utils.async_utils import synchronizer
@@ -158,6 +184,7 @@ class ModalProvider(Provider):
             log.warning("modal: SDK %s installed; this adapter was checked against %s (the retry switches, the "
                         "loop hand-over and the emulator's RPC set may differ)", version, SDK_VERSION)
         self.retry_settings = _disable_sdk_retries()
+        _trust_ssl_cert_file()
         bridge = get_bridge()
         _adopt_bridge_loop(bridge.loop)
         self._client = self._app = self._image = None

@@ -11,9 +11,11 @@ What the SDK does on its own, and what this adapter does about it:
 - Pools: without an ``http_client`` it builds process-wide sharded pools of
   20 connections each, which capped in-flight calls at 160 and failed
   connects at 1,000 concurrent flows. The adapter hands it its own
-  ``httpx.Client``s, on HTTP/1.1 (one connection per request in flight; the
-  emulator speaks only HTTP/1.1, so real and emulated runs go through the
-  same transport), each with limits above the users in the process.
+  ``httpx.Client``s, on HTTP/1.1 (one connection per request in flight, as
+  the SDK's own default; ``LOADGEN_HTTP2=1`` switches them to HTTP/2, see
+  base.httpx_versions), each with limits above the users in the process.
+- TLS: the clients share one SSL context, which trusts ``SSL_CERT_FILE`` when
+  it is set (httpx's rule; how an emulator under ``--tls`` is trusted).
 - httpcore's pool is quadratic: every request scans every connection of its
   pool for every queued request (and polls each idle socket), so one pool
   with 200 concurrent flows cost 17 s of CPU for 200 lifecycles, all of it
@@ -45,7 +47,7 @@ import math
 import os
 from typing import Any, Optional
 
-from loadgen.providers.base import attributes, CommandResult, Provider
+from loadgen.providers.base import attributes, CommandResult, httpx_versions, Provider
 from loadgen.result import ErrorInfo, FailureClass, classify_exception, truncate
 
 log = logging.getLogger("loadgen.providers.runloop")
@@ -90,7 +92,7 @@ class RunloopProvider(Provider):
         self.clients = []
         for _ in range(max(1, math.ceil(int(s.users_in_process) / _SHARD_USERS))):
             http_client = httpx.Client(limits=limits, timeout=default_timeout, follow_redirects=True,
-                                       verify=ssl_context)
+                                       verify=ssl_context, **httpx_versions(base_url))
             self.clients.append(Runloop(
                 bearer_token=os.environ.get("RUNLOOP_API_KEY"),
                 base_url=base_url,
