@@ -85,9 +85,20 @@ def _dump(environment, **kw):
             fh.write(b"".join(orjson.dumps(r) + b"\n" for r in state["rows"]))
 
 
+def _verified_context(**_ignored):
+    """Over TLS, certificates are checked against SSL_CERT_FILE alone (the emulator's CA), as the adapters do.
+    (FastHttpUser's own default is insecure=True: no check at all.)"""
+    import gevent.ssl
+
+    return gevent.ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
+
+
 class BaselineUser(FastHttpUser):
     wait_time = constant(3600)
     host = os.environ.get("BENCH_HOST")
+    if (host or "").startswith("https://"):
+        insecure = False
+        ssl_context_factory = staticmethod(_verified_context)
 
     def on_start(self):
         self.idx = int(os.environ.get("BENCH_IDX_BASE", "0")) + state["next"] * int(os.environ.get("BENCH_IDX_STRIDE", "1"))
@@ -273,13 +284,13 @@ def run_locust(locustfile: Path, users: int, *, args=(), env=None, workers: int 
 
 
 def run_baseline(users: int, emulator_url: str, mode: str = "lifecycle", workers: int = 0,
-                 timeout: float = 300, hold_s: float = 3.0) -> tuple[LocustResult, list[dict]]:
+                 timeout: float = 300, hold_s: float = 3.0, env: Optional[dict] = None) -> tuple[LocustResult, list[dict]]:
     """The FastHttpUser baseline; returns the run and its per-sandbox measured create latencies."""
     workdir = Path(tempfile.mkdtemp(prefix="lgbase-"))
     out = workdir / "latency.jsonl"
     res = run_locust(baseline_locustfile(workdir), users, env={
-        "BENCH_MODE": mode, "BENCH_OUT": str(out), "BENCH_HOST": emulator_url, "BENCH_HOLD": str(hold_s)}, workers=workers, timeout=timeout,
-        loadgen=False)
+        **(env or {}), "BENCH_MODE": mode, "BENCH_OUT": str(out), "BENCH_HOST": emulator_url,
+        "BENCH_HOLD": str(hold_s)}, workers=workers, timeout=timeout, loadgen=False)
     rows = []
     for p in workdir.glob("latency.jsonl.*"):
         rows += [orjson.loads(line) for line in p.read_bytes().splitlines() if line.strip()]
@@ -296,6 +307,19 @@ VARIANTS = {
     # the real service (one envd host per sandbox) but not against the emulator (one host)
     "e2b-idle-kept": ("e2b", {"E2B_MAX_KEEPALIVE_CONNECTIONS": "100000"}),
 }
+
+
+# What a bench row's client speaks to the emulator: (emulator with --tls, LOADGEN_HTTP2).
+PROTOCOLS = {"h1": (False, False), "h2": (False, True), "tls": (True, False), "h2+tls": (True, True)}
+
+
+def protocol_env(protocol: str, ca_file: Optional[str]) -> dict:
+    """The client processes' environment for `protocol`: the emulator's CA (SSL_CERT_FILE) and LOADGEN_HTTP2."""
+    tls, http2 = PROTOCOLS[protocol]
+    env = {"LOADGEN_HTTP2": "1" if http2 else ""}
+    if tls:
+        env["SSL_CERT_FILE"] = ca_file
+    return env
 
 
 def face_of(kind: str) -> str:

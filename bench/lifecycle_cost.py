@@ -13,8 +13,17 @@ barrier, statistics at the end); for the baseline it is Locust's FastHttpUser
 making the same four exchanges on the e2b wire (see bench/_harness.py). Each
 configuration runs --repeat times, interleaved, and the median is reported.
 
+Protocols (--protocols, each row is run over each): `h1` (HTTP/1.1 in
+cleartext, the default), `tls` (the emulator started with --tls, its CA
+trusted through SSL_CERT_FILE; HTTP/1.1), `h2+tls` and `h2` (LOADGEN_HTTP2=1:
+HTTP/2 by ALPN, or with prior knowledge, where the SDK can; the baseline
+FastHttpUser speaks HTTP/1.1 only, and over TLS checks certificates against
+the emulator's CA, not FastHttpUser's default of no check). The emulator's
+connection count gives the TLS handshakes each lifecycle paid.
+
 Usage:
   python bench/lifecycle_cost.py [--lo 200] [--hi 2000] [--repeat 2] [--providers e2b,e2b-plain,daytona]
+                                 [--protocols h1,tls]
 
 `e2b-plain` is loadgen as it was before issue 8: the e2b adapter with
 LOADGEN_E2B_PLAIN_SDK=1 (its lean paths off, the SDK exactly as shipped) and
@@ -35,20 +44,24 @@ from loadgen.emulator import start_emulator  # noqa: E402
 
 
 
-def one(kind: str, n: int, emulators: dict) -> float:
-    face = H.face_of(kind)
-    emu = emulators[face]
+def one(kind: str, n: int, emu, protocol: str) -> tuple[float, dict]:
+    """CPU seconds of one run of `kind` with n users, and the emulator's server stats after it."""
     emu.reset()
+    env = H.protocol_env(protocol, emu.ca_file)
+    before = emu.stats()["server"]
     if kind == "baseline":
-        res, _ = H.run_baseline(n, emu.url)
+        res, _ = H.run_baseline(n, emu.url, env=env)
     else:
-        res = H.run_loadgen(n, emu.url, provider=kind)
+        res = H.run_loadgen(n, emu.url, provider=kind, env=env)
     stats = emu.stats()
     ok = res.master.returncode == 0 and stats["live"] == 0 and stats["created"] == n
     if not ok:
-        raise SystemExit(f"{kind} N={n}: rc={res.master.returncode} created={stats['created']} live={stats['live']}\n"
-                         + res.master.output[-3000:])
-    return res.cpu_s
+        raise SystemExit(f"{kind} ({protocol}) N={n}: rc={res.master.returncode} created={stats['created']} "
+                         f"live={stats['live']}\n" + res.master.output[-3000:])
+    server = stats["server"]
+    opened = {p: server["connections_by_protocol"][p] - before["connections_by_protocol"][p]
+              for p in server["connections_by_protocol"]}
+    return res.cpu_s, opened
 
 
 def main() -> int:
@@ -57,31 +70,46 @@ def main() -> int:
     ap.add_argument("--hi", type=int, default=2000)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--providers", default="e2b,e2b-plain,daytona")
+    ap.add_argument("--protocols", default="h1", help="comma-separated: " + ", ".join(H.PROTOCOLS))
     args = ap.parse_args()
     kinds = ["baseline"] + args.providers.split(",")
+    protocols = args.protocols.split(",")
+    unknown = [p for p in protocols if p not in H.PROTOCOLS]
+    if unknown:
+        ap.error(f"unknown protocol {unknown[0]!r}; known: {', '.join(H.PROTOCOLS)}")
     print(f"# {H.command_line()}  ({H.today()}, {H.machine()})")
-    per = {k: [] for k in kinds}
-    faces = {H.face_of(k) for k in kinds}
-    emulators = {f: start_emulator("fast", faces=f) for f in faces}
+    rows_of = [(kind, protocol) for protocol in protocols for kind in kinds]
+    per = {row: [] for row in rows_of}
+    handshakes = {}
+    emulators = {(H.face_of(k), p): start_emulator("fast", faces=H.face_of(k), tls=H.PROTOCOLS[p][0])
+                 for k, p in rows_of}
     try:
         for _ in range(args.repeat):
-            for kind in kinds:
-                lo = one(kind, args.lo, emulators)
-                hi = one(kind, args.hi, emulators)
-                per[kind].append((hi - lo) / (args.hi - args.lo) * 1000.0)
-                print(f"  {kind}: CPU {lo:.2f} s at N={args.lo}, {hi:.2f} s at N={args.hi} -> "
-                      f"{per[kind][-1]:.3f} ms/lifecycle", flush=True)
+            for kind, protocol in rows_of:
+                emu = emulators[(H.face_of(kind), protocol)]
+                lo, _ = one(kind, args.lo, emu, protocol)
+                hi, opened = one(kind, args.hi, emu, protocol)
+                per[(kind, protocol)].append((hi - lo) / (args.hi - args.lo) * 1000.0)
+                # connections opened per lifecycle at N=hi (minus the two stats calls of the bench itself)
+                handshakes[(kind, protocol)] = ((opened["http/1.1"] - 2) / args.hi, opened["h2"] / args.hi)
+                print(f"  {kind} ({protocol}): CPU {lo:.2f} s at N={args.lo}, {hi:.2f} s at N={args.hi} -> "
+                      f"{per[(kind, protocol)][-1]:.3f} ms/lifecycle; connections opened at N={args.hi}: "
+                      f"{opened}", flush=True)
     finally:
         for emu in emulators.values():
             emu.stop()
-    base = statistics.median(per["baseline"])
+    base_h1 = statistics.median(per[("baseline", protocols[0])])
     rows = []
-    for kind in kinds:
-        med = statistics.median(per[kind])
-        rows.append([kind if kind != "baseline" else "FastHttpUser (baseline)", med,
-                     ", ".join(f"{v:.3f}" for v in per[kind]), f"{med / base:.2f}x"])
+    for kind, protocol in rows_of:
+        med = statistics.median(per[(kind, protocol)])
+        same = statistics.median(per[("baseline", protocol)])  # (FastHttpUser is HTTP/1.1 in an h2 row too)
+        h1_conns, h2_conns = handshakes[(kind, protocol)]
+        rows.append([kind if kind != "baseline" else "FastHttpUser (baseline)", protocol, med,
+                     ", ".join(f"{v:.3f}" for v in per[(kind, protocol)]), f"{med / same:.2f}x",
+                     f"{med / base_h1:.2f}x", f"{h1_conns:.2f} + {h2_conns:.2f}"])
     print()
-    print(H.table(["client", "CPU ms / lifecycle (median)", "runs", "vs baseline"], rows))
+    print(H.table(["client", "protocol", "CPU ms / lifecycle (median)", "runs", "vs baseline (same protocol)",
+                   f"vs baseline ({protocols[0]})", "connections / lifecycle (HTTP/1.1 + HTTP/2)"], rows))
     return 0
 
 
