@@ -1,5 +1,11 @@
-"""The e2b adapter: the real e2b SDK, driven from gevent greenlets through loadgen's asyncio bridge."""
+"""The e2b adapter: the real e2b SDK, driven from gevent greenlets through loadgen's asyncio bridge.
 
+Over HTTP/1.1 in cleartext and over TLS (the emulator's CA trusted through
+SSL_CERT_FILE) on loadgen's timed client; over HTTP/2 with the SDK's own
+pyqwest transport, which speaks it by ALPN (tests/protocol_fixtures.py).
+"""
+
+import contextlib
 import json
 import os
 import subprocess
@@ -13,6 +19,8 @@ from loadgen.net.aio import get_bridge
 from loadgen.emulator import start_emulator
 from loadgen.providers.base import ProviderSettings
 from loadgen.providers.e2b import E2BProvider
+from tests.adapter_matrix import run_matrix
+from tests.protocol_fixtures import client_env, speaking, spoke, uses_tls
 
 
 def make_adapter(url, **kw):
@@ -20,6 +28,14 @@ def make_adapter(url, **kw):
     adapter = E2BProvider(settings)
     adapter.prepare()
     return adapter
+
+
+@contextlib.contextmanager
+def e2b_emulator(protocol, **settings):
+    """An emulator serving `protocol`, and this process's environment set to speak it."""
+    with start_emulator("fast", tls=uses_tls(protocol), **settings) as emu, speaking(protocol, emu):
+        yield emu
+        assert spoke(emu.stats(), protocol, http2=False)  # loadgen's timed client: HTTP/1.1 on every wire
 
 
 def lifecycle(adapter, idx):
@@ -47,9 +63,10 @@ def test_500_concurrent_lifecycles_from_greenlets(monkeypatch, emulator):
     ({"fault_reset": 1.0}, ("network_error", None)),
     ({"fault_kill": 1.0}, ("http_error", 500)),
 ])
-def test_faults_are_classified(monkeypatch, fault, expected):
+@pytest.mark.parametrize("protocol", ["h1", "tls"])
+def test_faults_are_classified(monkeypatch, fault, expected, protocol):
     monkeypatch.setenv("E2B_API_KEY", "e2b_test_key")
-    with start_emulator("fast", **fault) as emu:
+    with e2b_emulator(protocol, **fault) as emu:
         adapter = make_adapter(emu.url)
         bridge = get_bridge()
         if "rate_limit_per_s" in fault:  # the first create takes the only token
@@ -64,9 +81,10 @@ def test_faults_are_classified(monkeypatch, fault, expected):
     assert (info.failure_class, info.http_status) == expected
 
 
-def test_dead_sandbox_is_classified_as_gone(monkeypatch):
+@pytest.mark.parametrize("protocol", ["h1", "tls"])
+def test_dead_sandbox_is_classified_as_gone(monkeypatch, protocol):
     monkeypatch.setenv("E2B_API_KEY", "e2b_test_key")
-    with start_emulator("fast", fault_died=1.0) as emu:
+    with e2b_emulator(protocol, fault_died=1.0) as emu:
         adapter = make_adapter(emu.url)
         bridge = get_bridge()
         handle = bridge.call(adapter.create({"run_id": "r", "sandbox_idx": "0"}), timeout=10)
@@ -77,9 +95,10 @@ def test_dead_sandbox_is_classified_as_gone(monkeypatch):
         assert (info.failure_class, info.error_code) == ("http_error", "sandbox_gone")
 
 
-def test_create_hang_times_out(monkeypatch):
+@pytest.mark.parametrize("protocol", ["h1", "tls"])
+def test_create_hang_times_out(monkeypatch, protocol):
     monkeypatch.setenv("E2B_API_KEY", "e2b_test_key")
-    with start_emulator("fast", fault_create_hang=1.0) as emu:
+    with e2b_emulator(protocol, fault_create_hang=1.0) as emu:
         adapter = make_adapter(emu.url)
         adapter._opts["request_timeout"] = 1.0
         with pytest.raises(Exception) as caught:
@@ -87,11 +106,17 @@ def test_create_hang_times_out(monkeypatch):
         assert adapter.classify(caught.value).failure_class == "timeout"
 
 
-def test_create_command_and_destroy_are_timed_on_the_wire_even_when_the_client_is_busy(monkeypatch):
+@pytest.mark.parametrize("protocol", ["h1", "tls"])
+def test_create_command_and_destroy_are_timed_on_the_wire_even_when_the_client_is_busy(monkeypatch, protocol):
     """The create's, the command's and the destroy's (sent, answered) times are
     the wire's: with the bridge's loop stalled for 0.5 s while 100 answers
     arrive, each measured latency still equals the emulator's service time to
-    within a few milliseconds (TCP_INFO's jiffy on the server's side)."""
+    within a few milliseconds (TCP_INFO's jiffy on the server's side); over
+    TLS too, where the answer's stamp is that of its encrypted bytes. (A
+    command's time includes its connection's set-up when it needed one, TLS
+    handshake and all, by design: over TLS the timed commands therefore run
+    on connections a first round of commands opened, 60 sandboxes, within
+    the pool's 64 idle connections per host.)"""
     monkeypatch.setenv("E2B_API_KEY", "e2b_test_key")
 
     def burst(operation, coroutines, handles=None):
@@ -108,18 +133,21 @@ def test_create_command_and_destroy_are_timed_on_the_wire_even_when_the_client_i
             "the loop was not stalled: the test proves nothing"
         return values
 
-    with start_emulator("fast", create_latency="uniform:150,250", exec_latency="uniform:150,250",
-                        kill_latency="uniform:150,250") as emu:
+    with e2b_emulator(protocol, create_latency="uniform:150,250", exec_latency="uniform:150,250",
+                      kill_latency="uniform:150,250") as emu:
         adapter = make_adapter(emu.url)
         bridge = get_bridge()
         bridge.call(adapter.create({"run_id": "warm", "sandbox_idx": "-1"}), timeout=10)
-        handles = burst("create", [adapter.create({"run_id": "busy", "sandbox_idx": str(i)}) for i in range(100)])
+        n = 100 if protocol == "h1" else 60
+        handles = burst("create", [adapter.create({"run_id": "busy", "sandbox_idx": str(i)}) for i in range(n)])
+        if protocol == "tls":
+            [p.wait(timeout=30) for p in [bridge.submit(adapter.run(h, "true", 10)) for h in handles]]
         results = burst("run", [adapter.run(h, "node -v", 10) for h in handles], handles)
         assert all(r.exit_code == 0 for r in results)
         assert all(burst("destroy", [adapter.destroy(h, 10) for h in handles], handles))
         server = {row["metadata"]["sandbox_idx"]: row for row in emu.sandboxes()
                   if (row.get("metadata") or {}).get("run_id") == "busy"}
-    assert len(server) == 100
+    assert len(server) == n
     for operation, received, answered in (("create", "t_received", "t_answered"), ("run", "t_start", "t_end"),
                                           ("destroy", "t_kill_received", "t_kill_answered")):
         errors = []
@@ -127,7 +155,7 @@ def test_create_command_and_destroy_are_timed_on_the_wire_even_when_the_client_i
             sent, answer = adapter.wire_times(handle, operation)
             row = server[str(i)]
             if operation == "run":
-                row = row["execs"][0]
+                row = row["execs"][-1]
             errors.append((answer - sent) - (row[answered] - row[received]))
         assert max(abs(e) for e in errors) < 0.015, (operation, sorted(errors)[-5:])
 
@@ -161,3 +189,37 @@ def test_escape_hatches_still_run_a_whole_lifecycle(emulator, env, wire):
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert (got["exit_code"], got["stdout"][:4], got["killed"]) == (0, "v20.", True)
     assert got["wire"] == wire
+
+
+# ---------------------------------------------------------------------------
+# HTTP/2: the SDK exactly as shipped (its pyqwest transport), over TLS, every fault at 100%
+
+
+@pytest.fixture(scope="module")
+def h2_matrix():
+    """In a subprocess: the SDK's transport is chosen once per process (LOADGEN_E2B_PLAIN_SDK)."""
+    return run_matrix("e2b", {"sandbox_lifetime_s": 600}, protocol="h2+tls", env={"LOADGEN_E2B_PLAIN_SDK": "1"})
+
+
+def _outcome(op):
+    return (op["failure_class"], op["http_status"]) if not op["ok"] else ("ok", op["value"])
+
+
+def test_the_sdks_own_transport_speaks_http2_over_tls_and_maps_every_fault(h2_matrix):
+    assert all(spoke(case["stats"], "h2+tls") for case in h2_matrix.values())
+    ops = {name: case["ops"] for name, case in h2_matrix.items()}
+    assert _outcome(ops["create_5xx"][0]) == ("http_error", 500)
+    assert ops["create_hang"][0]["failure_class"] == "timeout"
+    assert _outcome(ops["reset"][0]) == ("network_error", None)
+    for name in ("rate_limited", "capacity"):
+        assert ops[name][0]["ok"] and _outcome(ops[name][1]) == ("http_error", 429), ops[name]
+    assert [_outcome(op) for op in ops["readiness_exit"][1:]] == [("ok", [1, ""]), ("ok", [0, "v20.18.1\n"])]
+    assert not ops["readiness_stream"][1]["ok"]  # the stream's Connect error
+    create, ready, live, destroy = ops["died"]
+    assert ready["ok"] and (live["failure_class"], live["error_code"]) == ("http_error", "sandbox_gone")
+    assert _outcome(ops["kill_fail"][1]) == ("http_error", 500)
+    create, run, destroy, again, gone = ops["clean"]
+    assert run["value"] == [0, "v20.18.1\n"] and destroy["value"] is True and again["value"] is False
+    assert not gone["ok"] and gone["error_code"] == "sandbox_gone"
+    for case in h2_matrix.values():  # one request per create: the SDK's retries are off
+        assert case["stats"]["ops"]["create"]["requests"] == sum(op["op"] == "create" for op in case["ops"])

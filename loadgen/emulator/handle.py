@@ -219,12 +219,18 @@ def _child_env() -> Dict[str, str]:
 def _read_url(proc: subprocess.Popen, timeout: float) -> str:
     deadline = time.monotonic() + timeout
     fd = proc.stdout.fileno()
+    poller = select.poll() if hasattr(select, "poll") else None  # select() fails for fds above 1023
+    if poller is not None:
+        poller.register(fd, select.POLLIN)
     buf = b""
     while b"\n" not in buf:
         left = deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError(f"emulator did not print its URL within {timeout} s")
-        ready, _, _ = select.select([fd], [], [], min(left, 0.5))
+        if poller is not None:
+            ready = poller.poll(min(left, 0.5) * 1000)
+        else:
+            ready, _, _ = select.select([fd], [], [], min(left, 0.5))
         if ready:
             chunk = os.read(fd, 4096)
             if not chunk:
@@ -264,10 +270,12 @@ class EmulatorThread(_Accessors):
             config = S.load_config_file(os.fspath(config))
         self.settings = S.resolve(profile, config, overrides)
         self._tls = None
+        self._own_tls = False
         if tls:
             from loadgen.emulator.tls import ServerTLS
 
-            self._tls = ServerTLS([host])
+            # a ServerTLS of the caller's: several emulators, one CA (the caller removes it)
+            self._tls, self._own_tls = (tls, False) if isinstance(tls, ServerTLS) else (ServerTLS([host]), True)
             self.ca_file = self._tls.ca_file
         self._port = port
         self._host = host
@@ -344,7 +352,7 @@ class EmulatorThread(_Accessors):
         deadline = time.monotonic() + timeout
         while self.is_alive() and time.monotonic() < deadline:
             _sleep(0.01)
-        if self._tls is not None and not self.is_alive():
+        if self._own_tls and not self.is_alive():
             self._tls.cleanup()
 
     def __enter__(self) -> "EmulatorThread":

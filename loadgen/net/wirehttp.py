@@ -20,7 +20,8 @@ host is new) can add it without adding our queueing.
 Scope: what loadgen's control-plane calls need, and no more: one exchange at
 a time per connection, a keep-alive pool, content-length, chunked or
 close-delimited answers, TLS through in-memory BIOs (so the raw bytes, with
-their stamps, are still ours to read). No redirects, proxies, HTTP/2 or
+their stamps, are still ours to read; certificates checked against
+``SSL_CERT_FILE`` when set, else certifi's roots). No redirects, proxies, HTTP/2 or
 content decoding; callers fall back to their SDK's own client for those.
 Where the kernel gives no stamps (not Linux), answers are timed when read,
 and ``kernel_stamped`` says so.
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import socket
 import ssl
 import struct
@@ -492,7 +494,7 @@ class WirePool:
         if client is None:
             ssl_context = self._ssl
             if scheme == "https:" and ssl_context is None:
-                ssl_context = self._ssl = default_ssl_context()
+                ssl_context = _shared_default_context()  # per origin: SSL_CERT_FILE may name another CA by then
             client = self._clients[(scheme, netloc)] = WireClient(
                 f"{scheme}//{netloc}", ssl_context=ssl_context, max_idle=self.max_idle_per_origin, buffer=self._buffer)
             if not self._sweeping:
@@ -516,12 +518,36 @@ class WirePool:
 
 
 def default_ssl_context() -> ssl.SSLContext:
-    """Certificate checks as httpx makes them (certifi's roots when installed), ALPN http/1.1."""
-    try:
-        import certifi
+    """Certificate checks as httpx makes them, ALPN http/1.1: the roots of ``SSL_CERT_FILE`` (or
+    ``SSL_CERT_DIR``) when set, as for httpx, urllib3 and OpenSSL (how an emulator under ``--tls`` is
+    trusted), else certifi's. A new context each call."""
+    key = _roots_named_by_environment()
+    if key[0]:
+        context = ssl.create_default_context(cafile=key[0])
+    elif key[1]:
+        context = ssl.create_default_context(capath=key[1])
+    else:
+        try:
+            import certifi
 
-        context = ssl.create_default_context(cafile=certifi.where())
-    except ImportError:  # pragma: no cover - httpx depends on certifi
-        context = ssl.create_default_context()
+            context = ssl.create_default_context(cafile=certifi.where())
+        except ImportError:  # pragma: no cover - httpx depends on certifi
+            context = ssl.create_default_context()
     context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def _roots_named_by_environment() -> tuple:
+    return os.environ.get("SSL_CERT_FILE") or None, os.environ.get("SSL_CERT_DIR") or None
+
+
+_shared_contexts: dict = {}
+
+
+def _shared_default_context() -> ssl.SSLContext:
+    """default_ssl_context(), one per set of roots, shared by the pools: each costs ~20 ms of CPU to build."""
+    key = _roots_named_by_environment()
+    context = _shared_contexts.get(key)
+    if context is None:
+        context = _shared_contexts[key] = default_ssl_context()
     return context

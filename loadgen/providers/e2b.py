@@ -48,6 +48,10 @@ measurements.
 ``LOADGEN_E2B_PLAIN_SDK=1`` turns all of this off (the SDK exactly as shipped), for
 A/B measurements and as an escape hatch should an SDK upgrade break them.
 
+TLS: wirehttp and the SDK's pyqwest both trust ``SSL_CERT_FILE`` when it is
+set (how an emulator under ``--tls`` is trusted). wirehttp speaks HTTP/1.1;
+with ``LOADGEN_HTTP2=1`` the SDK's own pyqwest paths speak HTTP/2 by ALPN.
+
 Length: one adapter, which carries the SDK's request path on loadgen's timed
 transport (control plane and envd) beside the escape hatches that restore the
 SDK's own; each piece is small and only makes sense next to the others.
