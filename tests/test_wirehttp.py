@@ -317,6 +317,28 @@ def test_tls_with_an_untrusted_certificate_is_a_connect_error(server_factory, tm
         run(wirehttp.WireClient(srv.url).request("GET", "/", {}, None, timeout=5))
 
 
+def test_tls_trusts_ssl_cert_file_per_origin(server_factory, tmp_path, monkeypatch):
+    """SSL_CERT_FILE names the roots (as for httpx and OpenSSL), read when a pool meets a new origin."""
+    servers = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        cert, key = _self_signed(tmp_path / name)
+        server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server_tls.load_cert_chain(cert, key)
+        servers.append((server_factory(lambda req, n: ok(b"trusted"), tls=server_tls), cert))
+    pool = wirehttp.WirePool()
+
+    async def get(url):
+        return (await pool.request("GET", url + "/", {}, None, timeout=5)).content
+
+    for srv, cert in servers:  # each origin's own CA, named when the pool first meets it
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        assert run(get(srv.url)) == b"trusted"
+    monkeypatch.delenv("SSL_CERT_FILE")
+    with pytest.raises(wirehttp.ConnectError, match="certificate"):
+        run(wirehttp.WireClient(servers[0][0].url).request("GET", "/", {}, None, timeout=5))
+
+
 def test_pool_gives_one_client_per_origin_and_closes_connections_left_idle(server_factory):
     first, second = server_factory(lambda req, n: ok()), server_factory(lambda req, n: ok())
     pool = wirehttp.WirePool(max_idle_per_origin=8, idle_expiry_s=0.3)
