@@ -12,7 +12,7 @@ import time
 
 import orjson
 
-from loadgen.emulator.http import Request
+from loadgen.emulator.request import Request
 
 PREFIX = b"/_emulator/"
 

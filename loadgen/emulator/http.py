@@ -25,21 +25,17 @@ from __future__ import annotations
 import collections
 import socket
 import struct
-import sys
-import time
-import traceback
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Callable, Deque, Dict, List, Optional
+from typing import TYPE_CHECKING, Deque, Dict, List, Optional
 
 import asyncio
 import httptools
 
-from loadgen.net import tcp_info
+from loadgen.emulator.http2 import Http2Connection
+from loadgen.emulator.request import MAX_BODY, TOO_BIG_PATH, Handler, Request, kernel_arrival, serve
 
 if TYPE_CHECKING:
     import ssl as ssl_module
-
-MAX_BODY = 4 * 1024 * 1024
 
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 
@@ -50,44 +46,14 @@ def status_line(status: int) -> bytes:
 
 _STATUS_LINES = {s: status_line(s) for s in _REASONS}
 _LINGER_0 = struct.pack("ii", 1, 0)
-TOO_BIG_PATH = b"/_emulator/too-big"
-H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # HTTP/2's client preface (http2.py is imported only when needed)
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # HTTP/2's client preface
 H1, H2 = "http/1.1", "h2"
 
 
-def kernel_arrival(sock) -> float:
-    """When the kernel took in the connection's latest data segment (epoch seconds); now where there is no TCP_INFO."""
-    now = time.time()
-    age_ms = tcp_info.read_u32(sock, tcp_info.LAST_DATA_RECV_MS)
-    return now if age_ms is None else now - age_ms / 1000.0
+class Http1Request(Request):
+    """A request on an HTTP/1.1 connection: answers are written as HTTP/1.1 bytes."""
 
-
-class Request:
-    """One parsed request and the means to answer it (exactly once)."""
-
-    __slots__ = ("conn", "method", "path", "query", "headers", "body", "keep_alive", "state")
-
-    # state: 0 = not answered, 1 = streaming, 2 = answered
-    def __init__(self, conn: "Connection", method: bytes, url: bytes, headers: Dict[bytes, bytes],
-                 body: bytes, keep_alive: bool):
-        self.conn = conn
-        self.method = method
-        path, _, query = url.partition(b"?")
-        self.path = path
-        self.query = query
-        self.headers = headers
-        self.body = body
-        self.keep_alive = keep_alive
-        self.state = 0
-
-    @property
-    def closed(self) -> bool:
-        return self.conn.transport is None
-
-    @property
-    def scheme(self) -> str:
-        """"https" when the emulator serves TLS, else "http": for the URLs a face hands out."""
-        return self.conn.server.scheme
+    __slots__ = ()
 
     def respond(self, status: int, body: bytes = b"", content_type: bytes = b"application/json",
                 extra_headers: bytes = b"") -> None:
@@ -135,35 +101,6 @@ class Request:
         self.state = 2
         self.conn.reset()
 
-    def header(self, name: bytes) -> Optional[bytes]:
-        return self.headers.get(name)
-
-    def received_at(self) -> float:
-        """When the kernel took in this request's last bytes (epoch seconds), however late the loop read them.
-
-        Why: the emulator's service time is the reference a client's measurement
-        is judged against (bench/measurement_error.py), so it must not include
-        the emulator's own queueing. TCP_INFO's tcpi_last_data_recv gives the
-        age of the connection's latest segment to a jiffy (1-4 ms); for a
-        request dispatched from data_received (all but pipelined ones) that
-        segment is this request's. Falls back to now where there is no TCP_INFO."""
-        return self.conn.last_data_at()
-
-
-Handler = Callable[[Request], None]
-
-
-def serve(handler: Handler, req: Request) -> None:
-    """Run the handler on one request; a handler that raises still gets its request answered (500)."""
-    try:
-        handler(req)
-    except Exception:
-        traceback.print_exc(file=sys.stderr)
-        if req.state == 0:
-            req.respond(500, b'{"code":500,"message":"emulator internal error"}')
-        elif req.state == 1:
-            req.end_stream()
-
 
 class Connection(asyncio.Protocol):
     __slots__ = ("server", "transport", "sock", "parser", "_url", "_headers", "_body", "_body_len",
@@ -178,8 +115,8 @@ class Connection(asyncio.Protocol):
         self._headers: Dict[bytes, bytes] = {}
         self._body: List[bytes] = []
         self._body_len = 0
-        self._queue: Deque[Request] = collections.deque()
-        self._current: Optional[Request] = None
+        self._queue: Deque[Http1Request] = collections.deque()
+        self._current: Optional[Http1Request] = None
         self._cork: Optional[List[bytes]] = None
         self._too_big = False
         self._closing = False
@@ -227,8 +164,6 @@ class Connection(asyncio.Protocol):
         return kernel_arrival(self.sock)
 
     def _become_http2(self, data: bytes) -> None:
-        from loadgen.emulator.http2 import Http2Connection
-
         self.server.connections_by_protocol[H2] += 1
         protocol = Http2Connection(self.server, self.transport, self.sock, self.server.h2_max_streams)
         self.transport.set_protocol(protocol)
@@ -265,7 +200,7 @@ class Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         body = b"".join(self._body) if len(self._body) != 1 else self._body[0]
         parser = self.parser
-        req = Request(self, parser.get_method(), self._url, self._headers, body,
+        req = Http1Request(self, parser.get_method(), self._url, self._headers, body,
                       parser.should_keep_alive() and not parser.should_upgrade())
         self._body = []
         if self._too_big:
@@ -295,7 +230,7 @@ class Connection(asyncio.Protocol):
             if self._closing:
                 self.transport.close()
 
-    def finished(self, req: Request) -> None:
+    def finished(self, req: Http1Request) -> None:
         """The reply to `req` is complete: close, or serve the next request."""
         if self._current is not req:
             return
@@ -310,7 +245,7 @@ class Connection(asyncio.Protocol):
         if self._queue:
             self._dispatch(self._queue.popleft())
 
-    def _dispatch(self, req: Request) -> None:
+    def _dispatch(self, req: Http1Request) -> None:
         self._current = req
         corked = self._cork is not None
         if not corked:

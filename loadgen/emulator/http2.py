@@ -2,7 +2,8 @@
 
 A connection becomes HTTP/2 when its first bytes are the client preface
 (``PRI * HTTP/2.0``): prior knowledge over cleartext, or after ALPN chose
-``h2`` over TLS (see http.Connection, which hands the connection over). The
+``h2`` over TLS (http.Connection sees the preface and hands the connection
+over). The
 framing, HPACK, flow control and the stream state machine are the `h2`
 library's; this module only maps its events onto `Request`s, so every face
 answers HTTP/2 exactly as it answers HTTP/1.1: `respond` is one HEADERS
@@ -33,7 +34,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from loadgen.emulator import http
+from loadgen.emulator.request import MAX_BODY, TOO_BIG_PATH, Request, kernel_arrival, serve
 
 # h2 advertises 100 concurrent streams per connection by default; a client that
 # multiplexes a whole burst over one connection would then queue creates inside
@@ -83,7 +84,7 @@ def _header_lines(extra: bytes) -> List[tuple]:
     return out
 
 
-class StreamRequest(http.Request):
+class StreamRequest(Request):
     """A request on one HTTP/2 stream; answered through the connection's h2 state."""
 
     __slots__ = ("stream_id",)
@@ -212,7 +213,7 @@ class Http2Connection(asyncio.Protocol):
             self.flush()
 
     def last_data_at(self) -> float:
-        return http.kernel_arrival(self.sock)
+        return kernel_arrival(self.sock)
 
     # -- requests ------------------------------------------------------------
 
@@ -247,7 +248,7 @@ class Http2Connection(asyncio.Protocol):
         if incoming is None:
             return
         incoming.size += len(event.data)
-        if incoming.size > http.MAX_BODY:
+        if incoming.size > MAX_BODY:
             incoming.too_big = True
             incoming.body = []
         elif not incoming.too_big:
@@ -261,9 +262,9 @@ class Http2Connection(asyncio.Protocol):
         req = StreamRequest(self, stream_id, incoming.method, incoming.url, incoming.headers, body)
         if incoming.too_big:
             req.body = b""
-            req.path = http.TOO_BIG_PATH
+            req.path = TOO_BIG_PATH
         self.requests[stream_id] = req
-        http.serve(self.server.handler, req)
+        serve(self.server.handler, req)
 
     def _forget(self, stream_id: int) -> None:
         """The client reset the stream: nothing more is sent on it."""

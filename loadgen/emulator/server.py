@@ -17,8 +17,9 @@ from typing import Any, Callable, Dict, Optional, Sequence
 from loadgen.emulator import control
 from loadgen.emulator.core import Core
 from loadgen.emulator.faces import load_face
-from loadgen.emulator.http import HttpServer, Request
+from loadgen.emulator.http import HttpServer
 from loadgen.emulator.http2 import max_streams
+from loadgen.emulator.request import Request
 from loadgen.emulator.tls import ServerTLS
 
 HOST = "127.0.0.1"  # the default; `loadgen emulate --host ADDR` serves other machines too

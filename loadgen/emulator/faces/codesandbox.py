@@ -58,7 +58,7 @@ import orjson
 
 from loadgen.emulator.faces import json_object, refusal
 from loadgen.emulator import core as C
-from loadgen.emulator.http import Request
+from loadgen.emulator.request import Request
 
 PROJECT_ID = "emulator"
 AGENT_VERSION = "emulator"

@@ -41,7 +41,7 @@ import orjson
 
 from loadgen.emulator.faces import json_object, refusal
 from loadgen.emulator import core as C
-from loadgen.emulator.http import Request
+from loadgen.emulator.request import Request
 
 API = b"/api/sandbox"
 TOOLBOX = b"/toolbox/"

@@ -29,7 +29,7 @@ import orjson
 
 from loadgen.emulator.faces import json_object, refusal
 from loadgen.emulator import core as C
-from loadgen.emulator.http import Request
+from loadgen.emulator.request import Request
 
 ENVD_VERSION = "0.6.4"
 CLIENT_ID = "emulator"

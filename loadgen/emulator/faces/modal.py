@@ -69,7 +69,7 @@ from h2.connection import H2Connection
 from h2.settings import SettingCodes
 
 from loadgen.emulator import core as C
-from loadgen.emulator.http import Request
+from loadgen.emulator.request import Request
 from loadgen.emulator.http2 import max_streams  # the SDK multiplexes a whole process over one connection
 
 HOST = "127.0.0.1"

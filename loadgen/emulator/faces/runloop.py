@@ -39,7 +39,7 @@ import orjson
 
 from loadgen.emulator.faces import json_object, refusal
 from loadgen.emulator import core as C
-from loadgen.emulator.http import Request
+from loadgen.emulator.request import Request
 
 PREFIX = b"/v1/devboxes"
 DEFAULT_KEEP_ALIVE_S = 3600
