@@ -451,9 +451,11 @@ class Core:
 
     # -- exec --------------------------------------------------------------
 
-    def exec(self, sandbox_id: str, command: str, reply: Callable[[ExecEvent], None]) -> None:
+    def exec(self, sandbox_id: str, command: str, reply: Callable[[ExecEvent], None],
+             received_at: Optional[float] = None) -> None:
         """Run a command. `reply` gets NOT_FOUND or GONE, or STARTED then
-        ENDED (or ERROR when the stream breaks)."""
+        ENDED (or ERROR when the stream breaks). `received_at` as for create:
+        the command's `t_start` and its latency run from the arrival."""
         ops = self.ops["exec"]
         ops["requests"] += 1
         sb = self.by_id.get(sandbox_id)
@@ -467,7 +469,8 @@ class Core:
             return
         n = sb.exec_count
         sb.exec_count = n + 1
-        entry = {"command": command, "t_start": self._now(), "t_end": None, "exit_code": None, "error": None}
+        now, arrived = self._arrival(received_at)
+        entry = {"command": command, "t_start": arrived, "t_end": None, "exit_code": None, "error": None}
         sb.execs.append(entry)
         ex = _Exec()
         ex.entry = entry
@@ -481,7 +484,11 @@ class Core:
             self._exec_start(sb, ex, command)
         else:
             rng = random.Random(f"{sb.key}|exec|{n}")
-            ex.timer = self._call_later(self.exec_latency.sample(rng), self._exec_start, sb, ex, command)
+            delay = self.exec_latency.sample(rng) - (now - arrived)
+            if delay > 0:
+                ex.timer = self._call_later(delay, self._exec_start, sb, ex, command)
+            else:
+                self._exec_start(sb, ex, command)
 
     def _exec_start(self, sb: Sandbox, ex: _Exec, command: str) -> None:
         ex.timer = None

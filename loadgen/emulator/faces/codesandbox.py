@@ -395,7 +395,8 @@ class CodeSandboxFace:
             return
         state = _ExecState(f"exec-{next(self._exec_ids)}", sid)
         text = command_text(command, args)
-        self.core.exec(box.core_id, text, lambda ev: self._exec_event(req, sid, state, command, args, ev))
+        self.core.exec(box.core_id, text, lambda ev: self._exec_event(req, sid, state, command, args, ev),
+                       received_at=req.received_at())
 
     def _exec_event(self, req: Request, sid: str, state: _ExecState, command: str, args: list,
                     ev: C.ExecEvent) -> None:

@@ -251,7 +251,8 @@ class DaytonaFace:
         timeout = body.get("timeout")
         if timeout is not None and not _nonneg_int(timeout):
             return self._bad(req, "timeout must be a non-negative integer (seconds)")
-        self.core.exec(sandbox_id, body["command"], lambda ev: self._exec_event(req, sandbox_id, ev))
+        self.core.exec(sandbox_id, body["command"], lambda ev: self._exec_event(req, sandbox_id, ev),
+                       received_at=req.received_at())
 
     def _sandbox_unavailable(self, req: Request, sandbox_id: str) -> None:
         req.respond(404, _err(404, f"sandbox {sandbox_id} not found or not running"))

@@ -281,7 +281,7 @@ class RunloopFace:
                 for waiter in waiters:
                     waiter()
 
-        self.core.exec(devbox_id, body["command"], on_event)
+        self.core.exec(devbox_id, body["command"], on_event, received_at=req.received_at())
         if not state["answered"]:
             state["timer"] = asyncio.get_running_loop().call_later(optimistic, on_timeout)
 
