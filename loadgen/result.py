@@ -31,10 +31,15 @@ class Status(str, enum.Enum):
 
 
 class FailureClass(str, enum.Enum):
-    TIMEOUT = "timeout"
+    TIMEOUT = "timeout"  # the provider did not answer within the timeout (judged on the wire where timed there)
     HTTP_ERROR = "http_error"
     NETWORK_ERROR = "network_error"
     OTHER = "other"
+    # The generator's own making, never the provider's: it ran out of descriptors, ports or
+    # buffers, or could not put the request on the wire before the phase's deadline. Such
+    # sandboxes are left out of the provider's success rate, and the run says its
+    # measurement was compromised.
+    GENERATOR_ERROR = "generator_error"
 
 
 PHASES = ("create", "readiness", "liveness", "destroy")
@@ -49,6 +54,12 @@ CONTAINER_REUSED = "container_reused"
 # The identity signals the reuse probe reads: the keys of a record's
 # sandbox_fingerprint besides "earlier_markers" (loadgen.report.reuse compares them).
 FINGERPRINT_SIGNALS = ("mnt_ns", "pid_ns", "uts_ns", "cgroup_hash", "boot_id", "pid1")
+
+# Failures a provider cannot cause: the generator's host ran out of something.
+GENERATOR_ERRNOS = frozenset(
+    code for code in (errno.EMFILE, errno.ENFILE, errno.EADDRNOTAVAIL, errno.ENOBUFS, errno.ENOMEM,
+                      getattr(errno, "EADDRINUSE", None)) if code is not None
+)
 
 ERROR_MESSAGE_LIMIT = 500
 OUTPUT_LIMIT = 200
@@ -138,6 +149,22 @@ class SandboxResult:
     sandbox_fingerprint: Optional[dict] = None  # what the reuse probe read: FINGERPRINT_SIGNALS, earlier_markers
     scheduled_start_at: Optional[str] = None  # when the run's schedule said this sandbox was due
     start_lateness_ms: Optional[float] = None  # create_started_at minus scheduled_start_at
+    # How the figures above were taken. wire_timed: every phase's times are the wire's (the
+    # request's first byte, the kernel's stamp of the answer) and its timeouts were judged there.
+    wire_timed: bool = False
+    syn_retransmits: Optional[int] = None  # SYNs this sandbox's connections needed again (kernel's count)
+    readiness_setup_ms: Optional[float] = None  # connection set-up inside first_command_ms (retransmits included)
+    liveness_setup_ms: Optional[float] = None  # likewise inside liveness_ms (0 on a kept connection)
+    # The generator's share of each phase: how long this process held the phase before its
+    # request went out, and after its answer arrived (wire-timed adapters; null where unknown).
+    create_gen_before_ms: Optional[float] = None
+    create_gen_after_ms: Optional[float] = None
+    readiness_gen_before_ms: Optional[float] = None
+    readiness_gen_after_ms: Optional[float] = None
+    liveness_gen_before_ms: Optional[float] = None
+    liveness_gen_after_ms: Optional[float] = None
+    destroy_gen_before_ms: Optional[float] = None
+    destroy_gen_after_ms: Optional[float] = None
 
     def to_json(self) -> bytes:
         return orjson.dumps(self)
@@ -157,6 +184,13 @@ def loads_record(line: bytes | str) -> dict:
 
 # ---------------------------------------------------------------------------
 # Classification
+
+
+class GeneratorFailure(Exception):
+    """Raised by loadgen's own code when a request failed for the generator's reasons, not the provider's.
+
+    SDKs wrap what their transport raises, so classification looks for this
+    (or an OSError with one of GENERATOR_ERRNOS) anywhere in the chain of causes."""
 
 
 @dataclass(frozen=True)
@@ -239,13 +273,34 @@ def status_code_of(exc: BaseException) -> Optional[int]:
     return None
 
 
+def generator_cause(exc: BaseException) -> Optional[BaseException]:
+    """The generator's own failure behind ``exc`` (itself, or any exception in its chain of causes), if any."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, GeneratorFailure) or (isinstance(exc, OSError) and exc.errno in GENERATOR_ERRNOS):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def generator_error_info(exc: BaseException, cause: BaseException) -> ErrorInfo:
+    code = errno.errorcode.get(cause.errno) if isinstance(cause, OSError) and cause.errno else type(cause).__name__
+    return ErrorInfo(FailureClass.GENERATOR_ERROR.value, None, code, type(exc).__name__,
+                     truncate(str(cause) or type(cause).__name__))
+
+
 def classify_exception(exc: BaseException) -> ErrorInfo:
     """Generic classification. Adapters call this after their own SDK-specific rules.
 
-    Order matters: a timeout is a timeout even when it wraps a socket error, and
-    an HTTP status beats a transport guess. Anything unrecognised is `other`,
-    never `network_error`.
+    Order matters: the generator's own failure is never the provider's, whatever
+    the SDK wrapped it in; a timeout is a timeout even when it wraps a socket
+    error; an HTTP status beats a transport guess. Anything unrecognised is
+    `other`, never `network_error`.
     """
+    cause = generator_cause(exc)
+    if cause is not None:
+        return generator_error_info(exc, cause)
     names = _mro_names(exc)
     error_type = type(exc).__name__
     message = truncate(str(exc) or error_type)

@@ -28,8 +28,9 @@ log = logging.getLogger("loadgen.coordinator")
 
 EXIT_OK = 0
 EXIT_THRESHOLD = 1
-EXIT_INTERRUPTED = 4
 EXIT_INCOMPLETE = 3
+EXIT_INTERRUPTED = 4
+EXIT_COMPROMISED = 5  # complete, but the generator itself failed some sandboxes: not every figure is the provider's
 
 HEARTBEAT_INTERVAL_S = 1.0
 SINK_INTERVAL_S = 2.0
@@ -295,6 +296,8 @@ class Coordinator:
             code = EXIT_INTERRUPTED
         elif not meta["complete"]:
             code = EXIT_INCOMPLETE
+        elif meta.get("measurement_compromised"):
+            code = EXIT_COMPROMISED
         elif any(not t["passed"] for t in threshold_results.values()):
             code = EXIT_THRESHOLD
         else:
@@ -315,7 +318,7 @@ def evaluate_thresholds(meta: dict, thresholds: dict) -> dict:
     out = {}
     rate = thresholds.get("min_success_rate")
     if rate is not None:
-        attempted = meta.get("sandboxes_attempted") or 0
+        attempted = meta.get("provider_attempted", meta.get("sandboxes_attempted")) or 0
         success = (meta.get("status_histogram") or {}).get("success", 0)
         actual = success / attempted if attempted else 0.0
         out["min_success_rate"] = {"required": rate, "actual": round(actual, 6), "passed": actual >= rate}
@@ -331,6 +334,7 @@ def summary_lines(meta: dict, run_path: Path) -> list[str]:
     lines = [
         f"[summary] run {meta.get('run_id')} ({meta.get('provider')}) status {meta.get('status')}, "
         f"{meta.get('records_received')} of {meta.get('sandboxes_dispatched')} results received",
+        *generator_lines(meta),
         f"[summary] sandboxes: {meta.get('sandboxes_attempted', 0)} attempted, "
         + ", ".join(f"{k} {hist.get(k, 0)}" for k in ("success", "partial", "readiness_failed", "failed")),
         f"[summary] create latency p50 {lat.get('p50')} ms, p99 {lat.get('p99')} ms; "
@@ -372,3 +376,31 @@ def schedule_summary_lines(meta: dict) -> list[str]:
     if meta.get("behind_schedule"):
         lines.append(f"[summary] WARNING: creates started behind their schedule: {pacing.get('reason')}")
     return lines
+
+
+def generator_lines(meta: dict) -> list[str]:
+    """What the generator's own load did to the run, said first: how much of each sandbox's
+    phases it held, and the sandboxes it failed itself (never counted as the provider's)."""
+    lines = []
+    failed = meta.get("generator_failures") or 0
+    if failed:
+        lines.append(f"[summary] MEASUREMENT COMPROMISED: the generator itself failed {failed} sandboxes "
+                     "(failure class generator_error: descriptors, ports, or requests it could not send in time); "
+                     "they are left out of the provider's success rate")
+    share = meta.get("generator_share") or {}
+    held = share.get("held_ms") or {}
+    if share.get("sandboxes_measured"):
+        worst = share.get("worst") or {}
+        lines.append(
+            f"[summary] generator's own share: held phases p50 {_ms(held.get('p50'))}, p99 {_ms(held.get('p99'))}; "
+            f"{share.get('delayed', 0)} of {share['sandboxes_measured']} sandboxes delayed by more than "
+            f"{share.get('limit_ms', 10):g} ms ({100.0 * (share.get('delayed_share') or 0):.1f}%); worst "
+            f"{_ms(worst.get('held_ms'))} (sandbox {worst.get('sandbox_idx')}, {worst.get('phase')}); "
+            "latencies are on the wire and leave it out")
+    return lines
+
+
+def _ms(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value / 1000.0:.2f} s" if value >= 1000 else f"{value:.1f} ms"

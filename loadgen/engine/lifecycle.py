@@ -25,12 +25,19 @@ import re
 import time
 from typing import Any, Optional
 
+import gevent
+import gevent.event
+
 from loadgen.engine import reuse_probe
+from loadgen.net.exchange import Phase
 from loadgen.result import (
     ErrorInfo,
     FailureClass,
+    GeneratorFailure,
     SandboxResult,
     Status,
+    generator_cause,
+    generator_error_info,
     iso,
     ms_between,
     parse_iso,
@@ -42,6 +49,23 @@ from loadgen.result import (
 log = logging.getLogger("loadgen.lifecycle")
 
 VERSION_PATTERN = re.compile(r"v?\d+\.\d+\.\d+")
+
+# A wire-judged call can take longer than its timeout for the generator's reasons only: the
+# request may leave as late as the deadline (later, it is not sent), and the provider then has
+# its whole timeout. Past twice the timeout and this, the transport itself was starved.
+VERDICT_GRACE_S = 30.0
+# Wire times and the greenlet's clock are the same clock read in two threads; beyond this
+# apart, something is wrong with the wire times and the greenlet's are kept.
+CLOCK_SLACK_S = 0.005
+
+
+class NoAnswer(TimeoutError):
+    """No answer within the phase's timeout: on the wire (judged by the kernel's stamps), or,
+    for an adapter timed around its SDK call, by this greenlet's clock. The provider's timeout."""
+
+
+class GeneratorStalled(GeneratorFailure):
+    """The transport gave no verdict long past the deadline: this process was too busy to run it."""
 
 # The cyclic GC at Python's default thresholds (700, 10, 10) costs a burst more
 # than any other single thing: every sandbox held alive is thousands of SDK,
@@ -107,7 +131,7 @@ class Lifecycle:
         self.provider = proc.provider
         self.handle: Any = None
         self.record = SandboxResult(run_id=proc.run_id, sandbox_idx=idx, provider=proc.provider.name,
-                                    worker_id=proc.worker_id)
+                                    worker_id=proc.worker_id, wire_timed=bool(proc.provider.wire_verdicts))
         self.arrived = False
         self.scheduled_at: Optional[float] = None
 
@@ -133,24 +157,55 @@ class Lifecycle:
             self.arrived = True
             self.proc.gate.arrive()
 
-    def _timed(self, method, *args, timeout: float, cancel_on_timeout: bool = True):
-        """Run an adapter operation with a deadline; returns (value, exc, started, ended, call)."""
+    def _call(self, method, *args, timeout: float, linger_s: float = 0.0, must_send: bool = True,
+              cancel_on_timeout: bool = True) -> "Outcome":
+        """Run one adapter operation as a phase with a deadline; never raises.
+
+        With an adapter whose exchanges are judged on the wire (``wire_verdicts``),
+        the transport holds the deadline and this waits for its verdict: the
+        answer, the provider's timeout (``NoAnswer``), or the generator's own
+        failure. Otherwise the deadline is this greenlet's wait."""
         self.proc.in_flight += 1
-        started = self._now()
-        call = self.provider.start_call(method, *args)
+        local_start = time.time()
+        started = local_start - self.proc.clock_offset
+        phase = verdict = None
+        if self.provider.wire_verdicts:
+            verdict = gevent.event.Event()
+            phase = Phase(timeout, linger_s=linger_s, must_send=must_send, started=local_start,
+                          on_timeout=self.provider.threadsafe(verdict.set))
+        call = self.provider.start_call(method, *args, phase=phase)
+        value = exc = None
         try:
-            value = call.wait(timeout)
-            exc = None
+            if phase is None:
+                try:
+                    value = call.wait(timeout)
+                except TimeoutError:
+                    if call.done:
+                        raise  # the operation's own timeout error
+                    raise NoAnswer(f"no answer within {timeout:g} s") from None
+            else:
+                safety_s = 2 * timeout + VERDICT_GRACE_S
+                gevent.wait([call.waitable, verdict], count=1, timeout=safety_s)
+                if call.done:
+                    value = call.result()
+                elif phase.timed_out:
+                    raise NoAnswer(f"no answer on the wire within {timeout:g} s of the request")
+                else:
+                    raise GeneratorStalled(f"no verdict from the transport within {safety_s:g} s: this process "
+                                           "was too busy to run it")
         except BaseException as e:  # noqa: BLE001 - every failure is data
-            value, exc = None, e
-            if isinstance(e, TimeoutError) and cancel_on_timeout:
+            exc = e
+            if isinstance(e, (NoAnswer, GeneratorStalled)) and cancel_on_timeout:
                 call.cancel()
         ended = self._now()
         self.proc.in_flight -= 1
-        return value, exc, started, ended, call
+        return Outcome(value, exc, started, ended, call, phase)
 
     def _classify(self, exc: BaseException) -> ErrorInfo:
-        if isinstance(exc, TimeoutError) and str(exc).startswith("no answer within"):
+        cause = generator_cause(exc)
+        if cause is not None:  # the generator's own failure, whatever the SDK wrapped it in
+            return generator_error_info(exc, cause)
+        if isinstance(exc, NoAnswer):
             return ErrorInfo(FailureClass.TIMEOUT.value, None, None, "TimeoutError", truncate(str(exc)))
         if isinstance(exc, CommandFailed):
             return ErrorInfo(FailureClass.OTHER.value, None,
@@ -160,6 +215,56 @@ class Lifecycle:
             return self.provider.classify(exc)
         except Exception:  # a classifier bug must not lose the record
             return ErrorInfo(FailureClass.OTHER.value, None, None, type(exc).__name__, truncate(str(exc)))
+
+    def _times(self, outcome: "Outcome", name: str, operation: str, handle: Any = None) -> tuple[float, float]:
+        """Phase ``name``'s (start, end) for the record, and the generator's share of it.
+
+        Wire times where the transport took them (connection set-up included
+        for a command, whose host is the sandbox's own; not for the control
+        plane's create and destroy), else the adapter's own ``wire_times``,
+        else this greenlet's clock, which holds the SDK's work and this
+        process's queueing too."""
+        started, ended = outcome.started, outcome.ended
+        offset = self.proc.clock_offset
+        wire = None
+        phase = outcome.phase
+        if phase is not None:
+            wire = phase.span(include_setup=operation == "run")
+        elif outcome.exc is None:
+            try:
+                wire = self.provider.wire_times(handle, operation)
+            except Exception:  # noqa: BLE001 - timing detail: never fail a phase over it
+                wire = None
+        if wire:
+            sent, answered = wire[0] - offset, wire[1] - offset
+            if started - CLOCK_SLACK_S <= sent <= answered <= ended + CLOCK_SLACK_S:
+                self._generator_share(name, max(0.0, sent - started), max(0.0, ended - answered))
+                return sent, answered
+        if phase is not None and phase.wire_started is not None:
+            # sent, but no answer in time (or none at all): the provider's part from its wire start
+            sent = phase.wire_started - offset
+            self._generator_share(name, max(0.0, sent - started), None)
+            if phase.timed_out and phase.timeout_s is not None:
+                return sent, max(sent, min(ended, sent + phase.timeout_s))
+            return sent, max(sent, ended)
+        if phase is not None and outcome.exc is not None and generator_cause(outcome.exc) is not None:
+            self._generator_share(name, max(0.0, ended - started), None)  # held until given up
+        return started, ended
+
+    def _generator_share(self, name: str, before_s: Optional[float], after_s: Optional[float]) -> None:
+        rec = self.record
+        setattr(rec, f"{name}_gen_before_ms", None if before_s is None else round(before_s * 1000.0, 3))
+        setattr(rec, f"{name}_gen_after_ms", None if after_s is None else round(after_s * 1000.0, 3))
+
+    def _note_wire(self, outcome: "Outcome", setup_field: Optional[str] = None) -> None:
+        """SYN retransmissions of the phase's connections, and (for commands) their set-up."""
+        phase = outcome.phase
+        if phase is None or not phase.exchanges:
+            return
+        rec = self.record
+        rec.syn_retransmits = (rec.syn_retransmits or 0) + phase.syn_retransmits()
+        if setup_field is not None:  # a window of several commands (the reuse probe's, then node -v) adds up
+            setattr(rec, setup_field, round((getattr(rec, setup_field) or 0.0) + phase.setup_s() * 1000.0, 3))
 
     # -- the phases ----------------------------------------------------------
     def run(self) -> None:
@@ -220,48 +325,37 @@ class Lifecycle:
         rec = self.record
         settings = self.proc.settings
         tags = {"run_id": self.proc.run_id, "sandbox_idx": str(self.idx)}
-        handle, exc, started, ended, call = self._timed(
-            self.provider.create, tags, timeout=settings.create_timeout_s, cancel_on_timeout=False
-        )
-        if exc is None:
-            started, ended = self._wire_times(handle, "create", started, ended)
+        outcome = self._call(self.provider.create, tags, timeout=settings.create_timeout_s,
+                             linger_s=settings.late_create_window_s, must_send=False, cancel_on_timeout=False)
+        handle, exc = outcome.value, outcome.exc
+        late = exc is None and outcome.phase is not None and outcome.phase.timed_out
+        started, ended = self._times(outcome, "create", "create", handle)
+        self._note_wire(outcome)
         rec.create_started_at, rec.create_ended_at = iso(started), iso(ended)
+        if late:  # answered, but on the wire after its deadline (the transport waited on for the sandbox)
+            exc = NoAnswer(f"no answer on the wire within {settings.create_timeout_s:g} s of the request "
+                           "(it came later)")
         self._fire("create", started, ended, exc)
         if exc is None:
             self._adopt(handle)
             rec.latency_ms = ms_between(started, ended)
             return True
         self._fail("create", self._classify(exc), Status.FAILED)
-        if isinstance(exc, TimeoutError) and str(exc).startswith("no answer within"):
+        if late:
+            rec.late_create = True
+            self._adopt(handle)
+        elif isinstance(exc, (NoAnswer, GeneratorStalled)):
             # The provider may still make the sandbox: it arrived after our deadline,
             # so it counts as failed, but it must be destroyed, not leaked.
             self._arrive()
             try:
-                handle = call.wait(settings.late_create_window_s)
+                handle = outcome.call.wait(settings.late_create_window_s)
             except BaseException:  # noqa: BLE001 - no sandbox after all
                 handle = None
             if handle is not None:
                 rec.late_create = True
                 self._adopt(handle)
         return False
-
-    def _wire_times(self, handle: Any, operation: str, started: float, ended: float) -> tuple[float, float]:
-        """The operation's own HTTP exchange, when the adapter timed it (``wire_times``).
-
-        The greenlet's timestamps also hold the SDK's Python work and the hops
-        between the greenlet and the asyncio loop, which grow with the burst;
-        the adapter's are taken at the socket. Used only if they lie within
-        the greenlet's (same clock, so they always should)."""
-        try:
-            wire = self.provider.wire_times(handle, operation)
-        except Exception:  # noqa: BLE001 - timing detail: never fail a create over it
-            return started, ended
-        if not wire:
-            return started, ended
-        sent, answered = wire[0] - self.proc.clock_offset, wire[1] - self.proc.clock_offset
-        if started <= sent <= answered <= ended:
-            return sent, answered
-        return started, ended
 
     def _adopt(self, handle: Any) -> None:
         self.handle = handle
@@ -281,10 +375,12 @@ class Lifecycle:
             probe_started = self._reuse_probe()
             if probe_started is None:
                 return False
-        result, exc, started, ended, _ = self._timed(
-            self.provider.run, self.handle, settings.readiness_command, settings.command_timeout_s,
-            timeout=settings.command_timeout_s + 1.0,
-        )
+        # a wire-judged command has exactly its timeout; a greenlet-timed one gets a second more than
+        # the SDK's own, so the SDK's answer (its timeout error included) is the one recorded
+        timeout = settings.command_timeout_s + (0.0 if self.provider.wire_verdicts else 1.0)
+        outcome = self._call(self.provider.run, self.handle, settings.readiness_command, settings.command_timeout_s,
+                             timeout=timeout)
+        result, exc = outcome.value, outcome.exc
         if exc is None:
             try:
                 version = check_version_output(result)
@@ -292,10 +388,12 @@ class Lifecycle:
                     rec.readiness_output = truncate(version, OUTPUT_LIMIT)
             except CommandFailed as failed:
                 exc = failed
-        if exc is None:
-            started, ended = self._wire_times(self.handle, "run", started, ended)
+        probe_held_before = getattr(rec, f"{phase}_gen_before_ms")
+        started, ended = self._times(outcome, phase, "run", self.handle)
+        self._note_wire(outcome, f"{phase}_setup_ms")
         if probe_started is not None:
             started = probe_started  # the reuse probe is inside the readiness window
+            setattr(rec, f"{phase}_gen_before_ms", probe_held_before)  # and the window began with it
         setattr(rec, f"{phase}_started_at", iso(started))
         setattr(rec, f"{phase}_ended_at", iso(ended))
         self._fire(phase, started, ended, exc)
@@ -317,12 +415,13 @@ class Lifecycle:
         rec = self.record
         settings = self.proc.settings
         token = reuse_probe.marker_token(self.proc.run_id, self.idx)
-        result, exc, started, ended, _ = self._timed(
-            self.provider.run, self.handle, reuse_probe.command(token), settings.command_timeout_s,
-            timeout=settings.command_timeout_s + 1.0,
-        )
+        timeout = settings.command_timeout_s + (0.0 if self.provider.wire_verdicts else 1.0)
+        outcome = self._call(self.provider.run, self.handle, reuse_probe.command(token), settings.command_timeout_s,
+                             timeout=timeout)
+        result, exc = outcome.value, outcome.exc
+        started, ended = self._times(outcome, "readiness", "run", self.handle)
+        self._note_wire(outcome, "readiness_setup_ms")
         if exc is None:
-            started, ended = self._wire_times(self.handle, "run", started, ended)
             rec.reuse_probe_ms = ms_between(started, ended)
             rec.sandbox_fingerprint = reuse_probe.parse(result.stdout, token)
             try:
@@ -340,11 +439,11 @@ class Lifecycle:
     def _destroy(self) -> None:
         rec = self.record
         settings = self.proc.settings
-        value, exc, started, ended, _ = self._timed(
-            self.provider.destroy, self.handle, settings.destroy_timeout_s, timeout=settings.destroy_timeout_s + 1.0
-        )
-        if exc is None:
-            started, ended = self._wire_times(self.handle, "destroy", started, ended)
+        timeout = settings.destroy_timeout_s + (0.0 if self.provider.wire_verdicts else 1.0)
+        outcome = self._call(self.provider.destroy, self.handle, settings.destroy_timeout_s, timeout=timeout)
+        value, exc = outcome.value, outcome.exc
+        started, ended = self._times(outcome, "destroy", "destroy", self.handle)
+        self._note_wire(outcome)
         rec.destroy_started_at, rec.destroy_ended_at = iso(started), iso(ended)
         rec.destroy_ms = ms_between(started, ended)
         self._fire("destroy", started, ended, exc)
@@ -359,3 +458,12 @@ class Lifecycle:
             rec.destroy_ok = False
             rec.destroy_failure_class = info.failure_class
             rec.destroy_error_message = info.error_message
+
+
+class Outcome:
+    """What one phase's call gave: its value or exception, the greenlet's clock, and the wire's view."""
+
+    __slots__ = ("value", "exc", "started", "ended", "call", "phase")
+
+    def __init__(self, value, exc, started, ended, call, phase):
+        self.value, self.exc, self.started, self.ended, self.call, self.phase = value, exc, started, ended, call, phase

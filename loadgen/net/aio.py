@@ -31,11 +31,13 @@ try:  # the loop thread must be a real OS thread even when gevent has patched th
     # _thread module (a greenlet); only the original start_new_thread is real.
     _start_new_thread = get_original("_thread", "start_new_thread")
     _allocate_lock = get_original("_thread", "allocate_lock")
+    _get_ident = get_original("_thread", "get_ident")
 except Exception:  # pragma: no cover - gevent always provides get_original
     import _thread
 
     _start_new_thread = _thread.start_new_thread
     _allocate_lock = _thread.allocate_lock
+    _get_ident = _thread.get_ident
 
 
 class Pending:
@@ -55,6 +57,11 @@ class Pending:
     @property
     def done(self) -> bool:
         return self._done
+
+    @property
+    def waitable(self) -> gevent.event.Event:
+        """What ``gevent.wait`` can wait on for this call's end."""
+        return self._event
 
     def wait(self, timeout: Optional[float] = None) -> Any:
         """Wait cooperatively. Raises TimeoutError if the result is not there in time
@@ -113,6 +120,7 @@ class AsyncBridge:
         self._ready = _allocate_lock()
         self._ready.acquire()
         self.loop: Optional[asyncio.AbstractEventLoop] = None
+        self.thread_id: Optional[int] = None
         _start_new_thread(self._run, ())
         # Blocking acquire of a real lock would block the hub; the loop starts in
         # microseconds, so poll cooperatively instead.
@@ -136,6 +144,7 @@ class AsyncBridge:
         loop = self._new_loop()
         asyncio.set_event_loop(loop)
         self.loop = loop
+        self.thread_id = _get_ident()
         self._ready.release()
         loop.run_forever()
 
@@ -143,8 +152,25 @@ class AsyncBridge:
         completed = self._completed
         while completed:
             pending, value, error = completed.popleft()
+            if pending is None:  # a callback for the hub (call_on_hub)
+                value()
+                continue
             self.in_flight -= 1
             pending._settle(value, error)
+
+    def call_on_hub(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on gevent's hub; callable from the loop thread (or any thread)."""
+        self._completed.append((None, fn, None))
+        self._watcher.send()
+
+    def hub_callback(self, fn: Callable[[], None]) -> Callable[[], None]:
+        """``fn``, made safe to call from the loop thread: there it is queued for the hub, elsewhere run at once."""
+        def callback() -> None:
+            if _get_ident() == self.thread_id:
+                self.call_on_hub(fn)
+            else:
+                fn()
+        return callback
 
     def submit(self, coro: Awaitable) -> Pending:
         """Start `coro` on the loop; returns at once."""

@@ -10,12 +10,25 @@ hands that stamp back however late we read, so the answer time here is when
 the answer's last byte reached this host. The request time is read just
 before the request's bytes go to the kernel, once the connection (and TLS) is
 up: the latency is the exchange on the wire, the provider's service time plus
-transit, and none of our queueing. Connection set-up is timed apart: 
-``connect_s`` as the loop saw it, and ``setup_s`` as the wire did (TCP's
-handshake round trip from TCP_INFO, plus the TLS handshake from our
+transit, and none of our queueing. Connection set-up is timed apart:
+``connect_s`` as the loop saw it, and ``setup_s`` as the wire did (from the
+connect call, which sends the first SYN, to the handshake's completion as the
+kernel stamped it, TCP_INFO's ``tcpi_last_ack_recv``: retransmitted SYNs
+included, and counted in ``syn_retransmits``; plus the TLS handshake from our
 ClientHello's send to the stamp of the server's last handshake flight), so a
-caller that wants the set-up counted (a sandbox's first command, whose
-host is new) can add it without adding our queueing.
+caller that wants the set-up counted (a sandbox's first command, whose host
+is new) can add it without adding our queueing.
+
+Deadlines are the wire's too (``loadgen.net.exchange``): a request made inside
+a lifecycle phase gets the phase's timeout from its wire start (the first SYN,
+or its first byte on a connection already open), and when the deadline
+passes, the bytes already waiting in the socket are read before any verdict,
+so an answer that arrived in time but was read late is the answer. A request
+the generator could not send before the phase's deadline is never sent
+(``NotSent``), and a connection the generator could not make for its own
+reasons (descriptors, ports, buffers) raises ``GeneratorError``: neither is
+the provider's failure. Every exchange, answered or not, is recorded on the
+current phase.
 
 Scope: what loadgen's control-plane calls need, and no more: one exchange at
 a time per connection, a keep-alive pool, content-length, chunked or
@@ -43,9 +56,13 @@ import time
 import urllib.parse
 from typing import Optional
 
+import errno
+
 import httptools
 
-from loadgen.net import tcp_info
+from loadgen.net import exchange, tcp_info
+from loadgen.net.exchange import Exchange, NotSent
+from loadgen.result import GENERATOR_ERRNOS, GeneratorFailure
 
 try:  # the stdlib socket, even where gevent has patched the module: this runs on an asyncio loop,
     # and gevent's cooperative socket would add a Python wrapper to every call for nothing
@@ -90,12 +107,22 @@ class RemoteProtocolError(WireError):
     pass
 
 
+class GeneratorError(WireError, GeneratorFailure):
+    """This host could not make the connection for its own reasons (descriptors, ports, buffers)."""
+
+
+class _Expired(Exception):
+    """A read's deadline passed with nothing more waiting in the socket."""
+
+
 class WireResponse:
     """One answer, with the times of its exchange (epoch seconds)."""
 
-    __slots__ = ("status", "headers", "content", "sent_at", "answered_at", "connect_s", "setup_s", "kernel_stamped")
+    __slots__ = ("status", "headers", "content", "sent_at", "answered_at", "connect_s", "setup_s", "kernel_stamped",
+                 "syn_retransmits", "late")
 
-    def __init__(self, status, headers, content, sent_at, answered_at, connect_s, setup_s, kernel_stamped):
+    def __init__(self, status, headers, content, sent_at, answered_at, connect_s, setup_s, kernel_stamped,
+                 syn_retransmits=0, late=False):
         self.status = status
         self.headers = headers  # list of (name, value) str pairs, as received
         self.content = content
@@ -104,6 +131,8 @@ class WireResponse:
         self.connect_s = connect_s  # 0.0 on a reused connection
         self.setup_s = setup_s  # the same set-up on the wire, free of our queueing; 0.0 when reused
         self.kernel_stamped = kernel_stamped
+        self.syn_retransmits = syn_retransmits  # SYNs the new connection needed again; 0 when reused
+        self.late = late  # answered after the deadline (kept only when the phase lingers for late answers)
 
 
 def _wake(future: asyncio.Future) -> None:
@@ -115,9 +144,10 @@ class _Connection:
     """A non-blocking socket read with recvmsg, optionally under TLS."""
 
     __slots__ = ("loop", "sock", "fd", "stamped", "tls", "tls_in", "tls_out", "_stamp", "_buffer", "setup_s",
-                 "idle_since")
+                 "idle_since", "syn_retransmits")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, stamped: bool, buffer: memoryview):
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, stamped: bool, buffer: memoryview,
+                 connect_called: float):
         self.loop = loop
         self._buffer = buffer  # the client's read buffer: reads are copied out at their size, never
         # allocated at the largest size and shrunk (which fragments the heap: +15 KiB RSS per held sandbox)
@@ -127,7 +157,7 @@ class _Connection:
         self.tls: Optional[ssl.SSLObject] = None
         self.tls_in = self.tls_out = None
         self._stamp = 0.0
-        self.setup_s = (tcp_info.read_u32(sock, tcp_info.RTT_US) or 0) / 1e6  # the handshake's round trip
+        self.setup_s, self.syn_retransmits = handshake(sock, connect_called)
         self.idle_since = 0.0
 
     def close(self) -> None:
@@ -136,8 +166,10 @@ class _Connection:
         except OSError:
             pass
 
-    async def _wait(self, writable: bool) -> None:
+    async def _wait(self, writable: bool, until: Optional[float] = None) -> None:
+        """Until the socket is ready, or ``until`` (epoch seconds) has passed, whichever is first."""
         future = self.loop.create_future()
+        timer = None if until is None else self.loop.call_later(max(0.0, until - time.time()), _wake, future)
         if writable:
             self.loop.add_writer(self.fd, _wake, future)
             try:
@@ -150,6 +182,8 @@ class _Connection:
                 await future
             finally:
                 self.loop.remove_reader(self.fd)
+        if timer is not None:
+            timer.cancel()
 
     async def send_raw(self, data: bytes) -> None:
         view = memoryview(data)
@@ -163,13 +197,18 @@ class _Connection:
                 raise WriteError(f"write failed: {exc}") from exc
             view = view[sent:]
 
-    async def recv_raw(self) -> bytes:
-        """The next bytes from the socket; their arrival time is left in ``_stamp``."""
+    async def recv_raw(self, until: Optional[float] = None) -> bytes:
+        """The next bytes from the socket; their arrival time is left in ``_stamp``.
+
+        With ``until``: what is already waiting is always read first; only when
+        nothing is and ``until`` has passed does it raise ``_Expired``."""
         while True:
             try:
                 size, ancillary, _flags, _addr = self.sock.recvmsg_into((self._buffer,), _ANCILLARY_SIZE)
             except (BlockingIOError, InterruptedError):
-                await self._wait(False)
+                if until is not None and time.time() >= until:
+                    raise _Expired() from None
+                await self._wait(False, until)
                 continue
             except OSError as exc:
                 raise ReadError(f"read failed: {exc}") from exc
@@ -213,10 +252,11 @@ class _Connection:
         self.tls.write(plaintext)
         return self.tls_out.read()
 
-    async def read(self) -> bytes:
-        """Application bytes (b"" at the end of the stream); ``_stamp`` is the latest segment's arrival."""
+    async def read(self, until: Optional[float] = None) -> bytes:
+        """Application bytes (b"" at the end of the stream); ``_stamp`` is the latest segment's arrival.
+        ``until``: as for ``recv_raw``."""
         if self.tls is None:
-            return await self.recv_raw()
+            return await self.recv_raw(until)
         while True:
             try:
                 size = self.tls.read(_READ_SIZE, self._buffer)
@@ -227,7 +267,7 @@ class _Connection:
                 return b""
             except ssl.SSLError as exc:
                 raise ReadError(f"TLS read failed: {exc}") from exc
-            data = await self.recv_raw()
+            data = await self.recv_raw(until)
             if data:
                 self.tls_in.write(data)
             else:
@@ -323,44 +363,65 @@ class WireClient:
                       timeout: Optional[float] = None) -> WireResponse:
         """One exchange. ``headers`` are sent as given (plus host and, with a body, content-length).
 
-        Raises ConnectError, ConnectTimeout, WriteError, ReadError, ReadTimeout or RemoteProtocolError."""
-        phase = "connect"
+        Inside a lifecycle phase (``loadgen.net.exchange``), the phase's budget
+        applies; otherwise ``timeout`` (seconds) bounds the connect from its
+        first SYN and the answer from the request's wire start. Raises
+        ConnectError, ConnectTimeout, WriteError, ReadError, ReadTimeout,
+        RemoteProtocolError, GeneratorError or NotSent. The exchange is
+        recorded on the current phase, answered or not."""
+        phase = exchange.current()
+        budget = phase.timeout_s if phase is not None and phase.timeout_s is not None else timeout
         conn = None
+        sent_at = None
+        setup_s, syn = 0.0, 0
+        step = "connect"
         try:
-            async with asyncio.timeout(timeout):
-                connect_started = time.time()
-                conn = self._reuse()
-                connect_s = setup_s = 0.0
-                if conn is None:
-                    conn = await self._connect()
-                    connect_s = time.time() - connect_started
-                    setup_s = conn.setup_s
-                phase = "write"
-                payload = conn.wire_bytes(self._head(method, target, headers, body) + (body or b""))
-                sent_at = time.time()
-                await conn.send_raw(payload)
-                phase = "read"
-                answer, answered_at, reusable = await self._read_answer(conn)
-        except TimeoutError as exc:
+            send_by = phase.send_deadline() if phase is not None else None
+            if send_by is not None and time.time() > send_by:
+                raise NotSent(f"the generator held the request for {time.time() - phase.started:.1f} s, past the "
+                              f"phase's {phase.timeout_s:g} s deadline, before it could send it")
+            connect_started = time.time()
+            conn = self._reuse()
+            connect_s = 0.0
+            if conn is None:
+                started_by = phase.wire_started if phase is not None and phase.wire_started is not None else None
+                connect_deadline = None if budget is None else (started_by or connect_started) + budget
+                conn = await self._connect(connect_deadline)
+                connect_s = time.time() - connect_started
+                setup_s, syn = conn.setup_s, conn.syn_retransmits
+            step = "write"
+            payload = conn.wire_bytes(self._head(method, target, headers, body) + (body or b""))
+            sent_at = time.time()
+            wire_started = sent_at - setup_s
+            if phase is not None:
+                phase.began(wire_started)
+                deadline = phase.verdict_deadline(wire_started, timeout)
+                give_up = None if deadline is None else deadline + phase.linger_s
+            else:
+                deadline = give_up = None if timeout is None else wire_started + timeout
+            await conn.send_raw(payload)
+            step = "read"
+            answer, answered_at, reusable, late = await self._read_answer(conn, deadline, give_up, phase)
+        except BaseException as exc:
             if conn is not None:
                 conn.close()
-            if isinstance(exc, WireError):
-                raise
-            if phase == "connect":
-                raise ConnectTimeout(f"connect to {self.host_header} timed out") from None
-            raise ReadTimeout(f"no complete answer from {self.host_header} in {timeout} s") from None
-        except BaseException:
-            if conn is not None:
-                conn.close()
+            if phase is not None and sent_at is not None:
+                phase.record(Exchange(sent_at, None, setup_s, syn, late=isinstance(exc, ReadTimeout)))
+            if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) and not isinstance(exc, WireError):
+                if step == "connect":
+                    raise ConnectTimeout(f"connect to {self.host_header} timed out") from None
+                raise ReadTimeout(f"no complete answer from {self.host_header} in {budget} s") from None
             raise
         if reusable and len(self._idle) < self.max_idle:
             conn.idle_since = time.monotonic()
             self._idle.append(conn)
         else:
             conn.close()
+        if phase is not None:
+            phase.record(Exchange(sent_at, answered_at, setup_s, syn, late=late))
         content = b"".join(answer.body) if len(answer.body) != 1 else answer.body[0]
         return WireResponse(answer.parser.get_status_code(), answer.headers, content, sent_at, answered_at,
-                            connect_s, setup_s, conn.stamped)
+                            connect_s, setup_s, conn.stamped, syn, late)
 
     def close(self) -> None:
         while self._idle:
@@ -404,11 +465,19 @@ class WireClient:
             self._addresses_at = time.monotonic()
         return self._addresses
 
-    async def _connect(self) -> _Connection:
+    async def _connect(self, deadline: Optional[float] = None) -> _Connection:
         loop = asyncio.get_running_loop()
         last_error: Optional[BaseException] = None
-        for family, address in await self._resolve(loop):
-            sock = _socket_class(family, socket.SOCK_STREAM)
+        if deadline is None:
+            addresses = await self._resolve(loop)
+        else:
+            async with asyncio.timeout(max(0.0, deadline - time.time())):
+                addresses = await self._resolve(loop)
+        for family, address in addresses:
+            try:
+                sock = _socket_class(family, socket.SOCK_STREAM)
+            except OSError as exc:
+                raise _generator_or(exc, ConnectError, f"cannot open a socket for {self.host_header}") from exc
             sock.setblocking(False)
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -417,15 +486,18 @@ class WireClient:
                     stamped = True
                 except OSError:
                     stamped = False
-                await loop.sock_connect(sock, address)
+                connect_called = time.time()  # connect() sends the first SYN at once
+                await self._connect_socket(sock, address, deadline)
             except OSError as exc:
                 sock.close()
+                if exc.errno in GENERATOR_ERRNOS:
+                    raise GeneratorError(f"cannot connect to {self.host_header}: {exc}") from exc
                 last_error = exc
                 continue
             except BaseException:
                 sock.close()
                 raise
-            conn = _Connection(loop, sock, stamped, self._buffer)
+            conn = _Connection(loop, sock, stamped, self._buffer, connect_called)
             if self._ssl is not None:
                 try:
                     await conn.start_tls(self._ssl, self.host)
@@ -435,14 +507,53 @@ class WireClient:
             return conn
         raise ConnectError(f"cannot connect to {self.host_header}: {last_error}")
 
-    async def _read_answer(self, conn: _Connection):
+    async def _connect_socket(self, sock: socket.socket, address, deadline: Optional[float]) -> None:
+        """connect() without blocking; at the deadline, a handshake the kernel completed still counts."""
+        err = sock.connect_ex(address)
+        if err in (0, errno.EISCONN):
+            return
+        if err not in (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY, errno.EINTR):
+            raise OSError(err, os.strerror(err))
+        loop = asyncio.get_running_loop()
+        fd = sock.fileno()
+        while True:
+            future = loop.create_future()
+            loop.add_writer(fd, _wake, future)
+            timer = None if deadline is None else loop.call_later(max(0.0, deadline - time.time()), _wake, future)
+            try:
+                await future
+            finally:
+                loop.remove_writer(fd)
+                if timer is not None:
+                    timer.cancel()
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                raise OSError(err, os.strerror(err))
+            if tcp_info.read_u8(sock, tcp_info.STATE) in (tcp_info.ESTABLISHED, None):
+                return
+            if deadline is not None and time.time() >= deadline:
+                raise ConnectTimeout(f"connect to {self.host_header}: no handshake within the deadline")
+
+    async def _read_answer(self, conn: _Connection, deadline: Optional[float], give_up: Optional[float],
+                           phase):
+        """(answer, answered_at, reusable, late). The verdict is the answer's kernel stamp against
+        ``deadline``; a lingering phase (a create) keeps reading until ``give_up`` for a late answer."""
         answer = _Answer()
         answered_at = None
+        until = deadline
         while not answer.complete:
-            data = await conn.read()
+            try:
+                data = await conn.read(until)
+            except _Expired:
+                if phase is not None:
+                    phase.time_is_up()
+                if give_up is not None and until is not None and give_up > until:
+                    until = give_up  # no answer in time: a timeout, but a late answer is still worth having
+                    continue
+                raise ReadTimeout(f"no complete answer from {self.host_header} within the deadline") from None
             if not data:
                 if answer.headers_done and answer.delimited_by_close():
-                    return answer, answered_at, False
+                    break
                 raise RemoteProtocolError("the server closed the connection without a complete answer"
                                           if answered_at is not None else
                                           "the server closed the connection without answering")
@@ -453,7 +564,37 @@ class WireClient:
                 raise RemoteProtocolError("the server switched protocols") from None
             except httptools.HttpParserError as exc:
                 raise RemoteProtocolError(f"malformed answer: {exc}") from None
-        return answer, answered_at, answer.keep_alive and not answer.trailing
+        late = deadline is not None and answered_at is not None and answered_at > deadline
+        if late:
+            if phase is not None:
+                phase.time_is_up()
+            if give_up is None or give_up <= deadline:
+                raise ReadTimeout(f"the answer from {self.host_header} came after the deadline")
+        reusable = answer.complete and answer.keep_alive and not answer.trailing
+        return answer, answered_at, reusable, late
+
+
+def handshake(sock: socket.socket, connect_called: float) -> tuple[float, int]:
+    """(set-up seconds, SYN retransmissions) of a just-connected socket, as the kernel saw them.
+
+    The set-up runs from the connect call (the first SYN) to the handshake's
+    completion, which TCP_INFO dates by the age of the last ACK received (the
+    SYN-ACK; jiffy resolution), so SYNs the server dropped and the kernel sent
+    again are in it. Without TCP_INFO: the handshake's round trip, or 0."""
+    now = time.time()
+    ack_age_ms, rtt_us, retrans = tcp_info.read_fields(sock, tcp_info.LAST_ACK_RECV_MS, tcp_info.RTT_US,
+                                                       tcp_info.TOTAL_RETRANS)
+    rtt = (rtt_us or 0) / 1e6
+    if ack_age_ms is None:
+        return rtt, 0
+    setup = (now - ack_age_ms / 1000.0) - connect_called
+    return max(setup, rtt), int(retrans or 0)
+
+
+def _generator_or(exc: OSError, other: type, message: str) -> WireError:
+    if exc.errno in GENERATOR_ERRNOS:
+        return GeneratorError(f"{message}: {exc}")
+    return other(f"{message}: {exc}")
 
 
 class WirePool:

@@ -26,6 +26,7 @@ from typing import Any, Optional
 
 import gevent
 
+from loadgen.net import exchange
 from loadgen.net.aio import Pending, get_bridge
 from loadgen.result import ErrorInfo, classify_exception
 
@@ -95,6 +96,10 @@ class Provider:
     optional_env: tuple[str, ...] = ()
     asynchronous = False
     default_template: Optional[str] = None
+    # True when every exchange of every operation goes through loadgen's timed transport
+    # (loadgen.net.wirehttp), which judges timeouts by the wire (loadgen.net.exchange): the
+    # lifecycle then waits for the transport's verdict instead of timing the SDK call itself.
+    wire_verdicts = False
 
     def __init__(self, settings: ProviderSettings):
         self.settings = settings
@@ -147,12 +152,27 @@ class Provider:
         return classify_exception(exc)
 
     # -- plumbing --------------------------------------------------------------
-    def start_call(self, method, *args) -> Pending | "GreenletCall":
+    def threadsafe(self, fn):
+        """``fn``, safe to call from where this adapter's operations run (the asyncio bridge's
+        thread for an asynchronous adapter, where the timed transport reports its verdicts)."""
+        return get_bridge().hub_callback(fn) if self.asynchronous else fn
+
+    def start_call(self, method, *args, phase: Optional[exchange.Phase] = None) -> Pending | "GreenletCall":
         """Start an operation without waiting: the lifecycle decides how long to wait,
-        and whether a late answer still matters (it does for create)."""
+        and whether a late answer still matters (it does for create). ``phase`` (the
+        lifecycle's budget for the operation) is current while the operation runs, so
+        the timed transport finds it."""
         if self.asynchronous:
-            return get_bridge().submit(method(*args))
-        return GreenletCall(method, *args)
+            coroutine = method(*args)
+            return get_bridge().submit(coroutine if phase is None else exchange.run_within(phase, coroutine))
+        if phase is None:
+            return GreenletCall(method, *args)
+        return GreenletCall(_call_within, phase, method, *args)
+
+
+def _call_within(phase, fn, *args):
+    with exchange.within(phase):
+        return fn(*args)
 
 
 class GreenletCall:
@@ -164,6 +184,11 @@ class GreenletCall:
     @property
     def done(self) -> bool:
         return self._greenlet.ready()
+
+    @property
+    def waitable(self):
+        """What ``gevent.wait`` can wait on for this call's end."""
+        return self._greenlet
 
     def wait(self, timeout: Optional[float] = None):
         self._greenlet.join(timeout)

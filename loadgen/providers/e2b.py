@@ -41,9 +41,14 @@ builds every request and parses every answer. A command's time includes the
 connection set-up to the sandbox's host when one was needed, as the wire saw
 it (TCP's handshake round trip, TLS's handshake flight); a create's and a
 kill's do not (the API's connection is the client's, not the sandbox's).
+Verdicts are the wire's as well (``wire_verdicts``): each exchange gets its
+phase's timeout from its wire start, judged by the kernel's stamp of the
+answer (``loadgen.net.exchange``), so a busy generator never turns an answer
+that arrived in time into a timeout; the SDK's own loop-clock deadline on the
+command stream is therefore off (the server still gets ``connect-timeout-ms``).
 ``LOADGEN_E2B_TRANSPORT=pyqwest`` sends all of it on the SDK's pyqwest pool
-instead (clock read on the loop; HTTP/2 to the real service), for A/B
-measurements.
+instead (clock read on the loop, verdicts by the loop's clock; HTTP/2 to the
+real service), for A/B measurements.
 
 ``LOADGEN_E2B_PLAIN_SDK=1`` turns all of this off (the SDK exactly as shipped), for
 A/B measurements and as an escape hatch should an SDK upgrade break them.
@@ -59,15 +64,16 @@ SDK's own; each piece is small and only makes sense next to the others.
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import os
 import sys
 import time
 
-from loadgen.providers.base import attributes, CommandResult, http2_requested, Provider, ProviderSettings
-from loadgen.result import ErrorInfo, FailureClass, classify_exception, status_code_of, truncate
+from loadgen.net import exchange
+from loadgen.net.exchange import Exchange
 from loadgen.net.wirehttp import WireError, WirePool
+from loadgen.providers.base import attributes, CommandResult, http2_requested, Provider
+from loadgen.result import ErrorInfo, FailureClass, classify_exception, status_code_of, truncate
 
 _POOL_FLOOR = 1000
 # Idle data-plane connections kept per host (wirehttp's pool, and the SDK's pyqwest pool for what
@@ -84,23 +90,6 @@ _IDLE_PER_HOST = 64
 _IDLE_EXPIRY_S = 30.0
 PLAIN_SDK_ENV = "LOADGEN_E2B_PLAIN_SDK"
 TRANSPORT_ENV = "LOADGEN_E2B_TRANSPORT"
-
-# Wire times of the exchanges made inside a create, a command or a destroy: (sent, answered),
-# epoch seconds: when the request's bytes went to the kernel and when the kernel had the answer.
-_wire_times: contextvars.ContextVar = contextvars.ContextVar("loadgen_e2b_wire_times", default=None)
-
-
-class _Exchanges(list):
-    """The (sent, answered) of every exchange the transports make inside a ``with`` block of this task."""
-
-    __slots__ = ("_token",)
-
-    def __enter__(self) -> "_Exchanges":
-        self._token = _wire_times.set(self)
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        _wire_times.reset(self._token)
 
 
 def _configure_sdk_environment(users_in_process: int) -> None:
@@ -133,6 +122,8 @@ class E2BProvider(Provider):
 
         self._sandbox_class = AsyncSandbox
         self._lean = os.environ.get(PLAIN_SDK_ENV, "") not in ("1", "true", "yes")
+        # every exchange on loadgen.net.wirehttp: timed and judged on the wire
+        self.wire_verdicts = self._lean and os.environ.get(TRANSPORT_ENV, "wire") != "pyqwest"
         # The lean command call passes request_timeout=0: the SDK then awaits the stream's
         # first event directly instead of through asyncio.wait_for (a task and a timer per
         # command); `timeout` still bounds the whole stream, and the lifecycle its own wait.
@@ -154,15 +145,14 @@ class E2BProvider(Provider):
             )
 
     async def create(self, tags: dict[str, str]):
-        with _Exchanges() as exchanges:  # this task's context: the SDK's create runs in it
+        with exchange.recording() as phase:  # this task's context: the SDK's create runs in it
             handle = await self._sandbox_class.create(
                 template=self.settings.template or self.default_template,
                 timeout=int(self.settings.sandbox_lifetime_s),
                 metadata=tags,
                 **self._opts,
             )
-        if exchanges:
-            handle._loadgen_wire_create = exchanges[0]
+        handle._loadgen_wire_create = phase.span(include_setup=False)
         return handle
 
     def wire_times(self, handle, operation="create"):
@@ -179,18 +169,21 @@ class E2BProvider(Provider):
     async def run(self, handle, command: str, timeout: float) -> CommandResult:
         from e2b import CommandExitException
 
-        with _Exchanges() as exchanges:
+        with exchange.recording() as phase:
+            before = len(phase.exchanges)
             try:
-                result = await handle.commands.run(command, timeout=timeout,
+                # judged on the wire (the transport's deadline): no loop-clock deadline on the stream
+                result = await handle.commands.run(command, timeout=0 if self.wire_verdicts else timeout,
                                                    request_timeout=timeout if self._request_timeout is None else 0)
             except CommandExitException as exc:
                 result = exc  # a non-zero exit: the same exit_code, stdout and stderr
-        # one process.Start stream: the command, start to exit
-        handle._loadgen_wire_run = exchanges[0] if len(exchanges) == 1 else None
+        # one process.Start stream: the command, start to exit, with the set-up to the sandbox's host
+        ours = phase.exchanges[before:]
+        handle._loadgen_wire_run = (ours[0].wire_started, ours[0].answered) if len(ours) == 1 else None
         return CommandResult(result.exit_code, result.stdout or "", result.stderr or "")
 
     async def destroy(self, handle, timeout: float) -> bool:
-        with _Exchanges() as exchanges:
+        with exchange.recording() as phase:
             if not self._lean:
                 killed = await handle.kill(request_timeout=timeout, retries=0)
             elif handle.connection_config.debug:
@@ -199,8 +192,7 @@ class E2BProvider(Provider):
                 killed = await self._cls_kill(sandbox_id=handle.sandbox_id,
                                               **handle.connection_config.get_api_params(request_timeout=timeout,
                                                                                         retries=0))
-        if exchanges:
-            handle._loadgen_wire_destroy = exchanges[0]
+        handle._loadgen_wire_destroy = phase.span(include_setup=False)
         return killed
 
     async def destroy_id(self, sandbox_id: str, timeout: float) -> bool:
@@ -350,11 +342,10 @@ class _LeanHttpxClient:
         if content is not None:
             all_headers = dict(all_headers, **{"content-length": str(len(content))})
         method = method.upper()
-        exchanges = _wire_times.get()
         if isinstance(self._wire, WirePool):
-            status, response_headers, body = await self._wire_exchange(method, url, all_headers, content, exchanges)
+            status, response_headers, body = await self._wire_exchange(method, url, all_headers, content)
         else:
-            status, response_headers, body = await self._pyqwest_exchange(method, url, all_headers, content, exchanges)
+            status, response_headers, body = await self._pyqwest_exchange(method, url, all_headers, content)
         # (no .request: the generated functions never read it, and building one parses the URL again)
         if any(k.lower() == "content-encoding" for k, _ in response_headers):
             response = httpx.Response(status, headers=response_headers, stream=httpx.ByteStream(body))
@@ -362,17 +353,19 @@ class _LeanHttpxClient:
             return response
         return httpx.Response(status, headers=response_headers, content=body)
 
-    async def _wire_exchange(self, method, url, headers, content, exchanges):
+    async def _wire_exchange(self, method, url, headers, content):
+        """One exchange on wirehttp (which records it on the current phase), raising what httpx would."""
         _, httpx, _, _ = _LEAN_MODULES
         try:
             answer = await self._wire.request(method, self._base + url, headers, content, self._timeout)
         except WireError as e:
-            raise getattr(httpx, type(e).__name__)(str(e)) from e
-        if exchanges is not None:
-            exchanges.append((answer.sent_at, answer.answered_at))
+            twin = getattr(httpx, type(e).__name__, None)
+            if twin is None:  # the generator's own failure: httpx has no name for it, and it must stay ours
+                raise
+            raise twin(str(e)) from e
         return answer.status, answer.headers, answer.content
 
-    async def _pyqwest_exchange(self, method, url, headers, content, exchanges):
+    async def _pyqwest_exchange(self, method, url, headers, content):
         asyncio, httpx, _, adapter = _LEAN_MODULES
         ReadError, RemoteProtocolError, StreamError, TooManyRedirects, WriteError = _PYQWEST_ERRORS
         try:
@@ -395,8 +388,9 @@ class _LeanHttpxClient:
             raise adapter.map_timeout_error(e) from e
         except (ReadError, WriteError) as e:
             raise adapter.map_network_error(e) from e
-        if exchanges is not None:
-            exchanges.append((sent, time.time()))
+        phase = exchange.current()
+        if phase is not None:  # timed on the loop: the A/B baseline
+            phase.record(Exchange(sent, time.time()))
         return answer.status, list(answer.headers.items()), bytes(answer.content)
 
 
@@ -405,8 +399,10 @@ class _WireRpcTransport:
 
     A command is one server-streaming ``process.Process/Start`` exchange whose
     answer ends when the process exits, so it is read whole and handed back as
-    one body; the exchange's wire times (set-up included when the sandbox's
-    host needed a new connection) go to the command's ``_Exchanges``."""
+    one body; wirehttp records the exchange (set-up included when the
+    sandbox's host needed a new connection) on the command's phase. The
+    phase's timeout goes to the server as ``connect-timeout-ms``, since the
+    SDK's own deadline is off when the wire judges."""
 
     def __init__(self, pool):
         import pyqwest
@@ -418,11 +414,11 @@ class _WireRpcTransport:
         content = request.content
         if content is not None and not isinstance(content, (bytes, bytearray, memoryview)):
             content = b"".join([bytes(chunk) async for chunk in content])
-        answer = await self._pool.request(request.method, request.url, dict(request.headers.items()),
-                                          bytes(content) if content else None)
-        exchanges = _wire_times.get()
-        if exchanges is not None:
-            exchanges.append((answer.sent_at - answer.setup_s, answer.answered_at))
+        headers = dict(request.headers.items())
+        phase = exchange.current()
+        if phase is not None and phase.timeout_s and "connect-timeout-ms" not in headers:
+            headers["connect-timeout-ms"] = str(max(1, int(phase.timeout_s * 1000)))
+        answer = await self._pool.request(request.method, request.url, headers, bytes(content) if content else None)
         return self._response(status=answer.status, headers=self._headers(answer.headers), content=answer.content)
 
 

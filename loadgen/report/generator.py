@@ -92,3 +92,61 @@ def metrics_summary(samples: Optional[Sequence[dict]]) -> dict:
 
 def _max_of(samples: Sequence[dict], key: str):
     return max((m[key] for m in samples if m.get(key) is not None), default=None)
+
+
+# ---------------------------------------------------------------------------
+# The generator's share of each record
+
+
+GENERATOR_DELAY_LIMIT_MS = 10.0
+_GEN_PHASES = ("create", "readiness", "liveness", "destroy")
+
+
+def generator_share(records: Sequence[dict]) -> dict:
+    """How long this tool itself held each phase, from the per-record ``*_gen_before_ms`` /
+    ``*_gen_after_ms`` fields (wire-timed adapters), and how many sandboxes it delayed.
+
+    Before: from the lifecycle starting the phase to the request's wire start
+    (this process queueing the request). After: from the answer's arrival to
+    the lifecycle seeing it. A wire-timed latency leaves both out, but a
+    sandbox whose requests the generator held was not started when the
+    schedule said, so a run reports them. A sandbox is *delayed* when any of
+    its phases was held more than GENERATOR_DELAY_LIMIT_MS in all (before +
+    after); the worst is the largest such hold.
+    """
+    from loadgen.report.percentiles import distribution
+
+    per_phase = {}
+    for phase in _GEN_PHASES:
+        before = [r.get(f"{phase}_gen_before_ms") for r in records]
+        after = [r.get(f"{phase}_gen_after_ms") for r in records]
+        per_phase[phase] = {"before": distribution(before), "after": distribution(after)}
+    held = []
+    worst = None
+    measured = 0
+    for r in records:
+        best = None
+        for phase in _GEN_PHASES:
+            b, a = r.get(f"{phase}_gen_before_ms"), r.get(f"{phase}_gen_after_ms")
+            if b is None and a is None:
+                continue
+            total = (b or 0.0) + (a or 0.0)
+            if best is None or total > best[0]:
+                best = (total, phase)
+        if best is None:
+            continue
+        measured += 1
+        held.append(best[0])
+        if worst is None or best[0] > worst["held_ms"]:
+            worst = {"sandbox_idx": r.get("sandbox_idx"), "phase": best[1], "held_ms": round(best[0], 3)}
+    delayed = sum(1 for h in held if h > GENERATOR_DELAY_LIMIT_MS)
+    return {
+        "sandboxes_measured": measured,
+        "wire_timed": sum(1 for r in records if r.get("wire_timed")),
+        "held_ms": distribution(held),
+        "per_phase": per_phase,
+        "limit_ms": GENERATOR_DELAY_LIMIT_MS,
+        "delayed": delayed,
+        "delayed_share": round(delayed / measured, 6) if measured else None,
+        "worst": worst,
+    }

@@ -38,12 +38,13 @@ from loadgen.report.generator import (  # noqa: F401  the thresholds are part of
     CPU_BUSY_FRACTION_LIMIT,
     CPU_BUSY_PERCENT,
     HUB_LAG_P99_LIMIT_MS,
+    generator_share,
     metrics_summary,
 )
 from loadgen.report.pacing import LATENESS_P99_LIMIT_MS, pacing  # noqa: F401
 from loadgen.report.percentiles import PERCENTILES, distribution, nearest_rank, percentile  # noqa: F401
 from loadgen.report.reuse import reuse_summary
-from loadgen.result import FAILURE_CLASSES, PHASES, STATUSES
+from loadgen.result import FAILURE_CLASSES, PHASES, STATUSES, FailureClass
 
 SCHEMA_VERSION = 1
 
@@ -278,11 +279,17 @@ def compute(records: Sequence[dict], metrics: Optional[Sequence[dict]] = None, m
     statuses = status_histogram(records)
     by_phase = failure_class_by_phase(records)
     leaked = leaks(records)
+    generator_failed = sum(1 for r in records if r.get("failure_class") == FailureClass.GENERATOR_ERROR.value)
+    provider_attempted = n - generator_failed
     out = {
         "schema_version": SCHEMA_VERSION,
         "sandboxes_attempted": n,
         "status_histogram": statuses,
-        "success_rate": round(statuses["success"] / n, 6) if n else None,
+        # the provider's success rate: sandboxes the generator itself failed are not the provider's
+        "generator_failures": generator_failed,
+        "provider_attempted": provider_attempted,
+        "success_rate": round(statuses["success"] / provider_attempted, 6) if provider_attempted else None,
+        "measurement_compromised": generator_failed > 0,
         "failure_class_histogram": failure_class_histogram(records),
         "create_failure_class": dict(by_phase["create"]),
         "failure_class_by_phase": by_phase,
@@ -297,6 +304,7 @@ def compute(records: Sequence[dict], metrics: Optional[Sequence[dict]] = None, m
         "leak_count": len(leaked),
         "reuse_probe": reuse_summary(records),
     }
+    out["generator_share"] = generator_share(records)
     out.update(concurrency(records))
     out.update(metrics_summary(metrics))
     out.update(pacing(records, mode))

@@ -55,8 +55,8 @@ DATA_COLUMNS = tuple(c for c in RECORD_FIELDS if c not in ("run_id", "sandbox_id
 def _select_expr(column: str) -> str:
     if column == "provider":
         return "COALESCE(r.provider, %(provider)s)"
-    if column == "late_create":
-        return "COALESCE(r.late_create, false)"
+    if column in ("late_create", "wire_timed"):
+        return f"COALESCE(r.{column}, false)"
     if column == "provider_metadata":
         return "COALESCE(r.provider_metadata, '{}'::jsonb)"
     return f"r.{column}"

@@ -248,7 +248,8 @@ class E2BFace:
             req.start_stream(200, CONNECT_JSON)
             req.end_stream(_end_error("invalid_argument", f"malformed StartRequest: {e}"))
             return
-        self.core.exec(sandbox_id, command, lambda ev: self._exec_event(req, sandbox_id, ev), received_at=req.received_at())
+        self.core.exec(sandbox_id, command, lambda ev: self._exec_event(req, sandbox_id, ev),
+                       received_at=req.received_at())
 
     def _exec_event(self, req: Request, sandbox_id: str, ev: C.ExecEvent) -> None:
         kind = ev.kind
