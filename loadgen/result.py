@@ -285,7 +285,14 @@ def generator_cause(exc: BaseException) -> Optional[BaseException]:
 
 
 def generator_error_info(exc: BaseException, cause: BaseException) -> ErrorInfo:
-    code = errno.errorcode.get(cause.errno) if isinstance(cause, OSError) and cause.errno else type(cause).__name__
+    """The record of a generator failure; its error code is the errno's name (EMFILE) where there is one."""
+    code = type(cause).__name__
+    inner = cause
+    while inner is not None:
+        if isinstance(inner, OSError) and inner.errno:
+            code = errno.errorcode.get(inner.errno, code)
+            break
+        inner = inner.__cause__
     return ErrorInfo(FailureClass.GENERATOR_ERROR.value, None, code, type(exc).__name__,
                      truncate(str(cause) or type(cause).__name__))
 

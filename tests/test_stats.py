@@ -272,11 +272,14 @@ def test_known_answers():
     assert out["sandboxes_attempted"] == 6
     assert out["status_histogram"] == {"success": 2, "partial": 1, "readiness_failed": 1, "failed": 2}
     assert out["success_rate"] == pytest.approx(2 / 6, abs=1e-6)
-    assert out["failure_class_histogram"] == {"timeout": 1, "http_error": 1, "network_error": 1, "other": 1}
-    assert out["create_failure_class"] == {"timeout": 1, "http_error": 1, "network_error": 0, "other": 0}
+    assert out["failure_class_histogram"] == {"timeout": 1, "http_error": 1, "network_error": 1, "other": 1,
+                                              "generator_error": 0}
+    assert out["create_failure_class"] == {"timeout": 1, "http_error": 1, "network_error": 0, "other": 0,
+                                           "generator_error": 0}
     assert out["failure_class_by_phase"]["readiness"]["other"] == 1
     assert out["failure_class_by_phase"]["liveness"]["network_error"] == 1
-    assert out["failure_class_by_phase"]["destroy"] == {"timeout": 0, "http_error": 1, "network_error": 0, "other": 0}
+    assert out["failure_class_by_phase"]["destroy"] == {"timeout": 0, "http_error": 1, "network_error": 0, "other": 0,
+                                                        "generator_error": 0}
     assert out["top_errors"][0] == {
         "phase": "create",
         "message": "create timed out",

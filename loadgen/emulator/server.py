@@ -92,6 +92,9 @@ def serve(settings: Dict[str, Any], port: int = 0, faces: Sequence[str] = ("e2b"
     With `tls`, a CA and a server certificate (naming `host` too) are made
     first; the CA goes to `ca_file`, or else to a temporary directory removed
     at exit, and then stderr says where, and how to point the SDKs at it."""
+    from loadgen.host import raise_descriptor_limit
+
+    raise_descriptor_limit()  # a connection per client's sandbox in flight: never the emulator's limit first
     server_tls = ServerTLS([host], ca_file) if tls else None
     loop = new_event_loop()
     asyncio.set_event_loop(loop)

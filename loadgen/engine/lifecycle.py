@@ -54,6 +54,9 @@ VERSION_PATTERN = re.compile(r"v?\d+\.\d+\.\d+")
 # request may leave as late as the deadline (later, it is not sent), and the provider then has
 # its whole timeout. Past twice the timeout and this, the transport itself was starved.
 VERDICT_GRACE_S = 30.0
+# A destroy the generator itself could not make is tried again, this often, for at least this long.
+GENERATOR_RETRY_INTERVAL_S = 0.5
+GENERATOR_RETRY_S = 60.0
 # Wire times and the greenlet's clock are the same clock read in two threads; beyond this
 # apart, something is wrong with the wire times and the greenlet's are kept.
 CLOCK_SLACK_S = 0.005
@@ -441,6 +444,15 @@ class Lifecycle:
         settings = self.proc.settings
         timeout = settings.destroy_timeout_s + (0.0 if self.provider.wire_verdicts else 1.0)
         outcome = self._call(self.provider.destroy, self.handle, settings.destroy_timeout_s, timeout=timeout)
+        # A destroy this process could not make (out of descriptors or ports) never reached the
+        # provider: try again until it does, or the leak would be the generator's doing. The
+        # attempt recorded is the one that reached the wire, held by the generator since the first.
+        first_started = outcome.started
+        give_up = time.time() + max(settings.destroy_timeout_s, GENERATOR_RETRY_S)
+        while outcome.exc is not None and generator_cause(outcome.exc) is not None and time.time() < give_up:
+            gevent.sleep(GENERATOR_RETRY_INTERVAL_S)
+            outcome = self._call(self.provider.destroy, self.handle, settings.destroy_timeout_s, timeout=timeout)
+        outcome.started = first_started
         value, exc = outcome.value, outcome.exc
         started, ended = self._times(outcome, "destroy", "destroy", self.handle)
         self._note_wire(outcome)

@@ -37,6 +37,7 @@ from loadgen.engine.clocks import MasterClock, WorkerClock
 from loadgen.engine.coordinator import Coordinator, EXIT_INCOMPLETE
 from loadgen.engine.dispatch import IndexAllocator, install_master_dispatch
 from loadgen.engine.health import HealthSampler
+from loadgen.engine import limits
 from loadgen.engine.identity import make_identity
 from loadgen.engine.options import RunSettings, add_arguments
 from loadgen.engine.process import ProcessRun
@@ -54,6 +55,8 @@ MSG_RELEASE = "loadgen_release"
 MSG_ABORT = "loadgen_abort"
 MSG_METRICS = "loadgen_metrics"
 MSG_SCHEDULE = "loadgen_schedule"
+MSG_LIMITS = "loadgen_limits"
+LIMITS_WAIT_S = 5.0  # how long the master waits for a worker's limits before judging without them
 
 
 def provider_name_of(environment) -> str:
@@ -92,11 +95,15 @@ class Controller:
         ev.test_stopping.add_listener(self.on_test_stopping)
         ev.test_stop.add_listener(self.on_test_stop)
         ev.quitting.add_listener(self.on_quitting)
+        self.limits = limits.process_limits()  # raises this process's descriptor limit first
+        self.worker_limits: dict[str, dict] = {}
+        self.refusal: Optional[str] = None
         if self.is_master:
             install_master_dispatch(self.runner, lambda: self.allocator)
             self.runner.register_message(MSG_RESULTS, self._m_results)
             self.runner.register_message(MSG_REPORT, self._m_report)
             self.runner.register_message(MSG_METRICS, self._m_metrics)
+            self.runner.register_message(MSG_LIMITS, self._m_limits)
             self.master_clock = MasterClock(self.runner)
         elif self.is_worker:
             self.runner.register_message(MSG_ACK, self._w_ack)
@@ -104,6 +111,8 @@ class Controller:
             self.runner.register_message(MSG_ABORT, self._w_abort)
             self.runner.register_message(MSG_SCHEDULE, self._w_schedule)
             self.worker_clock = WorkerClock(self.runner, self._on_clock_offset)
+            self.runner.send_message(MSG_LIMITS, {"worker_id": self.runner.client_id, **self.limits,
+                                                  "destination": self.destination()})
 
     # -- helpers ---------------------------------------------------------------------
     @property
@@ -112,6 +121,47 @@ class Controller:
 
     def base_url(self) -> Optional[str]:
         return getattr(self.environment.parsed_options, "emulator_url", None) or None
+
+    def destination(self) -> str:
+        """Where this process's sandboxes connect: the emulator's address, else the provider's API."""
+        return self.base_url() or f"{self.provider_name} API"
+
+    # -- limits -------------------------------------------------------------------------
+    def _m_limits(self, environment, msg, **kw) -> None:
+        self.worker_limits[msg.data.get("worker_id") or msg.node_id] = msg.data
+
+    def check_limits(self, users: int) -> tuple[list[str], dict]:
+        """Problems with this run's size against every process's limits, and what was found (for run.json)."""
+        provider = self.provider_class
+        if self.is_master:
+            workers = [c.id for c in self.runner.clients.all if c.state != "missing"]
+            deadline = time.time() + LIMITS_WAIT_S
+            while any(w not in self.worker_limits for w in workers) and time.time() < deadline:
+                gevent.sleep(0.05)
+            processes = {w: self.worker_limits.get(w, {}) for w in workers}
+            shares = limits.even_shares(users, workers)
+            destination_of = {w: processes[w].get("destination", "") for w in workers}
+            processes["master"] = self.limits
+        else:
+            processes = {"local": self.limits}
+            shares = {"local": users}
+            destination_of = {"local": self.destination()}
+        per_destination = provider.connections_per_destination(self.base_url())
+        problems = limits.check(processes, shares, provider.fds_per_sandbox, per_destination, destination_of)
+        found = {"processes": processes, "sandboxes_per_process": shares, "fds_per_sandbox": provider.fds_per_sandbox,
+                 "base_fds": limits.BASE_FDS, "connections_per_destination_per_sandbox": per_destination}
+        return problems, found
+
+    def _refuse(self, problems: list[str]) -> None:
+        """Nothing is created: no run starts, workers get no run id; headless, the process exits 2."""
+        self.refusal = "; ".join(problems)
+        self.environment.parsed_options.loadgen_run_id = None
+        for problem in problems:
+            sys.stderr.write(f"loadgen: error: {problem}\n")
+        sys.stderr.flush()
+        self.exit_code = 2
+        self.environment.process_exit_code = 2
+        gevent.spawn(self.runner.quit if self.headless else self.runner.stop)
 
     @property
     def proc(self) -> Optional[ProcessRun]:
@@ -144,7 +194,14 @@ class Controller:
         # a new run: identity, run directory, dispatch state
         setattr(options, SANDBOXES_OPTION, int(getattr(options, "num_users", 0) or 0))
         self.settings = RunSettings.from_options(options, self.provider_name)
+        users = int(self.runner.target_user_count or getattr(options, "num_users", 0) or 0)
+        problems, found_limits = self.check_limits(users)
+        if problems:
+            self._refuse(problems)
+            return
+        self.refusal = None
         identity = make_identity(options, self.provider_name)
+        identity["limits"] = found_limits
         run_path = Path(options.run_dir) / identity["run_id"]
         options.loadgen_run_id = identity["run_id"]
         self.allocator = IndexAllocator()

@@ -100,6 +100,16 @@ class Provider:
     # (loadgen.net.wirehttp), which judges timeouts by the wire (loadgen.net.exchange): the
     # lifecycle then waits for the transport's verdict instead of timing the SDK call itself.
     wire_verdicts = False
+    # Connections one sandbox holds open at once at most (a control-plane one while it is created,
+    # a data-plane one while it runs a command): what the run's descriptor check counts.
+    fds_per_sandbox = 2
+
+    @classmethod
+    def connections_per_destination(cls, base_url: Optional[str]) -> int:
+        """Connections per sandbox that go to one address and port (each needs its own local port):
+        everything, against the emulator's one address; one (the API's), against a real provider
+        whose sandboxes are hosts of their own."""
+        return cls.fds_per_sandbox if base_url else 1
 
     def __init__(self, settings: ProviderSettings):
         self.settings = settings
