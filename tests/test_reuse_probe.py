@@ -125,7 +125,7 @@ def test_a_reused_container_is_detected(tmp_path):
     by_id = {t["sandbox_id"]: t for t in truth}
     # ground truth: a sandbox ran in a used container when another sandbox probed that container before it
     first_probe = {}
-    for t in sorted(truth, key=lambda t: t["execs"][0]["t_start"]):
+    for t in sorted(truth, key=lambda t: t["execs"][0]["order"]):
         first_probe.setdefault(t["container"], t["sandbox_id"])
     expected = {sid for sid, t in by_id.items() if first_probe[t["container"]] != sid}
     assert expected and len(expected) < 8, "the seed should give a mix of fresh and reused containers"

@@ -93,6 +93,7 @@ class Sandbox:
             "t_kill_received": self.t_kill_received,
             "t_kill_answered": self.t_kill_answered,
             "t_ended": self.t_ended,
+            "create_latency_ms": None if self.delay is None else round(self.delay * 1000.0, 3),  # the drawn latency
             "execs": [dict(e) for e in self.execs],
             "container": self.container.name if self.container is not None else None,
         }
@@ -191,6 +192,7 @@ class Core:
         self.live = 0
         self._seq = 0
         self._pids = itertools.count(1000)
+        self._exec_order = itertools.count()
         self.queue: Deque[Tuple[Sandbox, Callable]] = collections.deque()
         s = self.settings
         self.capacity = Capacity(s["capacity"])
@@ -470,7 +472,10 @@ class Core:
         n = sb.exec_count
         sb.exec_count = n + 1
         now, arrived = self._arrival(received_at)
-        entry = {"command": command, "t_start": arrived, "t_end": None, "exit_code": None, "error": None}
+        # t_start: the command's arrival (kernel stamp, a jiffy of resolution); order: when this
+        # emulator took it up, among all commands (what two commands a jiffy apart are ordered by)
+        entry = {"command": command, "t_start": arrived, "order": next(self._exec_order), "t_end": None,
+                 "exit_code": None, "error": None}
         sb.execs.append(entry)
         ex = _Exec()
         ex.entry = entry
