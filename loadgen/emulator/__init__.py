@@ -9,7 +9,8 @@
         assert emu.stats()["live"] == 0
 """
 
-from loadgen.emulator.handle import EmulatorProcess, EmulatorThread, start_emulator
+from loadgen.emulator.handle import EmulatorCluster, EmulatorProcess, EmulatorThread, start_emulator, start_emulators
 from loadgen.emulator.settings import PROFILES, SETTINGS
 
-__all__ = ["start_emulator", "EmulatorProcess", "EmulatorThread", "PROFILES", "SETTINGS"]
+__all__ = ["start_emulator", "start_emulators", "EmulatorCluster", "EmulatorProcess", "EmulatorThread", "PROFILES",
+           "SETTINGS"]

@@ -51,6 +51,12 @@ Options:
   --face NAMES         Protocol faces to serve, comma-separated. [default: e2b]
   --tls                Serve HTTPS (and gRPC over TLS) with a certificate made at start.
   --ca-file FILE       With --tls: where to write the CA certificate (PEM).
+  --processes K        Serve from K processes, each on its own port (the
+                       given port and the next ones, or each a free one),
+                       for bursts bigger than one process's descriptors or
+                       CPU; the line printed lists every URL, comma-separated,
+                       as a locustfile's emulator URL option takes them.
+                       [default: 1]
   --list-profiles      Print the profiles as JSON and exit.
 """
 
@@ -89,6 +95,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     try:
         port = int(args["--port"])
+        processes = int(args["--processes"])
+        if processes < 1:
+            raise ValueError(f"--processes must be at least 1 (got {processes})")
         config = S.load_config_file(args["--config"]) if args["--config"] else None
         values = S.resolve(args["--profile"], config, overrides_from_args(args))
         faces = [f.strip() for f in args["--face"].split(",") if f.strip()]
@@ -104,6 +113,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (OSError, ValueError) as e:
         print(f"loadgen emulate: {e}", file=sys.stderr)
         return 2
+    if processes > 1:
+        return serve_processes(argv[1:], processes, port)
     from loadgen.emulator.server import serve
 
     try:
@@ -111,3 +122,52 @@ def main(argv: Optional[List[str]] = None) -> int:
     except OSError as e:
         print(f"loadgen emulate: cannot listen on {args['--host']}:{port}: {e}", file=sys.stderr)
         return 1
+
+
+def serve_processes(args: List[str], processes: int, port: int) -> int:
+    """K emulators with the same settings, each its own process and port; one line of their URLs.
+
+    SIGINT or SIGTERM stops them all. Each keeps its own ground truth; read
+    them as one through ``loadgen.emulator.EmulatorCluster``."""
+    import signal
+    import threading
+
+    from loadgen.emulator.handle import EmulatorCluster, spawn_emulator_command
+
+    base = _without(args, "--processes", "--port")
+    members = []
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        for i in range(processes):
+            members.append(spawn_emulator_command(base + ["--port", str(port + i if port else 0)]))
+        cluster = EmulatorCluster(members)
+        sys.stdout.write(cluster.url + "\n")
+        sys.stdout.flush()
+        while not stop.wait(0.5):
+            if any(m.proc.poll() is not None for m in members):
+                print("loadgen emulate: an emulator process ended; stopping the others", file=sys.stderr)
+                return 1
+        return 0
+    except (OSError, RuntimeError) as e:
+        print(f"loadgen emulate: {e}", file=sys.stderr)
+        return 1
+    finally:
+        for m in members:
+            m.stop()
+
+
+def _without(args: List[str], *names: str) -> List[str]:
+    """``args`` less the options ``names`` (as ``--name VALUE`` or ``--name=VALUE``)."""
+    out, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in names:
+            skip = "=" not in arg
+            continue
+        out.append(arg)
+    return out

@@ -35,6 +35,7 @@ def handle(emulator, req: Request) -> None:
             "bad_http": emulator.http.bad_requests,
             "cpu_s": time.process_time(),
             "uptime_s": time.monotonic() - emulator.started_monotonic,
+            "overload": emulator.overload.snapshot(),
         }
         req.respond(200, orjson.dumps(stats))
     elif path == b"/_emulator/sandboxes" and method == b"GET":
@@ -43,6 +44,7 @@ def handle(emulator, req: Request) -> None:
         req.respond(200, body, b"application/x-ndjson")
     elif path == b"/_emulator/reset" and method == b"POST":
         core.reset()
+        emulator.overload.reset()
         req.respond(200, b'{"ok":true}')
     elif path == b"/_emulator/health":
         req.respond(200, b'{"ok":true}')

@@ -190,19 +190,33 @@ def start_emulator(profile: Optional[str] = "fast", port: int = 0,
     if tls:
         ca_file = os.path.join(tempfile.mkdtemp(prefix="loadgen-emulator-tls-"), "ca.pem")
         cmd += ["--tls", "--ca-file", ca_file]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=_child_env(),
-                            preexec_fn=_pdeathsig_preexec(), close_fds=True)
     try:
-        url = _read_url(proc, ready_timeout)
+        proc, url = _spawn(cmd, ready_timeout)
     except BaseException:
-        proc.kill()
-        proc.wait()
         if config_path and isinstance(config, Mapping):
             os.unlink(config_path)
         if ca_file is not None:
             shutil.rmtree(os.path.dirname(ca_file), ignore_errors=True)
         raise
     return EmulatorProcess(proc, url, config_path if isinstance(config, Mapping) else None, ca_file)
+
+
+def _spawn(cmd: List[str], ready_timeout: float) -> tuple:
+    """Start an emulator command; (process, its URL line) once it listens."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=_child_env(),
+                            preexec_fn=_pdeathsig_preexec(), close_fds=True)
+    try:
+        return proc, _read_url(proc, ready_timeout)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+
+
+def spawn_emulator_command(args: List[str], ready_timeout: float = 30.0) -> EmulatorProcess:
+    """``loadgen emulate ARGS`` as a subprocess handle (what ``loadgen emulate --processes`` starts)."""
+    proc, url = _spawn([sys.executable, "-m", "loadgen.emulator"] + list(args), ready_timeout)
+    return EmulatorProcess(proc, url)
 
 
 def _child_env() -> Dict[str, str]:
@@ -363,3 +377,125 @@ class EmulatorThread(_Accessors):
 
 def _sleep(seconds: float) -> None:
     time.sleep(seconds)  # gevent-patched time.sleep yields to the hub
+
+
+class EmulatorCluster:
+    """Several emulator processes behind one handle: the same accessors, one view of the ground truth.
+
+    One process holds a connection per client sandbox in flight, so a burst
+    bigger than one process's descriptors (or CPU) is spread over several,
+    each its own port: ``urls`` lists them, ``url`` is the comma-separated
+    list that ``--emulator-url`` takes (each Locust worker then gets one).
+    ``stats()`` adds the processes' counters up; ``sandboxes()`` is every
+    process's records."""
+
+    def __init__(self, members: List[EmulatorProcess]):
+        self.members = members
+        self._bundle: Optional[str] = None
+
+    @property
+    def urls(self) -> List[str]:
+        return [m.url for m in self.members]
+
+    @property
+    def url(self) -> str:
+        return ",".join(self.urls)
+
+    @property
+    def ca_file(self) -> Optional[str]:
+        """With TLS: one PEM bundle of every process's CA (each made its own), for SSL_CERT_FILE."""
+        files = [m.ca_file for m in self.members if m.ca_file]
+        if not files:
+            return None
+        if self._bundle is None:
+            fd, self._bundle = tempfile.mkstemp(prefix="loadgen-emulators-ca-", suffix=".pem")
+            with os.fdopen(fd, "wb") as out:
+                for name in files:
+                    with open(name, "rb") as f:
+                        out.write(f.read())
+        return self._bundle
+
+    def stats(self) -> Dict[str, Any]:
+        return merge_stats([m.stats() for m in self.members])
+
+    def sandboxes(self) -> List[Dict[str, Any]]:
+        return [row for m in self.members for row in m.sandboxes()]
+
+    def reset(self) -> None:
+        for m in self.members:
+            m.reset()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        for m in self.members:
+            m.stop(timeout)
+        if self._bundle is not None:
+            try:
+                os.unlink(self._bundle)
+            except OSError:
+                pass
+            self._bundle = None
+
+    def __enter__(self) -> "EmulatorCluster":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def merge_stats(parts: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """One stats view of several processes: counters added, settings of the first, each server kept.
+
+    Listen drops are counted per network namespace, which the processes share,
+    so the merged figure is the largest any process saw, not their sum."""
+    if not parts:
+        return {}
+
+    def add(a: Any, b: Any) -> Any:
+        if isinstance(a, dict) and isinstance(b, dict):
+            return {k: add(a.get(k), b.get(k)) if k in a and k in b else a.get(k, b.get(k)) for k in {**a, **b}}
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+            return a + b
+        return a
+
+    merged: Dict[str, Any] = {}
+    for part in parts:
+        body = {k: v for k, v in part.items() if k not in ("settings", "server", "since")}
+        merged = add(merged, body) if merged else body
+    merged["settings"] = parts[0].get("settings")
+    merged["since"] = min((p.get("since") for p in parts if p.get("since") is not None), default=None)
+    servers = [p.get("server") or {} for p in parts]
+    merged["servers"] = servers
+    overloads = [s.get("overload") or {} for s in servers]
+    merged["server"] = {
+        "processes": len(parts),
+        "connections": sum(s.get("connections", 0) for s in servers),
+        "connections_total": sum(s.get("connections_total", 0) for s in servers),
+        "cpu_s": sum(s.get("cpu_s", 0.0) for s in servers),
+        "overload": {
+            "loop_lag_ms": {"max": max((o.get("loop_lag_ms", {}).get("max", 0.0) for o in overloads), default=0.0),
+                            "p99": max((o.get("loop_lag_ms", {}).get("p99", 0.0) for o in overloads), default=0.0)},
+            "accept_queue": {"max": max((o.get("accept_queue", {}).get("max", 0) for o in overloads), default=0),
+                             "limit": next((o.get("accept_queue", {}).get("limit") for o in overloads), None)},
+            "listen_overflows": max((o.get("listen_overflows", 0) for o in overloads), default=0),
+            "listen_drops": max((o.get("listen_drops", 0) for o in overloads), default=0),
+            "overloaded": any(o.get("overloaded") for o in overloads),
+        },
+    }
+    return merged
+
+
+def start_emulators(processes: int = 1, profile: Optional[str] = "fast", port: int = 0,
+                    config: Union[None, str, os.PathLike, Mapping[str, Any]] = None, **kwargs: Any) -> EmulatorCluster:
+    """``processes`` emulator subprocesses (``start_emulator``'s arguments), on consecutive ports from
+    ``port`` (or each a free one with 0), as one EmulatorCluster."""
+    if processes < 1:
+        raise ValueError(f"processes must be at least 1 (got {processes})")
+    members: List[EmulatorProcess] = []
+    try:
+        for i in range(processes):
+            members.append(start_emulator(profile, port + i if port else 0, config, **kwargs))
+    except BaseException:
+        for m in members:
+            m.stop()
+        raise
+    return EmulatorCluster(members)

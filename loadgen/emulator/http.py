@@ -296,6 +296,7 @@ class HttpServer:
         self.h2_refused_streams = 0  # streams over that limit, refused (RST_STREAM REFUSED_STREAM)
         self.bad_requests = 0
         self._server: Optional[asyncio.AbstractServer] = None
+        self.sock: Optional[socket.socket] = None  # the listening socket (its accept queue is watched)
         self.port = 0
 
     async def start(self, host: str = "127.0.0.1", port: int = 0, backlog: int = 65535) -> int:
@@ -308,6 +309,7 @@ class HttpServer:
         self._server = await loop.create_server(lambda: Connection(self), sock=sock, backlog=backlog, ssl=self.ssl,
                                                 ssl_handshake_timeout=30.0 if self.ssl is not None else None)
         self.port = sock.getsockname()[1]
+        self.sock = sock
         return self.port
 
     async def stop(self) -> None:

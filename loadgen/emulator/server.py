@@ -19,6 +19,7 @@ from loadgen.emulator.core import Core
 from loadgen.emulator.faces import load_face
 from loadgen.emulator.http import HttpServer
 from loadgen.emulator.http2 import max_streams
+from loadgen.emulator.overload import OverloadMonitor
 from loadgen.emulator.request import Request
 from loadgen.emulator.tls import ServerTLS
 
@@ -39,6 +40,7 @@ class Emulator:
         self.http.h2_max_streams = max_streams(settings)
         self.port = 0
         self.started_monotonic = time.monotonic()
+        self.overload = OverloadMonitor()
 
     @property
     def url(self) -> str:
@@ -49,6 +51,8 @@ class Emulator:
         self.core = Core(self.settings, loop.call_later, loop.time)
         self.faces = [self._face(load_face(name)) for name in self.face_names]
         self.port = await self.http.start(self.host, port, backlog)
+        self.overload.listeners = [self.http.sock]
+        self.overload.start()
         return self.url
 
     def _face(self, face_class):
@@ -58,6 +62,7 @@ class Emulator:
         return face_class(self.core)
 
     async def stop(self) -> None:
+        self.overload.stop()
         await self.http.stop()
         for face in self.faces:  # faces with listeners of their own (modal's gRPC port)
             stop = getattr(face, "stop", None)

@@ -20,6 +20,7 @@ import orjson
 from loadgen import rundir
 from loadgen.engine.barrier import BarrierCoordinator
 from loadgen.engine.collector import Collector
+from loadgen.engine.target import emulator_lines
 from loadgen.engine.schedule import Sequencer
 from loadgen.result import iso
 from loadgen.sinks.base import RunContext, Sink, SinkReport
@@ -87,6 +88,8 @@ class Coordinator:
         self.sink_failures: dict[str, str] = {}
         self.timeline: collections.deque = collections.deque(maxlen=7200)  # (t_s, live, in_flight), for the web UI
         self.live_reports: Callable[[], list] = lambda: list(self.reports.values())
+        # key -> function giving a figure the coordinator cannot see (the emulator's own health)
+        self.extra_meta: dict[str, Callable[[], object]] = {}
 
     # -- start ------------------------------------------------------------------
     def start(self) -> None:
@@ -271,6 +274,11 @@ class Coordinator:
             "clock_offsets": self.clock_offsets,
             "options": self.identity.get("options", {}),
         }
+        for key, figure in self.extra_meta.items():
+            try:
+                meta[key] = figure()
+            except Exception as exc:  # noqa: BLE001 - a side figure must never stop the run from ending
+                log.warning("could not read %s for meta.json: %s", key, exc)
         threshold_results = evaluate_thresholds(meta, thresholds)
         meta["thresholds"] = threshold_results
         meta["leak_count"] = meta.get("leak_count", len(meta.get("leaks") or []))
@@ -335,6 +343,7 @@ def summary_lines(meta: dict, run_path: Path) -> list[str]:
         f"[summary] run {meta.get('run_id')} ({meta.get('provider')}) status {meta.get('status')}, "
         f"{meta.get('records_received')} of {meta.get('sandboxes_dispatched')} results received",
         *generator_lines(meta),
+        *emulator_lines(meta),
         f"[summary] sandboxes: {meta.get('sandboxes_attempted', 0)} attempted, "
         + ", ".join(f"{k} {hist.get(k, 0)}" for k in ("success", "partial", "readiness_failed", "failed")),
         f"[summary] create latency p50 {lat.get('p50')} ms, p99 {lat.get('p99')} ms; "

@@ -89,11 +89,13 @@ class TicketBook:
         return None
 
 
-def install_master_dispatch(runner, allocator_for_run) -> None:
+def install_master_dispatch(runner, allocator_for_run, options_for_worker=None) -> None:
     """Freeze dispatch after a run's first start, and put index ranges into each spawn message.
 
     ``allocator_for_run()`` returns the current run's IndexAllocator (a new run,
-    in the web UI, gets a new one). The spawn hook is installed on the zmq
+    in the web UI, gets a new one). ``options_for_worker(worker_id)``, if given,
+    returns options that worker gets in place of the master's (its own emulator
+    URL when the run spreads over several). The spawn hook is installed on the zmq
     Server class, not the instance, because the master replaces its server
     object when it resets a broken connection.
     """
@@ -118,7 +120,8 @@ def install_master_dispatch(runner, allocator_for_run) -> None:
             target = sum(msg.data.get("user_classes_count", {}).values())
             ranges = allocator_for_run().grant(msg.node_id, target)
             msg.data = dict(msg.data)
-            msg.data["parsed_options"] = {**msg.data.get("parsed_options", {}), RANGES_OPTION: ranges}
+            own = options_for_worker(msg.node_id) if options_for_worker is not None else {}
+            msg.data["parsed_options"] = {**msg.data.get("parsed_options", {}), **own, RANGES_OPTION: ranges}
 
     if not getattr(zmqrpc.Server, "_loadgen_hooked", False):
         original_send = zmqrpc.Server.send_to_client

@@ -96,14 +96,22 @@ def main(argv) -> int:
         print(f"loadgen reap: {MissingCredentials(cls.name, cls.missing_env())}", file=sys.stderr)
         return 2
     timeout = float(args["--timeout"])
-    provider = cls(ProviderSettings(base_url=base_url, users_in_process=max(1, len(todo)),
-                                    destroy_timeout_s=timeout))
-    provider.prepare()
+    # a run spread over several emulator processes: a sandbox is known to one of them only
+    urls = [u.strip() for u in base_url.split(",") if u.strip()] if base_url else [None]
+    providers = [cls(ProviderSettings(base_url=url, users_in_process=max(1, len(todo)), destroy_timeout_s=timeout))
+                 for url in urls]
+    for provider in providers:
+        provider.prepare()
+    provider = providers[0]
 
     def reap_one(entry):
         started = time.time()
         try:
-            value = provider.start_call(provider.destroy_id, entry["sandbox_id"], timeout).wait(timeout + 1)
+            value = False
+            for each in providers:
+                value = each.start_call(each.destroy_id, entry["sandbox_id"], timeout).wait(timeout + 1)
+                if value is not False:
+                    break
             return {"sandbox_id": entry["sandbox_id"], "sandbox_idx": entry.get("sandbox_idx"), "destroyed": True,
                     "already_gone": value is False, "t": started}
         except Exception as exc:  # noqa: BLE001 - reported, and left for the next reap

@@ -41,6 +41,7 @@ from loadgen.engine import limits
 from loadgen.engine.identity import make_identity
 from loadgen.engine.options import RunSettings, add_arguments
 from loadgen.engine.process import ProcessRun
+from loadgen.engine.target import emulator_health
 from loadgen.engine.schedule import SANDBOXES_OPTION
 from loadgen.providers import get_provider_class
 from loadgen.providers.base import MissingCredentials
@@ -97,9 +98,10 @@ class Controller:
         ev.quitting.add_listener(self.on_quitting)
         self.limits = limits.process_limits()  # raises this process's descriptor limit first
         self.worker_limits: dict[str, dict] = {}
+        self._worker_slots: dict[str, int] = {}  # worker -> its emulator, when the run spreads over several
         self.refusal: Optional[str] = None
         if self.is_master:
-            install_master_dispatch(self.runner, lambda: self.allocator)
+            install_master_dispatch(self.runner, lambda: self.allocator, self._options_for_worker)
             self.runner.register_message(MSG_RESULTS, self._m_results)
             self.runner.register_message(MSG_REPORT, self._m_report)
             self.runner.register_message(MSG_METRICS, self._m_metrics)
@@ -119,8 +121,27 @@ class Controller:
     def headless(self) -> bool:
         return bool(getattr(self.options, "headless", False))
 
+    def emulator_urls(self) -> list[str]:
+        """The emulator URLs of --emulator-url (a comma-separated list spreads the workers over them)."""
+        value = getattr(self.environment.parsed_options, "emulator_url", None) or ""
+        return [url.strip() for url in value.split(",") if url.strip()]
+
     def base_url(self) -> Optional[str]:
-        return getattr(self.environment.parsed_options, "emulator_url", None) or None
+        """Where this process's adapter is pointed: its emulator (a worker's own, when the master
+        spread the workers over several; the first of them in a single process), or None."""
+        urls = self.emulator_urls()
+        return urls[0] if urls else None
+
+    def worker_emulator_url(self, worker_id: str) -> Optional[str]:
+        urls = self.emulator_urls()
+        if len(urls) < 2:
+            return None
+        slot = self._worker_slots.setdefault(worker_id, len(self._worker_slots))
+        return urls[slot % len(urls)]
+
+    def _options_for_worker(self, worker_id: str) -> dict:
+        url = self.worker_emulator_url(worker_id)
+        return {"emulator_url": url} if url else {}
 
     def destination(self) -> str:
         """Where this process's sandboxes connect: the emulator's address, else the provider's API."""
@@ -140,7 +161,8 @@ class Controller:
                 gevent.sleep(0.05)
             processes = {w: self.worker_limits.get(w, {}) for w in workers}
             shares = limits.even_shares(users, workers)
-            destination_of = {w: processes[w].get("destination", "") for w in workers}
+            self._worker_slots = {w: i for i, w in enumerate(sorted(workers))}
+            destination_of = {w: self.worker_emulator_url(w) or processes[w].get("destination", "") for w in workers}
             processes["master"] = self.limits
         else:
             processes = {"local": self.limits}
@@ -213,6 +235,7 @@ class Controller:
             expected = lambda: (self.proc.tickets.issued if self.proc else 0)  # noqa: E731
         self.coordinator = Coordinator(identity, self.settings, run_path, sinks_for(options), expected, users)
         self.coordinator.start()
+        self.coordinator.extra_meta["emulator"] = lambda: emulator_health(self.emulator_urls())
         self.coordinator.collector.on_complete = self._on_all_results
         print(f"loadgen: run {identity['run_id']} (provider {self.provider_name}, commit {identity['commit_sha'][:12]}, "
               f"host {identity['host']}), results in {run_path}", flush=True)
