@@ -32,15 +32,15 @@ def test_sandboxes_tab_serves_live_counts(tmp_path, emulator):
         snap = wait_for(held, 60, what="100 sandboxes held, seen through the web UI")
         # every sandbox is ready, so the barrier released by count; --hold keeps them held
         assert snap["live"] == 100 and snap["barrier"]["reason"] == "count"
-        stats = json.loads(get(base + "/stats/requests"))
-        tab = next(e for e in stats["extended_stats"] if e["key"] == "sandboxes")
-        rows = {row["name"]: row["value"] for row in tab["data"]}
-        assert rows["held at the barrier"] == 100
-        assert rows["barrier"].startswith("released by count")
+        assert snap["peak_live"] >= snap["live"]  # "alive now" never exceeds the peak beside it
+        assert snap["by_status"] == {"success": 0, "partial": 0, "readiness_failed": 0, "failed": 0}
+        assert "waiting for 100 sandboxes in their hold" in snap["waiting_for"]
+        assert snap["target"]["kind"] == "emulator" and snap["target"]["url"] == emulator.url
         page = get(base + "/").decode()
-        assert "Sandboxes" in page
-        svg = get(base + "/loadgen/concurrency.svg").decode()
-        assert svg.lstrip().startswith("<svg") or svg.lstrip().startswith("<?xml")
+        assert "Sandboxes" in page and 'id="loadgen-target"' in page
+        for name in ("concurrency", "status", "latency"):
+            svg = get(base + f"/loadgen/{name}.svg").decode()
+            assert svg.lstrip().startswith("<svg")
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

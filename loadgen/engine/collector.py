@@ -21,6 +21,41 @@ from loadgen import rundir
 log = logging.getLogger("loadgen.collector")
 
 
+STATUSES = ("success", "partial", "readiness_failed", "failed")  # the summary's order
+
+
+class LiveFigures:
+    """What the web UI charts while the run goes on: each sandbox's status by index, create and TTI so far.
+
+    Compact on purpose (one byte per sandbox, two floats per success): the
+    master keeps it for the whole run, 100,000 sandboxes included."""
+
+    PENDING = 0
+
+    def __init__(self):
+        self.status_codes = bytearray()
+        self.create_ms: list[float] = []
+        self.tti_ms: list[float] = []
+
+    def add(self, record: dict) -> None:
+        idx = record["sandbox_idx"]
+        if idx >= len(self.status_codes):
+            self.status_codes.extend(bytes(idx + 1 - len(self.status_codes)))
+        status = record.get("status")
+        self.status_codes[idx] = STATUSES.index(status) + 1 if status in STATUSES else len(STATUSES) + 1
+        created, first = record.get("latency_ms"), record.get("first_command_ms")
+        if created is not None and status in STATUSES[:3]:  # a sandbox was made (as in report.stats)
+            self.create_ms.append(created)
+            if first is not None and status in ("success", "partial"):
+                self.tti_ms.append(created + first)
+
+    def statuses(self, expected: int) -> list[str]:
+        """Every dispatched sandbox's status in submission order ("pending" until its record arrives)."""
+        names = ("pending",) + STATUSES + ("other",)
+        codes = self.status_codes[:expected] + bytes(max(0, expected - len(self.status_codes)))
+        return [names[c] for c in codes]
+
+
 class Collector:
     def __init__(self, run_path: Path, expected: Callable[[], int], dispatch_complete: Callable[[], bool]):
         self.path = run_path / rundir.RAW
@@ -31,6 +66,7 @@ class Collector:
         self.by_status: collections.Counter = collections.Counter()
         self.by_failure_class: collections.Counter = collections.Counter()
         self.duplicates = 0
+        self.live = LiveFigures()
         self.started_at = time.time()
         self._next_progress = 0.1
         self.on_complete: Optional[Callable[[], None]] = None
@@ -52,6 +88,7 @@ class Collector:
             self.by_status[record.get("status")] += 1
             if record.get("failure_class"):
                 self.by_failure_class[record["failure_class"]] += 1
+            self.live.add(record)
             lines.append(orjson.dumps(record))
         if lines:
             self._fh.write(b"\n".join(lines) + b"\n")

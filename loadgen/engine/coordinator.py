@@ -90,6 +90,8 @@ class Coordinator:
         self.live_reports: Callable[[], list] = lambda: list(self.reports.values())
         # key -> function giving a figure the coordinator cannot see (the emulator's own health)
         self.extra_meta: dict[str, Callable[[], object]] = {}
+        self.health: dict[str, dict] = {}  # process -> its latest health sample, for the web UI
+        self.peak_live = 0
 
     # -- start ------------------------------------------------------------------
     def start(self) -> None:
@@ -181,6 +183,7 @@ class Coordinator:
                  b.reason, b.released_at - b.started_at, b.arrived, self.expected())
 
     def on_metrics(self, sample: dict) -> None:
+        self.health[sample.get("process", "?")] = sample
         if self._metrics_fh is not None:
             self._metrics_fh.write(orjson.dumps(sample) + b"\n")
             self._metrics_fh.flush()
@@ -205,12 +208,44 @@ class Coordinator:
         }
         return hb
 
+    def waiting_for(self) -> Optional[str]:
+        """What the run is waiting for now, in words (the progress lines and the web UI say it)."""
+        if self.finalized:
+            return None
+        if not self.dispatch_complete:
+            return "waiting for every user to be started (dispatch)"
+        b, s = self.barrier, self.settings
+        if not b.released:
+            left = max(0.0, b.started_at + b.deadline_s - time.time())
+            return (f"waiting at the barrier: {b.arrived}/{self.expected()} sandboxes finished create and "
+                    f"readiness; it releases when all have, or by its deadline (--barrier-timeout) in {left:.0f} s")
+        reports = self.live_reports()
+        late = sum(r.get("late_waiting", 0) for r in reports)
+        held = sum(r.get("held", 0) for r in reports)
+        in_flight = sum(r.get("in_flight", 0) for r in reports)
+        parts = []
+        if late:
+            parts.append(f"{late} timed-out creates' late answers (up to --late-create-window "
+                         f"{s.late_create_window_s:g} s each), so that their sandboxes are destroyed, not leaked")
+        if held:
+            parts.append(f"{held} sandboxes in their hold (--hold {s.hold_s:g} s, probes spread over "
+                         f"{s.probe_spread_s:g} s)")
+        if in_flight:
+            parts.append(f"{in_flight} requests in flight (probes and destroys)")
+        return ("waiting for " + "; ".join(parts)) if parts else None
+
+    def live_point(self) -> dict:
+        """Sandboxes alive and requests in flight now, summed over every process (and the peak so far)."""
+        reports = self.live_reports()
+        point = {"t_s": round(time.time() - self.barrier.started_at, 1),
+                 "live": sum(r.get("live", 0) for r in reports),
+                 "in_flight": sum(r.get("in_flight", 0) for r in reports)}
+        self.peak_live = max(self.peak_live, point["live"])
+        return point
+
     def _heartbeat_loop(self) -> None:
         while True:
-            reports = self.live_reports()
-            self.timeline.append({"t_s": round(time.time() - self.barrier.started_at, 1),
-                                  "live": sum(r.get("live", 0) for r in reports),
-                                  "in_flight": sum(r.get("in_flight", 0) for r in reports)})
+            self.timeline.append(self.live_point())
             try:
                 rundir.atomic_write_json(self.run_path / rundir.HEARTBEAT, self.heartbeat())
             except Exception:  # noqa: BLE001
