@@ -19,6 +19,7 @@ from typing import Mapping, Optional
 
 from loadgen.engine.embedded import embedded_emulator
 from loadgen.engine.options import form_values, refusals
+from loadgen.sinks import sink_refusals
 
 # Fields of Locust's own form that loadgen leaves to Locust.
 LOCUST_FIELDS = ("user_count", "spawn_rate", "host", "run_time", "profile", "user_classes", "shape_class")
@@ -101,6 +102,8 @@ def guard_start(controller, form: Mapping[str, str], parser=None) -> tuple[Optio
     if not parse_errors:
         candidate = argparse.Namespace(**{**vars(options), **values})
         errors.extend(refusals(candidate, controller.provider_name, users))
+        if not errors and (candidate.bucket, candidate.prefix) != (options.bucket, options.prefix):
+            errors.extend(sink_refusals(candidate))
         if embedded is not None and embedded.external_url and \
                 values.get("emulator_profile", options.emulator_profile) != options.emulator_profile:
             errors.append(f"the emulator at {embedded.external_url} was given on the command line: "

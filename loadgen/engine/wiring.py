@@ -46,7 +46,7 @@ from loadgen.engine.target import emulator_health
 from loadgen.engine.schedule import SANDBOXES_OPTION
 from loadgen.providers import get_provider_class
 from loadgen.providers.base import MissingCredentials
-from loadgen.sinks import sinks_for
+from loadgen.sinks import sink_refusals, sinks_for
 
 log = logging.getLogger("loadgen.run")
 
@@ -596,6 +596,7 @@ def on_init(environment, **kw) -> None:
         if not controller.is_worker:
             errors = refusals(options, controller.provider_name,
                               getattr(options, "num_users", None) if starts_now else None)
+            errors = errors or sink_refusals(options)
             if errors:
                 raise ValueError("\n".join(errors))
     except (ValueError, KeyError, MissingCredentials) as exc:

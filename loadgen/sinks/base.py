@@ -39,6 +39,11 @@ class Sink:
 
     name = "sink"
 
+    def check(self):
+        """Called before anything is created: a problem that retrying cannot fix, as one line naming
+        the fix (the run is refused), or None. Transient trouble is left to the retries."""
+        return None
+
     def start(self, ctx: RunContext) -> None:
         """Called once at test start, before any sandbox is created (e.g. insert the runs row)."""
 

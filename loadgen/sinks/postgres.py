@@ -159,6 +159,18 @@ class PostgresSink(Sink):
                     exc,
                 )
 
+    def check(self) -> Optional[str]:
+        """Before the run: a problem with the database that no retry cures (malformed URL, unknown or
+        refused host, missing database, failed login), as one line naming the fix, else None.
+        A database that is merely slow to answer is left to the retries of the run itself."""
+        try:
+            close_quietly(connect(self.database_url, connect_timeout=min(self.connect_timeout, 5.0)))
+        except PostgresSinkError as exc:
+            if exc.fix:
+                return f"{exc.fix} ({exc})"
+            self._log.warning("postgres: %s; the run starts anyway and the sink retries", exc)
+        return None
+
     def sync(self) -> None:
         """Heartbeat, then send every whole line that is new. Raises PostgresSinkError
         (redacted) on failure, leaving the offset at the last commit."""
