@@ -76,6 +76,12 @@ BEGIN
         ('runs', 'shard_count',          'integer',                  ''),
         ('runs', 'options',              'jsonb',                    ''),
         ('runs', 'meta',                 'jsonb',                    ''),
+        -- what the run's sandboxes were created on: 'emulator' (and its profile, when known) or 'provider'
+        ('runs', 'target',               'text',                     ''),
+        ('runs', 'emulator_profile',     'text',                     ''),
+        ('runs', 'label',                'text',                     ''),
+        ('runs', 'failures',             'integer',                  ''),  -- status failed (create failed)
+        ('runs', 'leaks',                'integer',                  ''),  -- created, not confirmed destroyed
         -- sandbox_results: one row per sandbox, every field of a raw.jsonl record
         ('sandbox_results', 'provider',              'text',                     'NOT NULL DEFAULT '''''),
         ('sandbox_results', 'worker_id',             'text',                     ''),
@@ -144,6 +150,8 @@ BEGIN
         ('run_groups', 'error_message',        'text',                     ''),
         ('run_groups', 'tigris_prefix',        'text',                     ''),
         ('run_groups', 'meta',                 'jsonb',                    ''),
+        ('run_groups', 'failures',             'integer',                  ''),
+        ('run_groups', 'leaks',                'integer',                  ''),
         ('run_groups', 'updated_at',           'timestamp with time zone', 'NOT NULL DEFAULT now()')
     ) AS v(tbl, col, typ, extra)
     LOOP

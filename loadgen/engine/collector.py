@@ -70,6 +70,8 @@ class Collector:
         self.started_at = time.time()
         self._next_progress = 0.1
         self.on_complete: Optional[Callable[[], None]] = None
+        self.waiting_for: Callable[[], Optional[str]] = lambda: None  # the coordinator says what the run waits for
+        self.last_progress_at = time.time()
         self._completed_fired = False
 
     @property
@@ -116,14 +118,25 @@ class Collector:
             return
         while self._next_progress <= fraction + 1e-9:
             self._next_progress += 0.1
+        self.log_progress()
+
+    def log_progress(self) -> None:
+        """One [progress] line: how far, how fast, the statuses as the summary counts them, and
+        what the run waits for when it knows (else an ETA from the rate so far)."""
+        expected = self.expected()
         elapsed = max(time.time() - self.started_at, 1e-6)
         rate = self.received / elapsed
-        eta = (expected - self.received) / rate if rate > 0 else float("inf")
-        log.info(
-            "[progress] %d/%d sandboxes done (%.0f%%), %.1f/s, ETA %s; success %d, failed %d",
-            self.received, expected, 100.0 * fraction, rate, "0s" if self.received >= expected else f"{eta:.0f}s",
-            self.by_status.get("success", 0), self.received - self.by_status.get("success", 0),
-        )
+        waiting = self.waiting_for() if self.received < expected else None
+        if self.received >= expected:
+            tail = "all done"
+        elif waiting:
+            tail = waiting
+        else:
+            tail = f"ETA {(expected - self.received) / rate:.0f} s" if rate > 0 else "ETA unknown"
+        self.last_progress_at = time.time()
+        log.info("[progress] %d/%d sandboxes done (%.0f%%), %.1f/s; %s; %s", self.received, expected,
+                 100.0 * self.received / expected if expected else 0.0, rate,
+                 ", ".join(f"{k} {self.by_status.get(k, 0)}" for k in STATUSES), tail)
 
     def close(self) -> None:
         try:

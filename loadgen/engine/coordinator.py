@@ -37,6 +37,7 @@ HEARTBEAT_INTERVAL_S = 1.0
 SINK_INTERVAL_S = 2.0
 # How long the schedule waits, after dispatch, for a worker that has not started its users yet.
 SCHEDULE_START_WAIT_S = 30.0
+PROGRESS_QUIET_S = 10.0  # a [progress] line at least this often while results are awaited
 
 
 class LogFile:
@@ -99,6 +100,7 @@ class Coordinator:
         self._logfile = LogFile(self.run_path / rundir.LOG)
         rundir.atomic_write_json(self.run_path / rundir.RUN, self.identity)
         self.collector = Collector(self.run_path, self.expected, lambda: self.dispatch_complete)
+        self.collector.waiting_for = self.waiting_for
         self._metrics_fh = open(self.run_path / rundir.METRICS, "ab")
         log.info("[phase] run %s starting: provider %s, %d users, run directory %s",
                  self.run_id, self.identity["provider"], self.users_requested, self.run_path)
@@ -246,6 +248,10 @@ class Coordinator:
     def _heartbeat_loop(self) -> None:
         while True:
             self.timeline.append(self.live_point())
+            c = self.collector
+            if c is not None and self.dispatch_complete and not c.complete and \
+                    time.time() - c.last_progress_at >= PROGRESS_QUIET_S:
+                c.log_progress()  # no result for a while: say what the run is waiting for
             try:
                 rundir.atomic_write_json(self.run_path / rundir.HEARTBEAT, self.heartbeat())
             except Exception:  # noqa: BLE001
@@ -347,6 +353,12 @@ class Coordinator:
             code = EXIT_OK
         meta["exit_code"] = code
         rundir.atomic_write_json(self.run_path / rundir.META, meta)
+        for sink in self.sinks:
+            if reports[sink.name]["complete"]:
+                try:
+                    sink.store_final_meta(meta)
+                except Exception as exc:  # noqa: BLE001 - the copy of meta.json only; the rows are in
+                    log.error("[sink] %s could not store the final meta.json: %s", sink.name, exc)
         self.meta, self.exit_code = meta, code
         rundir.atomic_write_json(self.run_path / rundir.HEARTBEAT, self.heartbeat())
         if self._logfile is not None:
@@ -369,22 +381,38 @@ def evaluate_thresholds(meta: dict, thresholds: dict) -> dict:
 
 
 def summary_lines(meta: dict, run_path: Path) -> list[str]:
+    """The [summary] lines: the run's outcome in the same statuses and units as the report."""
+    from loadgen.report.human import count, duration_ms, duration_s
+
     hist = meta.get("status_histogram") or {}
     lat = meta.get("latency_distribution") or {}
     tti = meta.get("tti_distribution") or {}
     conc = meta.get("concurrency_summary") or {}
     barrier = meta.get("barrier") or {}
+    label = f" [{meta['label']}]" if meta.get("label") else ""
+    target = meta.get("target") or "provider"
+    if target == "emulator":
+        target = f"emulator, {meta['emulator_profile']} profile" if meta.get("emulator_profile") else "emulator"
+    else:
+        target = "the real service"
+
+    def percentiles(d: dict, what: str) -> str:
+        if d.get("p50") is None:
+            return f"{what}: none measured"
+        return f"{what} p50 {duration_ms(d.get('p50'))}, p99 {duration_ms(d.get('p99'))}"
+
+    released = (f"barrier released by {barrier.get('reason')} after {duration_s(barrier.get('waited_s'))}"
+                if barrier.get("reason") else "barrier never released")
     lines = [
-        f"[summary] run {meta.get('run_id')} ({meta.get('provider')}) status {meta.get('status')}, "
-        f"{meta.get('records_received')} of {meta.get('sandboxes_dispatched')} results received",
+        f"[summary] run {meta.get('run_id')}{label} ({meta.get('provider')} on {target}) status {meta.get('status')}, "
+        f"{count(meta.get('records_received'))} of {count(meta.get('sandboxes_dispatched'))} results received",
         *generator_lines(meta),
         *emulator_lines(meta),
-        f"[summary] sandboxes: {meta.get('sandboxes_attempted', 0)} attempted, "
-        + ", ".join(f"{k} {hist.get(k, 0)}" for k in ("success", "partial", "readiness_failed", "failed")),
-        f"[summary] create latency p50 {lat.get('p50')} ms, p99 {lat.get('p99')} ms; "
-        f"TTI p50 {tti.get('p50')} ms, p99 {tti.get('p99')} ms",
-        f"[summary] peak concurrent sandboxes {conc.get('peak_concurrent')}; barrier released by "
-        f"{barrier.get('reason')} after {barrier.get('waited_s')} s; leaks {meta.get('leak_count', 0)}",
+        f"[summary] sandboxes: {count(meta.get('sandboxes_attempted', 0))} attempted, "
+        + ", ".join(f"{k} {count(hist.get(k, 0))}" for k in ("success", "partial", "readiness_failed", "failed")),
+        f"[summary] {percentiles(lat, 'create latency')}; {percentiles(tti, 'TTI')}",
+        f"[summary] peak concurrent sandboxes {count(conc.get('peak_concurrent') or 0)}; {released}; "
+        f"leaks {count(meta.get('leak_count', 0))}",
         f"[summary] results in {run_path}",
     ]
     lines[-1:-1] = schedule_summary_lines(meta)  # before "results in"
@@ -445,6 +473,6 @@ def generator_lines(meta: dict) -> list[str]:
 
 
 def _ms(value) -> str:
-    if value is None:
-        return "-"
-    return f"{value / 1000.0:.2f} s" if value >= 1000 else f"{value:.1f} ms"
+    from loadgen.report.human import duration_ms
+
+    return duration_ms(value)

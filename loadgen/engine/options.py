@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
 from loadgen.engine.schedule import MODES, SANDBOXES_OPTION, Schedule, schedule_from_options
-from loadgen.providers.base import ProviderSettings
 
 
 def add_arguments(parser) -> None:
@@ -151,7 +150,9 @@ class RunSettings:
         """The hold barrier's deadline after the start: --barrier-timeout after the last scheduled start."""
         return self.barrier_timeout_s + self.schedule.span_s(sandboxes)
 
-    def provider_settings(self, users_in_process: int, base_url: Optional[str]) -> ProviderSettings:
+    def provider_settings(self, users_in_process: int, base_url: Optional[str]):
+        from loadgen.providers.base import ProviderSettings
+
         return ProviderSettings(
             template=self.template,
             sandbox_lifetime_s=self.sandbox_lifetime_s,
@@ -165,6 +166,23 @@ class RunSettings:
 
 
 LABEL_LIMIT = 200
+
+
+class _Names:
+    """Stands in for Locust's parser to learn which options ``add_arguments`` adds."""
+
+    def __init__(self):
+        self.names: list[str] = []
+
+    def add_argument(self, *flags, **kwargs) -> None:
+        self.names.append(kwargs.get("dest") or flags[0].lstrip("-").replace("-", "_"))
+
+
+def option_names() -> list[str]:
+    """loadgen's option names (dests), in the order ``add_arguments`` adds them (for the report's table)."""
+    names = _Names()
+    add_arguments(names)
+    return names.names
 
 
 def flag_of(action) -> str:

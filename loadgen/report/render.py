@@ -12,7 +12,7 @@ from __future__ import annotations
 from html import escape
 from typing import Optional
 
-from loadgen.report import stats
+from loadgen.report import human, stats
 from loadgen.result import FAILURE_CLASSES, PHASES, STATUSES
 
 DISTRIBUTIONS = (
@@ -82,11 +82,12 @@ def num(v, digits: int = 1) -> str:
 
 
 def pct(x: Optional[float]) -> str:
-    return "-" if x is None else f"{x * 100:.2f}%"
+    return human.percent(x)
 
 
 def seconds(ms: Optional[float]) -> str:
-    return "-" if ms is None else f"{ms / 1000:,.2f} s"
+    """A duration in milliseconds, in the unit that fits its size (8.8 ms, 1.23 s)."""
+    return human.duration_ms(ms)
 
 
 def headline(run: dict) -> list:
@@ -143,14 +144,69 @@ def _figure(svg: str) -> str:
     return f"<figure>{svg}</figure>"
 
 
+# Identity fields in the order a reader looks for them; the rest follow alphabetically.
+IDENTITY_ORDER = (
+    "run_id", "label", "provider", "target", "emulator_profile", "status", "exit_code", "complete",
+    "interrupted_reason", "error_message", "started_at", "ended_at", "users_requested", "sandboxes_dispatched",
+    "records_received", "missing_count", "duplicate_deliveries", "commit_sha", "host", "loadgen_version",
+    "group_id", "shard_index", "shard_count", "tigris_prefix", "barrier", "sinks", "thresholds", "clock_offsets",
+)
+# Options given in seconds (by how their names end), shown as durations.
+SECONDS_OPTIONS = ("_timeout", "_window", "hold", "_spread", "_lifetime")
+# Locust's own options worth showing beside loadgen's.
+LOCUST_OPTIONS = ("num_users", "spawn_rate", "run_time", "headless", "autostart", "master", "expect_workers",
+                  "locustfile")
+
+
+def _barrier_text(b: dict) -> str:
+    if not b.get("released"):
+        return f"never released ({b.get('arrived')}/{b.get('expected')} arrived; deadline {human.duration_s(b.get('deadline_s'))})"
+    return (f"released by {b.get('reason')} after {human.duration_s(b.get('waited_s'))}; "
+            f"{human.count(b.get('arrived'))}/{human.count(b.get('expected'))} finished phase 1; "
+            f"deadline {human.duration_s(b.get('deadline_s'))}")
+
+
+def _identity_value(key: str, v) -> str:
+    if key == "barrier" and isinstance(v, dict):
+        return _barrier_text(v)
+    if key == "sinks" and isinstance(v, dict):
+        return "; ".join(f"{name}: {'complete' if r.get('complete') else 'INCOMPLETE'}"
+                         + (f" ({r['detail']})" if r.get("detail") else "") for name, r in v.items()) or "none"
+    if key == "clock_offsets" and isinstance(v, dict):
+        return "; ".join(f"{w}: {human.duration_s(o.get('offset_s'))} ± {human.duration_s(o.get('uncertainty_s'))}"
+                         if isinstance(o, dict) else f"{w}: {human.value(o)}" for w, o in v.items()) or "none"
+    if key == "thresholds" and isinstance(v, dict):
+        return "; ".join(f"{name}: required {human.value(t.get('required'))}, actual {human.value(t.get('actual'))}, "
+                         f"{'passed' if t.get('passed') else 'MISSED'}" for name, t in v.items()) or "none"
+    if key == "target":
+        return "the real service" if v == "provider" else human.value(v)
+    return human.value(v, key)
+
+
 def _identity_rows(meta: dict) -> list:
-    skip = set(stats.compute([]).keys())
+    skip = set(stats.compute([]).keys()) | {"options", "missing_sandbox_idx"}
+    keys = [k for k in IDENTITY_ORDER if k in meta] + sorted(k for k in meta if k not in IDENTITY_ORDER and k not in skip)
+    return [(k, _identity_value(k, meta[k])) for k in keys if k not in skip]
+
+
+def _option_rows(meta: dict) -> list:
+    """(option as typed, value) for loadgen's options, then a few of Locust's, with human values."""
+    from loadgen.engine.options import option_names
+
+    options = meta.get("options") or {}
     rows = []
-    for k in sorted(meta):
-        v = meta[k]
-        if k in skip or isinstance(v, (list, dict)) and len(str(v)) > 300:
+    for name in [*option_names(), *LOCUST_OPTIONS]:
+        if name not in options:
             continue
-        rows.append((k, v if not isinstance(v, (list, dict)) else str(v)))
+        v = options[name]
+        if name == "sandbox_lifetime" and not v:
+            text = "default (outlasts the run)"
+        elif name.endswith(SECONDS_OPTIONS) and isinstance(v, (int, float)) and not isinstance(v, bool):
+            text = human.duration_s(v)
+        else:
+            text = human.value(v, name)
+        flag = {"num_users": "-u/--users", "spawn_rate": "-r/--spawn-rate"}.get(name, f"--{name.replace('_', '-')}")
+        rows.append((flag, text))
     return rows
 
 
@@ -164,7 +220,8 @@ def render_html(run: dict, svgs: dict) -> str:
     h.append('<meta name="viewport" content="width=device-width, initial-scale=1">')
     h.append(f"<title>loadgen report: {escape(run['label'])}</title>")
     h.append(f"<style>{CSS}</style></head><body><main>")
-    h.append(f"<h1>loadgen report: {escape(run['provider'])}</h1>")
+    h.append(f"<h1>loadgen report: {escape(run['provider'])}" + (f" on {escape(run['target'])}" if run.get("target") else "")
+             + (f" &middot; {escape(run['name'])}" if run.get("name") else "") + "</h1>")
     h.append(
         f'<p class="sub">run <code>{escape(str(run["run_id"]))}</code> &middot; '
         f"{escape(str(c['run_started_at'] or '-'))} to {escape(str(c['run_ended_at'] or '-'))} &middot; "
@@ -268,6 +325,9 @@ def render_html(run: dict, svgs: dict) -> str:
     if ident:
         h.append("<h2>Run identity and options</h2>")
         h.append(_table(["field", "value"], ident, left=2))
+    option_rows = _option_rows(run["meta"])
+    if option_rows:
+        h.append(_table(["option", "value"], option_rows, left=2))
 
     h.append("<h2>Definitions</h2>")
     h.append(f'<p class="defs">{escape(PERCENTILE_RULE)}</p>')
@@ -302,7 +362,9 @@ def render_md(run: dict) -> str:
     s = run["stats"]
     c = s["concurrency_summary"]
     kind, note = health_note(s)
-    md = [f"## loadgen: {run['provider']} `{run['run_id']}`", ""]
+    md = [f"## loadgen: {run['provider']}" + (f" on {run['target']}" if run.get("target") else "")
+          + (f" ({run['name']})" if run.get("name") else "")
+          + f" `{run['run_id']}`", ""]
     if kind == "warn":
         md += [f"> [!WARNING]\n> {note}", ""]
     elif kind == "info":

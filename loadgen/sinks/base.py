@@ -51,6 +51,11 @@ class Sink:
         """Copy whatever is new in the run directory. Raise on failure; the master retries with backoff
         and logs the failure and the backlog loudly."""
 
+    def store_final_meta(self, meta: dict) -> bool:
+        """Called after meta.json is written with the keys that only exist once every sink finished
+        (exit_code, complete, sinks): a sink that keeps a copy of meta.json replaces it. Never raises."""
+        return True
+
     def finish(self, meta: dict, status: str) -> SinkReport:
         """Copy the rest, then the final meta (status is done/failed/interrupted). Called once at the end,
         after raw.jsonl is complete. Must return (not raise) and say whether the copy is complete."""

@@ -30,6 +30,8 @@ FIGURE_COLUMNS = (
     "other_errors",
     "p50_latency_ms",
     "p99_latency_ms",
+    "failures",
+    "leaks",
 )
 
 # column -> (meta key, key inside it or None)
@@ -44,6 +46,8 @@ META_SOURCES = {
     "other_errors": ("failure_class_histogram", "other"),
     "p50_latency_ms": ("latency_distribution", "p50"),
     "p99_latency_ms": ("latency_distribution", "p99"),
+    "failures": ("status_histogram", "failed"),
+    "leaks": ("leak_count", None),
 }
 
 
@@ -71,7 +75,7 @@ def figures_from_meta(meta: Mapping | None) -> dict:
 
 TABLE_FIGURES_SQL = """
 WITH r AS (
-    SELECT status, failure_class, latency_ms FROM sandbox_results WHERE run_id = %(run_id)s
+    SELECT status, failure_class, latency_ms, sandbox_id, destroy_ok FROM sandbox_results WHERE run_id = %(run_id)s
 ), l AS (
     SELECT latency_ms,
            row_number() OVER (ORDER BY latency_ms) AS rk,
@@ -88,7 +92,9 @@ SELECT (SELECT count(*) FROM r),
        (SELECT count(*) FROM r WHERE status <> 'success' AND failure_class = 'network_error'),
        (SELECT count(*) FROM r WHERE status <> 'success' AND COALESCE(failure_class, 'other') = 'other'),
        (SELECT latency_ms FROM l WHERE rk = (50 * n + 99) / 100),
-       (SELECT latency_ms FROM l WHERE rk = (99 * n + 99) / 100)
+       (SELECT latency_ms FROM l WHERE rk = (99 * n + 99) / 100),
+       (SELECT count(*) FROM r WHERE status = 'failed'),
+       (SELECT count(*) FROM r WHERE sandbox_id IS NOT NULL AND destroy_ok IS NOT TRUE)
 """
 
 
