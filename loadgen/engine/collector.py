@@ -17,11 +17,11 @@ from typing import Callable, Optional
 import orjson
 
 from loadgen import rundir
+from loadgen.result import STATUSES  # the summary's order
 
 log = logging.getLogger("loadgen.collector")
 
 
-STATUSES = ("success", "partial", "readiness_failed", "failed")  # the summary's order
 
 
 class LiveFigures:

@@ -102,6 +102,8 @@ def guard_start(controller, form: Mapping[str, str], parser=None) -> tuple[Optio
     if not parse_errors:
         candidate = argparse.Namespace(**{**vars(options), **values})
         errors.extend(refusals(candidate, controller.provider_name, users))
+        if not errors and users is not None and hasattr(controller, "check_limits"):
+            errors.extend(controller.check_limits(users)[0])  # descriptors and ports, as at the start
         if not errors and (candidate.bucket, candidate.prefix) != (options.bucket, options.prefix):
             errors.extend(sink_refusals(candidate))
         if embedded is not None and embedded.external_url and \
