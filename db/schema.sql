@@ -13,9 +13,8 @@
 --   constraint, index and view is created or changed only when it is missing
 --   or different; an up-to-date database gets catalog look-ups and no DDL.
 -- * Tables start with their key and gain every other column through the one
---   list below, so a fresh database and one created by the seed TypeScript
---   system (same table names: runs, sandbox_results, run_groups) converge on
---   the same columns.
+--   list below, so a fresh database and one made by an older schema (or by
+--   another tool with the same table names) converge on the same columns.
 -- * CHECK constraints mirror loadgen/result.py exactly (a test compares them)
 --   and are VALIDATED. The applied definition is kept in the constraint's
 --   comment; when the definition here changes, the constraint is swapped.

@@ -441,9 +441,9 @@ def schedule_summary_lines(meta: dict) -> list[str]:
     late = meta.get("lateness_distribution") or {}
     pacing = meta.get("lateness_summary") or {}
     lines = [
-        f"[summary] schedule {_describe_schedule(schedule)}; creates started late by p50 {late.get('p50')} ms, "
-        f"p99 {late.get('p99')} ms, max {late.get('max')} ms; wall clock {meta.get('wall_clock_ms')} ms; "
-        f"first ready after {meta.get('time_to_first_ready_ms')} ms"
+        f"[summary] schedule {_describe_schedule(schedule)}; creates started late by p50 {_ms(late.get('p50'))}, "
+        f"p99 {_ms(late.get('p99'))}, max {_ms(late.get('max'))}; wall clock {_ms(meta.get('wall_clock_ms'))}; "
+        f"first ready after {_ms(meta.get('time_to_first_ready_ms'))}"
     ]
     if meta.get("behind_schedule"):
         lines.append(f"[summary] WARNING: creates started behind their schedule: {pacing.get('reason')}")
