@@ -3,6 +3,7 @@
 import json
 import signal
 import subprocess
+import urllib.parse
 import urllib.request
 
 from tests.locust_harness import LOCUST, LOCUSTFILES, base_env, free_port, kill_all, wait_for
@@ -48,3 +49,45 @@ def test_sandboxes_tab_serves_live_counts(tmp_path, emulator):
         finally:
             kill_all([proc])
     assert emulator.stats()["live"] == 0
+
+
+def test_a_profile_chosen_in_the_form_restarts_the_emulator_and_is_the_one_recorded(tmp_path):
+    """local.py's --emulator-profile is a choice in the form: a new one restarts the emulator before
+    the run, and run.json, meta.json and the tab name the profile that was really in force."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [LOCUST, "-f", str(LOCUSTFILES / "local.py"), "--web-host", "127.0.0.1", "--web-port", str(port),
+         "--run-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=base_env(), text=True, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        first = wait_for(lambda: _snapshot(base), 60, what="the web UI")["target"]
+        assert first["emulator_profile"] == "fast"
+        body = urllib.parse.urlencode({"user_count": 5, "spawn_rate": 5, "emulator_profile": "realistic-daytona",
+                                       "label": "profile from the form"}).encode()
+        answer = json.loads(urllib.request.urlopen(base + "/swarm", data=body, timeout=30).read())
+        assert answer["success"], answer
+        snap = wait_for(lambda: (_snapshot(base) or {}).get("state") == "finished" and _snapshot(base), 120,
+                        what="the run to end by itself")
+        settings = json.loads(get(snap["target"]["url"] + "/_emulator/stats"))["settings"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        finally:
+            kill_all([proc])
+    assert snap["target"]["url"] != first["url"] and snap["target"]["emulator_profile"] == "realistic-daytona"
+    assert settings["create_latency"]["kind"] == "lognormal"  # the realistic profile is in force
+    assert snap["label"] == "profile from the form" and snap["by_status"]["success"] == 5
+    (run_path,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    meta = json.loads((run_path / "meta.json").read_text())
+    assert (meta["target"], meta["emulator_profile"], meta["label"]) == ("emulator", "realistic-daytona",
+                                                                        "profile from the form")
+    assert meta["options"]["emulator_profile"] == "realistic-daytona"
+
+
+def _snapshot(base):
+    try:
+        return json.loads(get(base + "/loadgen/sandboxes"))
+    except OSError:
+        return None
