@@ -27,8 +27,9 @@ class EmbeddedEmulator:
     """The emulator of this process (master or single process): started, restarted for a new profile, stopped."""
 
     def __init__(self):
-        self.handle = None
+        self.handle = None  # an EmulatorProcess, or an EmulatorCluster of several
         self.profile: Optional[str] = None
+        self.processes = 1
         self.external_url: Optional[str] = None  # --emulator-url given on the command line: not ours to restart
 
     @property
@@ -37,15 +38,20 @@ class EmbeddedEmulator:
             return self.external_url
         return self.handle.url if self.handle is not None else None
 
-    def start(self, profile: str, external_url: str = "") -> str:
+    def start(self, profile: str, external_url: str = "", processes: Optional[int] = None) -> str:
+        """Start the emulator: ``processes`` of them (one per worker, so that no emulator process is
+        the bottleneck of a big burst; the master hands each worker its own), or reuse ``external_url``."""
         if external_url:
             self.external_url, self.profile = external_url, None
             return external_url
-        from loadgen.emulator import start_emulator
+        from loadgen.emulator import start_emulator, start_emulators
 
-        self.handle = start_emulator(profile=profile)
+        self.processes = max(1, processes or self.processes)
+        self.handle = start_emulator(profile=profile) if self.processes == 1 else start_emulators(self.processes,
+                                                                                                   profile)
         self.profile = profile
-        print(f"loadgen: emulator ({profile} profile) serving at {self.handle.url}", flush=True)
+        where = self.handle.url if self.processes == 1 else f"{self.processes} processes, {self.handle.url}"
+        print(f"loadgen: emulator ({profile} profile) serving at {where}", flush=True)
         return self.handle.url
 
     def ensure(self, profile: str) -> str:
@@ -90,12 +96,28 @@ def embed_emulator() -> EmbeddedEmulator:
     return _embedded
 
 
+def processes_for(options) -> int:
+    """How many emulator processes to start: --emulator-processes, or by default one per expected
+    worker (a worker's sandboxes are one emulator process's connections), else one."""
+    wanted = int(getattr(options, "emulator_processes", 0) or 0)
+    if wanted < 0:
+        raise ValueError(f"--emulator-processes must be 1 or more, or 0 for one per worker (got {wanted})")
+    if wanted > 0:
+        return wanted
+    if getattr(options, "master", False):
+        return max(1, int(getattr(options, "expect_workers", 1) or 1))
+    return 1
+
+
 def _add_profile_option(parser) -> None:
     from loadgen.emulator.settings import PROFILES
 
     parser.add_argument("--emulator-profile", default=DEFAULT_PROFILE, choices=sorted(PROFILES),
                         help=f"Profile of the emulator this locustfile starts (default {DEFAULT_PROFILE}); "
                              "a new profile restarts it.")
+    parser.add_argument("--emulator-processes", type=int, default=0, include_in_web_ui=False,
+                        help="Emulator processes this locustfile starts (default: one per expected worker, or one); "
+                             "each worker gets its own.")
     for action in parser._actions:
         if action.dest == "emulator_url":
             # the target is this emulator, whatever a form field would say

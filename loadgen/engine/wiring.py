@@ -36,7 +36,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from loadgen.engine.clocks import MasterClock, WorkerClock
 from loadgen.engine.coordinator import Coordinator, EXIT_INCOMPLETE
 from loadgen.engine.dispatch import IndexAllocator, install_master_dispatch
-from loadgen.engine.embedded import embedded_emulator
+from loadgen.engine.embedded import embedded_emulator, processes_for
 from loadgen.engine.health import HealthSampler
 from loadgen.engine import limits
 from loadgen.engine.identity import make_identity
@@ -604,7 +604,7 @@ def on_init(environment, **kw) -> None:
     embedded = embedded_emulator()
     if embedded is not None and not controller.is_worker:
         try:
-            embedded.start(options.emulator_profile, options.emulator_url)
+            embedded.start(options.emulator_profile, options.emulator_url, processes_for(options))
         except Exception as exc:  # noqa: BLE001 - nothing is created without it
             refuse(f"the emulator could not start: {exc}")
     environment.loadgen = controller
