@@ -105,18 +105,50 @@ def headline(run: dict) -> list:
     ]
 
 
-def health_note(s: dict) -> tuple:
-    """(kind, text) about generator saturation: kind is warn, info or ok."""
-    if s["generator_saturated"]:
-        return (
+def health_notes(run: dict) -> list:
+    """(kind, text) pairs said before any figure: whether the figures are the provider's.
+
+    kind is warn, info or ok. In order: sandboxes the generator itself failed
+    (left out of the success rate); the generator's load, which for wire-timed
+    records shifts when requests went out but not what they measured; an
+    emulator target's own overload."""
+    s = run["stats"]
+    notes = []
+    failed = s.get("generator_failures") or 0
+    if failed:
+        notes.append(("warn", f"Measurement compromised: the generator itself failed {failed} sandboxes (failure "
+                              "class generator_error: out of descriptors, ports or buffers, or a request it could not "
+                              "send in time). They are left out of the provider's success rate."))
+    share = s.get("generator_share") or {}
+    wire = share.get("wire_timed") or 0
+    held = share.get("held_ms") or {}
+    if wire and wire == s.get("sandboxes_attempted"):
+        busy = f" It was busy ({s['generator_saturated_reason']})." if s.get("generator_saturated") else ""
+        notes.append((
+            "ok" if not failed else "info",
+            "Every latency here was taken on the wire (the request's first byte, the kernel's stamp of the answer) "
+            "and every timeout judged there, so the figures are the provider's however busy the generator was."
+            f"{busy} The generator held each sandbox's phases for p50 {seconds(held.get('p50'))}, "
+            f"p99 {seconds(held.get('p99'))} (worst {seconds((share.get('worst') or {}).get('held_ms'))}): "
+            f"{share.get('delayed', 0)} of {share.get('sandboxes_measured', 0)} sandboxes went out more than "
+            f"{share.get('limit_ms', 10):g} ms later than the lifecycle asked."))
+    elif s["generator_saturated"]:
+        notes.append((
             "warn",
             "The load generator was saturated, so part of the latency measured here is the generator's own "
-            f"delay; treat the figures as upper bounds. Why: {s['generator_saturated_reason']}.",
-        )
-    if not s["metrics_summary"]["samples"]:
-        return ("info", "No generator health samples (metrics.jsonl missing or empty): it cannot be told whether "
-                        "the load generator was the bottleneck.")
-    return ("ok", "The load generator was not saturated: the figures measure the provider.")
+            f"delay; treat the figures as upper bounds. Why: {s['generator_saturated_reason']}."))
+    elif not s["metrics_summary"]["samples"]:
+        notes.append(("info", "No generator health samples (metrics.jsonl missing or empty): it cannot be told "
+                              "whether the load generator was the bottleneck."))
+    else:
+        notes.append(("ok", "The load generator was not saturated: the figures measure the provider."))
+    emulator = (run.get("meta") or {}).get("emulator") or {}
+    if emulator.get("overloaded"):
+        overload = emulator.get("overload") or {}
+        notes.append(("warn", "The emulator standing in for the provider was overloaded (loop lag max "
+                              f"{(overload.get('loop_lag_ms') or {}).get('max', 0):.0f} ms, listen overflows "
+                              f"{overload.get('listen_overflows', 0)}): slow or failed sandboxes may be its doing."))
+    return notes
 
 
 # ---------------------------------------------------------------------------
@@ -213,7 +245,7 @@ def _option_rows(meta: dict) -> list:
 def render_html(run: dict, svgs: dict) -> str:
     s = run["stats"]
     c = s["concurrency_summary"]
-    kind, note = health_note(s)
+    notes = health_notes(run)
     h = []
     h.append("<!DOCTYPE html>")
     h.append('<html lang="en"><head><meta charset="utf-8">')
@@ -227,7 +259,8 @@ def render_html(run: dict, svgs: dict) -> str:
         f"{escape(str(c['run_started_at'] or '-'))} to {escape(str(c['run_ended_at'] or '-'))} &middot; "
         f"{escape(seconds(c['total_run_ms']))}</p>"
     )
-    h.append(f'<div class="{kind}"><strong>Generator health.</strong> {escape(note)}</div>')
+    for kind, note in notes:
+        h.append(f'<div class="{kind}"><strong>Generator health.</strong> {escape(note)}</div>')
     h.append('<div class="cards">')
     for k, v in headline(run):
         h.append(f'<div class="card"><div class="k">{escape(k)}</div><div class="v">{escape(v)}</div></div>')
@@ -361,14 +394,17 @@ def md_table(head: list, rows: list, left: int = 1, text_cols: tuple = ()) -> li
 def render_md(run: dict) -> str:
     s = run["stats"]
     c = s["concurrency_summary"]
-    kind, note = health_note(s)
+    notes = health_notes(run)
     md = [f"## loadgen: {run['provider']}" + (f" on {run['target']}" if run.get("target") else "")
           + (f" ({run['name']})" if run.get("name") else "")
           + f" `{run['run_id']}`", ""]
-    if kind == "warn":
-        md += [f"> [!WARNING]\n> {note}", ""]
-    elif kind == "info":
-        md += [f"> [!NOTE]\n> {note}", ""]
+    for kind, note in notes:
+        if kind == "warn":
+            md += [f"> [!WARNING]\n> {note}", ""]
+        elif kind == "info":
+            md += [f"> [!NOTE]\n> {note}", ""]
+        else:
+            md += [f"> {note}", ""]
     md += md_table([k for k, _ in headline(run)], [[v for _, v in headline(run)]])
     md += ["", "**Statuses**", ""]
     md += md_table(list(STATUSES), [[num(s["status_histogram"].get(k, 0)) for k in STATUSES]])
