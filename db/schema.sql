@@ -13,8 +13,9 @@
 --   constraint, index and view is created or changed only when it is missing
 --   or different; an up-to-date database gets catalog look-ups and no DDL.
 -- * Tables start with their key and gain every other column through the one
---   list below, so a fresh database and one made by an older schema (or by
---   another tool with the same table names) converge on the same columns.
+--   list below, so a fresh database and one created by the seed TypeScript
+--   system (same table names: runs, sandbox_results, run_groups) converge on
+--   the same columns.
 -- * CHECK constraints mirror loadgen/result.py exactly (a test compares them)
 --   and are VALIDATED. The applied definition is kept in the constraint's
 --   comment; when the definition here changes, the constraint is swapped.
@@ -75,12 +76,17 @@ BEGIN
         ('runs', 'shard_count',          'integer',                  ''),
         ('runs', 'options',              'jsonb',                    ''),
         ('runs', 'meta',                 'jsonb',                    ''),
-        -- what the run's sandboxes were created on: 'emulator' (and its profile, when known) or 'provider'
-        ('runs', 'target',               'text',                     ''),
-        ('runs', 'emulator_profile',     'text',                     ''),
-        ('runs', 'label',                'text',                     ''),
-        ('runs', 'failures',             'integer',                  ''),  -- status failed (create failed)
-        ('runs', 'leaks',                'integer',                  ''),  -- created, not confirmed destroyed
+        ('runs', 'heartbeat',            'jsonb',                    ''),  -- heartbeat.json, as the sink last saw it
+        ('runs', 'time_to_50pct_live_ms',  'double precision',       ''),
+        ('runs', 'time_to_90pct_live_ms',  'double precision',       ''),
+        ('runs', 'time_to_99pct_live_ms',  'double precision',       ''),
+        ('runs', 'time_to_100pct_live_ms', 'double precision',       ''),
+        ('runs', 'time_to_peak_live_ms',   'double precision',       ''),
+        ('runs', 'peak_live',              'integer',                ''),
+        ('runs', 'peak_live_during_hold',  'integer',                ''),
+        ('runs', 'sandbox_seconds',        'double precision',       ''),
+        ('runs', 'cost_usd',               'double precision',       ''),
+        ('runs', 'cost_estimate_usd',      'double precision',       ''),
         -- sandbox_results: one row per sandbox, every field of a raw.jsonl record
         ('sandbox_results', 'provider',              'text',                     'NOT NULL DEFAULT '''''),
         ('sandbox_results', 'worker_id',             'text',                     ''),
@@ -129,6 +135,7 @@ BEGIN
         ('sandbox_results', 'liveness_gen_after_ms', 'double precision',         ''),
         ('sandbox_results', 'destroy_gen_before_ms', 'double precision',         ''),
         ('sandbox_results', 'destroy_gen_after_ms',  'double precision',         ''),
+        ('sandbox_results', 'destroy_retries',       'jsonb',                    ''),
         -- run_groups: one row per group of shards, the same figures as runs
         ('run_groups', 'provider',             'text',                     ''),
         ('run_groups', 'commit_sha',           'text',                     ''),
@@ -149,8 +156,16 @@ BEGIN
         ('run_groups', 'error_message',        'text',                     ''),
         ('run_groups', 'tigris_prefix',        'text',                     ''),
         ('run_groups', 'meta',                 'jsonb',                    ''),
-        ('run_groups', 'failures',             'integer',                  ''),
-        ('run_groups', 'leaks',                'integer',                  ''),
+        ('run_groups', 'time_to_50pct_live_ms',  'double precision',       ''),
+        ('run_groups', 'time_to_90pct_live_ms',  'double precision',       ''),
+        ('run_groups', 'time_to_99pct_live_ms',  'double precision',       ''),
+        ('run_groups', 'time_to_100pct_live_ms', 'double precision',       ''),
+        ('run_groups', 'time_to_peak_live_ms',   'double precision',       ''),
+        ('run_groups', 'peak_live',              'integer',                ''),
+        ('run_groups', 'peak_live_during_hold',  'integer',                ''),
+        ('run_groups', 'sandbox_seconds',        'double precision',       ''),
+        ('run_groups', 'cost_usd',               'double precision',       ''),
+        ('run_groups', 'cost_estimate_usd',      'double precision',       ''),
         ('run_groups', 'updated_at',           'timestamp with time zone', 'NOT NULL DEFAULT now()')
     ) AS v(tbl, col, typ, extra)
     LOOP

@@ -1,10 +1,4 @@
-"""The `loadgen` command: the tools around a run.
-
-A run itself starts with Locust, on one of the locustfiles:
-  locust -f locustfiles/local.py --headless -u 1000 -r 1000     (the embedded emulator)
-  locust -f locustfiles/e2b.py --headless -u 1000 -r 1000       (the real e2b service)
-  locust -f locustfiles/local.py                                (the web UI on http://localhost:8089)
-`locust -f locustfiles/<provider>.py --help` lists loadgen's run options.
+"""The `loadgen` command.
 
 Usage:
   loadgen <command> [<args>...]
@@ -17,6 +11,7 @@ Commands:
   aggregate   The figures of a sharded run, over every shard's records.
   leaderboard The daily benchmark's ranked tables, merged from each provider's results.
   reap        Destroy the sandboxes a run left behind (from its journals).
+  watch       How runs are going (run directories, Postgres, object storage), refreshed in place.
   db          Postgres schema and replay (migrate, replay).
   store       Object storage upload and fetch (upload, fetch).
   providers   List providers and the environment variables each needs.
@@ -42,6 +37,7 @@ COMMANDS = {
     "aggregate": "loadgen.report.aggregate:main",
     "leaderboard": "loadgen.report.leaderboard:main",
     "reap": "loadgen.engine.reap:cli_main",
+    "watch": "loadgen.watch.command:main",
     "db": "loadgen.sinks.pg_command:main",
     "store": "loadgen.sinks.s3_command:main",
     "providers": "loadgen.providers:main",

@@ -165,12 +165,29 @@ class SandboxResult:
     liveness_gen_after_ms: Optional[float] = None
     destroy_gen_before_ms: Optional[float] = None
     destroy_gen_after_ms: Optional[float] = None
+    destroy_retries: list = field(default_factory=list)  # after a failed destroy: each retry's times and verdict
 
     def to_json(self) -> bytes:
         return orjson.dumps(self)
 
 
 RECORD_FIELDS = tuple(f.name for f in fields(SandboxResult))
+
+
+def destroyed_at(record: dict) -> Optional[str]:
+    """When the destroy that removed the sandbox ended: the first attempt, or the retry that
+    succeeded (``destroy_retries``); None when no destroy removed it (a leak, or nothing created)."""
+    if record.get("destroy_ok") is True:
+        return record.get("destroy_ended_at")
+    for attempt in record.get("destroy_retries") or ():
+        if attempt.get("ok") is True:
+            return attempt.get("ended_at")
+    return None
+
+
+def was_destroyed(record: dict) -> bool:
+    """True when a destroy (the first attempt or a retry) removed the sandbox, or it was already gone."""
+    return record.get("destroy_ok") is True or any(a.get("ok") is True for a in record.get("destroy_retries") or ())
 
 
 def dumps_record(record: dict | SandboxResult) -> bytes:

@@ -164,6 +164,8 @@ class Core:
         self.p_died = s["fault_died"]
         self.died_delay_s = s["died_delay_s"]
         self.p_kill = s["fault_kill"]
+        # transient: only a faulty sandbox's first kill_fail_count kills fail (a retry then succeeds)
+        self.kill_fail_limit = s["kill_fail_count"] if s["kill_fail_mode"] == "transient" else None
         self.p_reuse = s["fault_reuse"]
         self.default_lifetime_s = s["default_lifetime_s"]
         self.max_lifetime_s = s["max_lifetime_s"]
@@ -553,19 +555,20 @@ class Core:
         n = sb.kill_count
         sb.kill_count = n + 1
         if self._zero_kill:
-            self._answer_kill(sb, reply)
+            self._answer_kill(sb, reply, n)
         else:
             rng = random.Random(f"{sb.key}|kill|{n}")
-            self._later(self.kill_latency.sample(rng) - (now - arrived), self._answer_kill, sb, reply)
+            self._later(self.kill_latency.sample(rng) - (now - arrived), self._answer_kill, sb, reply, n)
 
-    def _answer_kill(self, sb: Sandbox, reply: Callable) -> None:
+    def _answer_kill(self, sb: Sandbox, reply: Callable, n: int = 0) -> None:
+        """Answer kill number ``n`` (0 for the first) of this sandbox."""
         ops = self.ops["kill"]
         if sb.state != RUNNING:
             ops["not_found"] += 1
             reply(KillOutcome(GONE, sb))
             return
         sb.t_kill_answered = self._now()
-        if sb.u[5] < self.p_kill:
+        if sb.u[5] < self.p_kill and (self.kill_fail_limit is None or n < self.kill_fail_limit):
             sb.fault = sb.fault or F_KILL
             sb.faults.append(F_KILL)
             ops["failed"] += 1

@@ -38,6 +38,13 @@ def _opt_pos_int(value: Any) -> Optional[int]:
     return n
 
 
+def _pos_int(value: Any) -> int:
+    n = int(value)
+    if n < 1:
+        raise ValueError(f"must be >= 1, got {value!r}")
+    return n
+
+
 def _opt_pos_float(value: Any) -> Optional[float]:
     if value is None or value == "" or str(value).lower() in ("none", "null", "0", "unlimited"):
         return None
@@ -106,6 +113,10 @@ SETTINGS = (
     Setting("died_delay_s", _nonneg_float, 0.0,
             "Delay between the first command's end and the death of a dying sandbox.", "S"),
     Setting("fault_kill", _prob, 0.0, "Probability a kill is answered 500 (sandbox stays alive).", "P"),
+    Setting("kill_fail_mode", _choice("permanent", "transient"), "permanent",
+            "A faulty sandbox's kills: permanent (every kill fails) or transient (only the first "
+            "kill_fail_count fail; a retry then succeeds).", "MODE"),
+    Setting("kill_fail_count", _pos_int, 1, "In transient mode, how many kills of a faulty sandbox fail.", "K"),
     Setting("fault_reuse", _prob, 0.0,
             "Probability a sandbox is given the container of the sandbox created before it (its identity "
             "and files, an earlier reuse probe's markers included), as a provider that recycles a used "

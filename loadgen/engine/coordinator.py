@@ -22,6 +22,8 @@ from loadgen.engine.barrier import BarrierCoordinator
 from loadgen.engine.collector import Collector
 from loadgen.engine.target import emulator_lines
 from loadgen.engine.schedule import Sequencer
+from loadgen.providers.prices import price_for
+from loadgen.report.cost import run_cost
 from loadgen.result import iso
 from loadgen.sinks.base import RunContext, Sink, SinkReport
 
@@ -37,7 +39,6 @@ HEARTBEAT_INTERVAL_S = 1.0
 SINK_INTERVAL_S = 2.0
 # How long the schedule waits, after dispatch, for a worker that has not started its users yet.
 SCHEDULE_START_WAIT_S = 30.0
-PROGRESS_QUIET_S = 10.0  # a [progress] line at least this often while results are awaited
 
 
 class LogFile:
@@ -74,6 +75,8 @@ class Coordinator:
         self.sequencer: Optional[Sequencer] = None  # sequential runs: whose turn it is
         self.sandbox_lost: Callable[[int], bool] = lambda idx: False
         self._dispatch_complete_at = 0.0
+        self.refused: Optional[str] = None  # why the run may not start (e.g. --max-cost in the web UI)
+        self.report_times: dict[str, float] = {}  # worker_id -> when its last report arrived
         self.collector: Optional[Collector] = None
         self.reports: dict[str, dict] = {}  # worker_id -> last absolute report
         self.final_from: set[str] = set()
@@ -91,8 +94,6 @@ class Coordinator:
         self.live_reports: Callable[[], list] = lambda: list(self.reports.values())
         # key -> function giving a figure the coordinator cannot see (the emulator's own health)
         self.extra_meta: dict[str, Callable[[], object]] = {}
-        self.health: dict[str, dict] = {}  # process -> its latest health sample, for the web UI
-        self.peak_live = 0
 
     # -- start ------------------------------------------------------------------
     def start(self) -> None:
@@ -100,7 +101,6 @@ class Coordinator:
         self._logfile = LogFile(self.run_path / rundir.LOG)
         rundir.atomic_write_json(self.run_path / rundir.RUN, self.identity)
         self.collector = Collector(self.run_path, self.expected, lambda: self.dispatch_complete)
-        self.collector.waiting_for = self.waiting_for
         self._metrics_fh = open(self.run_path / rundir.METRICS, "ab")
         log.info("[phase] run %s starting: provider %s, %d users, run directory %s",
                  self.run_id, self.identity["provider"], self.users_requested, self.run_path)
@@ -163,7 +163,11 @@ class Coordinator:
 
     def on_report(self, data: dict) -> Optional[dict]:
         """Record a process's absolute counts; returns the release message if that process still needs it."""
+        samples = data.pop("phase1", None)
         self.reports[data["worker_id"]] = data
+        self.report_times[data["worker_id"]] = time.time()
+        if samples and self.collector is not None:
+            self.collector.note_phase1(samples)
         was_released = self.barrier.released
         self.barrier.report(data["worker_id"], data.get("phase1_done", 0), data.get("seen_release", False))
         if self.barrier.released and not was_released:
@@ -185,7 +189,6 @@ class Coordinator:
                  b.reason, b.released_at - b.started_at, b.arrived, self.expected())
 
     def on_metrics(self, sample: dict) -> None:
-        self.health[sample.get("process", "?")] = sample
         if self._metrics_fh is not None:
             self._metrics_fh.write(orjson.dumps(sample) + b"\n")
             self._metrics_fh.flush()
@@ -207,51 +210,27 @@ class Coordinator:
             "barrier": {"released": self.barrier.released, "reason": self.barrier.reason,
                         "arrived": self.barrier.arrived},
             "schedule": self.schedule.describe(self.users_requested, self.t0),
+            "started_at": self.identity.get("started_at"),
         }
+        if c is not None:
+            hb["rate_per_s"], hb["eta_s"] = (round(x, 3) if x is not None else None for x in c.rate_and_eta())
+            hb["latency_so_far"] = c.latency_so_far()
+        now = time.time()
+        hb["workers"] = {w: {"last_report_at": iso(self.report_times.get(w, now)),
+                             **{k: r.get(k) for k in ("done", "in_flight", "held", "live", "waiting")}}
+                         for w, r in self._reports_by_worker().items()}
         return hb
 
-    def waiting_for(self) -> Optional[str]:
-        """What the run is waiting for now, in words (the progress lines and the web UI say it)."""
-        if self.finalized:
-            return None
-        if not self.dispatch_complete:
-            return "waiting for every user to be started (dispatch)"
-        b, s = self.barrier, self.settings
-        if not b.released:
-            left = max(0.0, b.started_at + b.deadline_s - time.time())
-            return (f"waiting at the barrier: {b.arrived}/{self.expected()} sandboxes finished create and "
-                    f"readiness; it releases when all have, or by its deadline (--barrier-timeout) in {left:.0f} s")
+    def _reports_by_worker(self) -> dict:
         reports = self.live_reports()
-        late = sum(r.get("late_waiting", 0) for r in reports)
-        held = sum(r.get("held", 0) for r in reports)
-        in_flight = sum(r.get("in_flight", 0) for r in reports)
-        parts = []
-        if late:
-            parts.append(f"{late} timed-out creates' late answers (up to --late-create-window "
-                         f"{s.late_create_window_s:g} s each), so that their sandboxes are destroyed, not leaked")
-        if held:
-            parts.append(f"{held} sandboxes in their hold (--hold {s.hold_s:g} s, probes spread over "
-                         f"{s.probe_spread_s:g} s)")
-        if in_flight:
-            parts.append(f"{in_flight} requests in flight (probes and destroys)")
-        return ("waiting for " + "; ".join(parts)) if parts else None
-
-    def live_point(self) -> dict:
-        """Sandboxes alive and requests in flight now, summed over every process (and the peak so far)."""
-        reports = self.live_reports()
-        point = {"t_s": round(time.time() - self.barrier.started_at, 1),
-                 "live": sum(r.get("live", 0) for r in reports),
-                 "in_flight": sum(r.get("in_flight", 0) for r in reports)}
-        self.peak_live = max(self.peak_live, point["live"])
-        return point
+        return {r.get("worker_id", "local"): r for r in reports}
 
     def _heartbeat_loop(self) -> None:
         while True:
-            self.timeline.append(self.live_point())
-            c = self.collector
-            if c is not None and self.dispatch_complete and not c.complete and \
-                    time.time() - c.last_progress_at >= PROGRESS_QUIET_S:
-                c.log_progress()  # no result for a while: say what the run is waiting for
+            reports = self.live_reports()
+            self.timeline.append({"t_s": round(time.time() - self.barrier.started_at, 1),
+                                  "live": sum(r.get("live", 0) for r in reports),
+                                  "in_flight": sum(r.get("in_flight", 0) for r in reports)})
             try:
                 rundir.atomic_write_json(self.run_path / rundir.HEARTBEAT, self.heartbeat())
             except Exception:  # noqa: BLE001
@@ -292,7 +271,7 @@ class Coordinator:
         complete = self.dispatch_complete and not missing and self.expected() > 0
         if self.interrupted_reason:
             status = "interrupted"  # even when every life ended: the holds were cut short
-        elif complete:
+        elif complete and not self.refused:
             status = "done"
         else:
             status = "failed"
@@ -320,6 +299,9 @@ class Coordinator:
                 meta[key] = figure()
             except Exception as exc:  # noqa: BLE001 - a side figure must never stop the run from ending
                 log.warning("could not read %s for meta.json: %s", key, exc)
+        meta["cost"] = run_cost(records, self.users_requested, self.settings.sandbox_lifetime_s,
+                                self.settings.price or price_for(self.identity["provider"]),
+                                self.identity.get("target"))
         threshold_results = evaluate_thresholds(meta, thresholds)
         meta["thresholds"] = threshold_results
         meta["leak_count"] = meta.get("leak_count", len(meta.get("leaks") or []))
@@ -353,12 +335,6 @@ class Coordinator:
             code = EXIT_OK
         meta["exit_code"] = code
         rundir.atomic_write_json(self.run_path / rundir.META, meta)
-        for sink in self.sinks:
-            if reports[sink.name]["complete"]:
-                try:
-                    sink.store_final_meta(meta)
-                except Exception as exc:  # noqa: BLE001 - the copy of meta.json only; the rows are in
-                    log.error("[sink] %s could not store the final meta.json: %s", sink.name, exc)
         self.meta, self.exit_code = meta, code
         rundir.atomic_write_json(self.run_path / rundir.HEARTBEAT, self.heartbeat())
         if self._logfile is not None:
@@ -381,41 +357,26 @@ def evaluate_thresholds(meta: dict, thresholds: dict) -> dict:
 
 
 def summary_lines(meta: dict, run_path: Path) -> list[str]:
-    """The [summary] lines: the run's outcome in the same statuses and units as the report."""
-    from loadgen.report.human import count, duration_ms, duration_s
-
     hist = meta.get("status_histogram") or {}
     lat = meta.get("latency_distribution") or {}
     tti = meta.get("tti_distribution") or {}
     conc = meta.get("concurrency_summary") or {}
     barrier = meta.get("barrier") or {}
-    label = f" [{meta['label']}]" if meta.get("label") else ""
-    target = meta.get("target") or "provider"
-    if target == "emulator":
-        target = f"emulator, {meta['emulator_profile']} profile" if meta.get("emulator_profile") else "emulator"
-    else:
-        target = "the real service"
-
-    def percentiles(d: dict, what: str) -> str:
-        if d.get("p50") is None:
-            return f"{what}: none measured"
-        return f"{what} p50 {duration_ms(d.get('p50'))}, p99 {duration_ms(d.get('p99'))}"
-
-    released = (f"barrier released by {barrier.get('reason')} after {duration_s(barrier.get('waited_s'))}"
-                if barrier.get("reason") else "barrier never released")
     lines = [
-        f"[summary] run {meta.get('run_id')}{label} ({meta.get('provider')} on {target}) status {meta.get('status')}, "
-        f"{count(meta.get('records_received'))} of {count(meta.get('sandboxes_dispatched'))} results received",
+        f"[summary] run {meta.get('run_id')} ({meta.get('provider')}) status {meta.get('status')}, "
+        f"{meta.get('records_received')} of {meta.get('sandboxes_dispatched')} results received",
         *generator_lines(meta),
         *emulator_lines(meta),
-        f"[summary] sandboxes: {count(meta.get('sandboxes_attempted', 0))} attempted, "
-        + ", ".join(f"{k} {count(hist.get(k, 0))}" for k in ("success", "partial", "readiness_failed", "failed")),
-        f"[summary] {percentiles(lat, 'create latency')}; {percentiles(tti, 'TTI')}",
-        f"[summary] peak concurrent sandboxes {count(conc.get('peak_concurrent') or 0)}; {released}; "
-        f"leaks {count(meta.get('leak_count', 0))}",
+        f"[summary] sandboxes: {meta.get('sandboxes_attempted', 0)} attempted, "
+        + ", ".join(f"{k} {hist.get(k, 0)}" for k in ("success", "partial", "readiness_failed", "failed")),
+        f"[summary] create latency p50 {lat.get('p50')} ms, p99 {lat.get('p99')} ms; "
+        f"TTI p50 {tti.get('p50')} ms, p99 {tti.get('p99')} ms",
+        f"[summary] peak concurrent sandboxes {conc.get('peak_concurrent')}; barrier released by "
+        f"{barrier.get('reason')} after {barrier.get('waited_s')} s; leaks {meta.get('leak_count', 0)}",
         f"[summary] results in {run_path}",
     ]
-    lines[-1:-1] = schedule_summary_lines(meta)  # before "results in"
+    lines[-1:-1] = (schedule_summary_lines(meta) + [time_to_live_line(meta), cost_line(meta)]
+                    + leak_summary_lines(meta, run_path))  # before "results in"
     if meta.get("generator_saturated"):
         lines.append(f"[summary] WARNING: the load generator was saturated: {meta.get('generator_saturated_reason')}")
     return lines
@@ -441,9 +402,9 @@ def schedule_summary_lines(meta: dict) -> list[str]:
     late = meta.get("lateness_distribution") or {}
     pacing = meta.get("lateness_summary") or {}
     lines = [
-        f"[summary] schedule {_describe_schedule(schedule)}; creates started late by p50 {_ms(late.get('p50'))}, "
-        f"p99 {_ms(late.get('p99'))}, max {_ms(late.get('max'))}; wall clock {_ms(meta.get('wall_clock_ms'))}; "
-        f"first ready after {_ms(meta.get('time_to_first_ready_ms'))}"
+        f"[summary] schedule {_describe_schedule(schedule)}; creates started late by p50 {late.get('p50')} ms, "
+        f"p99 {late.get('p99')} ms, max {late.get('max')} ms; wall clock {meta.get('wall_clock_ms')} ms; "
+        f"first ready after {meta.get('time_to_first_ready_ms')} ms"
     ]
     if meta.get("behind_schedule"):
         lines.append(f"[summary] WARNING: creates started behind their schedule: {pacing.get('reason')}")
@@ -473,6 +434,53 @@ def generator_lines(meta: dict) -> list[str]:
 
 
 def _ms(value) -> str:
-    from loadgen.report.human import duration_ms
+    if value is None:
+        return "-"
+    return f"{value / 1000.0:.2f} s" if value >= 1000 else f"{value:.1f} ms"
 
-    return duration_ms(value)
+
+LEAKS_LISTED = 20
+
+
+def leak_summary_lines(meta: dict, run_path: Path) -> list[str]:
+    """Destroy retries, and every sandbox left alive by id, with the command that destroys them."""
+    lines = []
+    leaks = meta.get("leaks") or []
+    retried = meta.get("destroy_retried") or {}
+    if retried.get("sandboxes"):
+        lines.append(f"[summary] destroy retries: {retried['sandboxes']} sandboxes needed a retry, "
+                     f"{retried['destroyed_by_retry']} of them destroyed by one")
+    if leaks:
+        ids = ", ".join(f"{leak.get('sandbox_id')} (idx {leak.get('sandbox_idx')})" for leak in leaks[:LEAKS_LISTED])
+        more = f" and {len(leaks) - LEAKS_LISTED} more (all in meta.json, leaks)" if len(leaks) > LEAKS_LISTED else ""
+        lines.append(f"[summary] LEAKED: {len(leaks)} sandboxes no destroy removed, possibly still alive "
+                     f"and billed: {ids}{more}")
+        lines.append(f"[summary] destroy them with: loadgen reap {run_path}")
+    return lines
+
+
+def _seconds(ms) -> str:
+    return "-" if ms is None else f"{ms / 1000:.3f} s"
+
+
+def time_to_live_line(meta: dict) -> str:
+    ttl = meta.get("time_to_live") or {}
+    return (f"[summary] time to live from the first create: 50% {_seconds(ttl.get('to_50pct_ms'))}, "
+            f"90% {_seconds(ttl.get('to_90pct_ms'))}, 99% {_seconds(ttl.get('to_99pct_ms'))}, "
+            f"100% {_seconds(ttl.get('to_100pct_ms'))} of {ttl.get('ever_alive', 0)} ever alive; peak "
+            f"{ttl.get('peak_live', 0)} at {_seconds(ttl.get('to_peak_ms'))}; peak live during the hold "
+            f"{ttl.get('peak_live_during_hold', 0)}")
+
+
+def cost_line(meta: dict) -> str:
+    cost = meta.get("cost") or {}
+    price = cost.get("price") or {}
+    worst = (cost.get("estimate") or {}).get("usd")
+    if cost.get("usd") is None:
+        money = f"no price known for {price.get('provider')}"
+    else:
+        money = (f"${cost['usd']:,.4f} at {price.get('provider')}'s price (${price.get('usd_per_sandbox_second'):.8f}"
+                 f"/sandbox-second, as of {price.get('as_of')}); the worst case was ${worst:,.2f}")
+    leaked = f"; {cost['leaked']} leaked counted at their lifetime" if cost.get("leaked") else ""
+    emulator = "; the emulator billed nothing" if cost.get("target") == "emulator" else ""
+    return f"[summary] cost: {cost.get('sandbox_seconds', 0):,.1f} sandbox-seconds, {money}{leaked}{emulator}"

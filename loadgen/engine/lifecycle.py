@@ -29,6 +29,7 @@ import gevent
 import gevent.event
 
 from loadgen.engine import reuse_probe
+from loadgen.engine.options import destroy_retry_waits
 from loadgen.net.exchange import Phase
 from loadgen.result import (
     ErrorInfo,
@@ -158,6 +159,7 @@ class Lifecycle:
     def _arrive(self) -> None:
         if not self.arrived:
             self.arrived = True
+            self.proc.note_phase1(self.idx, self.record)
             self.proc.gate.arrive()
 
     def _call(self, method, *args, timeout: float, linger_s: float = 0.0, must_send: bool = True,
@@ -351,13 +353,10 @@ class Lifecycle:
             # The provider may still make the sandbox: it arrived after our deadline,
             # so it counts as failed, but it must be destroyed, not leaked.
             self._arrive()
-            self.proc.late_waiting += 1
             try:
                 handle = outcome.call.wait(settings.late_create_window_s)
             except BaseException:  # noqa: BLE001 - no sandbox after all
                 handle = None
-            finally:
-                self.proc.late_waiting -= 1
             if handle is not None:
                 rec.late_create = True
                 self._adopt(handle)
@@ -473,6 +472,33 @@ class Lifecycle:
             rec.destroy_ok = False
             rec.destroy_failure_class = info.failure_class
             rec.destroy_error_message = info.error_message
+            self._retry_destroy()
+
+    def _retry_destroy(self) -> None:
+        """A destroy failed: try again, --destroy-retries times at most, 1 s, 2 s, 4 s ... apart.
+
+        The first attempt stays what the record measures (``destroy_*``, and
+        the destroy distribution); each retry goes beside it in
+        ``destroy_retries``, timed by this greenlet's clock. A transient
+        refusal (a 5xx once) then costs a few seconds instead of a sandbox
+        left alive until it expires."""
+        settings = self.proc.settings
+        for wait in destroy_retry_waits(settings.destroy_retries):
+            gevent.sleep(wait)  # not cut short by an abort: an abort ends holds, not destroys
+            outcome = self._call(self.provider.destroy, self.handle, settings.destroy_timeout_s,
+                                 timeout=settings.destroy_timeout_s + (0.0 if self.provider.wire_verdicts else 1.0))
+            value, exc, started, ended = outcome.value, outcome.exc, outcome.started, outcome.ended
+            attempt = {"started_at": iso(started), "ended_at": iso(ended), "ms": ms_between(started, ended),
+                       "ok": exc is None}
+            if exc is not None:
+                info = self._classify(exc)
+                attempt.update(failure_class=info.failure_class, error_message=info.error_message)
+            elif value is False:
+                attempt["already_gone"] = True
+            self.record.destroy_retries.append(attempt)
+            if exc is None:
+                self.proc.destroyed(self.idx)
+                return
 
 
 class Outcome:

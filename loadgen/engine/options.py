@@ -2,27 +2,20 @@
 
 The options are added to Locust's own parser, so they work on the command
 line, in the environment (``LOCUST_*``), in config files and in the web UI's
-form. Two functions check them, for every way in:
-
-- ``form_values`` turns the web form's raw strings into values with the
-  parser's own conversion (the very code argparse runs for the command
-  line), an empty field meaning the option's default. Locust's form handler
-  would otherwise pass an option whose default is None as a raw string.
-- ``refusals`` checks a whole set of options (``RunSettings.from_options``,
-  the user count, the shard tags): a bad value is refused with a message
-  that names the option, before any sandbox exists.
-
-A new option is one ``add_argument`` line below (and a check in
-``refusals`` or ``RunSettings`` if it has rules): the form picks it up.
+form. ``RunSettings.from_options`` is the one place where they are checked:
+a bad value is refused with a message that names the option, before any
+sandbox exists.
 """
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field
-from typing import Mapping, Optional
+from typing import Optional
 
-from loadgen.engine.schedule import MODES, SANDBOXES_OPTION, Schedule, schedule_from_options
+from loadgen.engine.schedule import MODES, SANDBOXES_OPTION, Schedule, optional_float, schedule_from_options
+from loadgen.providers.base import ProviderSettings
+from loadgen.providers.prices import Price, PriceFileError, price_for
+from loadgen.report.cost import estimate
 
 
 def add_arguments(parser) -> None:
@@ -57,8 +50,6 @@ def add_arguments(parser) -> None:
                             "(default: barrier timeout + hold + every phase timeout + 10 minutes).")
     group.add_argument("--min-success-rate", type=float, default=None,
                        help="Exit non-zero if the success rate (0..1) is below this.")
-    group.add_argument("--label", default="", help="A name for this run, shown in reports, compare, Postgres and "
-                                                   "the web UI (e.g. 'baseline' or 'after the pool fix').")
     group.add_argument("--group-id", default="", help="Group tag shared by the shards of one sharded run.")
     group.add_argument("--shard-index", type=int, default=None, help="This shard's index in its group.")
     group.add_argument("--shard-count", type=int, default=None, help="Number of shards in the group.")
@@ -68,10 +59,18 @@ def add_arguments(parser) -> None:
                        help="Postgres URL for the results sink (default $DATABASE_URL). Prefer the environment "
                             "variable: a password in the URL would show in the process list.")
     group.add_argument("--emulator-url", default="",
-                       help="Point the provider's SDK at a loadgen emulator at this URL instead of the real service "
-                            "(set on the command line: the web form shows it but cannot change it).")
+                       help="Point the provider's SDK at a loadgen emulator at this URL instead of the real service.")
     group.add_argument("--bucket", default="", help="S3-compatible bucket for the object-store sink.")
     group.add_argument("--prefix", default="", help="Key prefix inside the bucket.")
+    group.add_argument("--destroy-retries", type=int, default=3,
+                       help="After a failed destroy, retry it this many times, 1 s, 2 s, 4 s ... apart "
+                            "(default 3; 0 = never).")
+    group.add_argument("--max-cost", type=float, default=None,
+                       help="Refuse to start when the worst case (sandboxes × lifetime × price) is above "
+                            "this many US dollars (default: no limit).")
+    group.add_argument("--price-file", default="",
+                       help="JSON file of prices per provider in $ per sandbox-second, replacing the built-in "
+                            "table (see README, Cost).")
     group.add_argument("--mode", default="burst", choices=MODES,
                        help="burst: every sandbox at once (default); staggered: one every --stagger-ms; "
                             "sequential: one at a time across the whole run, never two alive at once.")
@@ -83,6 +82,18 @@ def add_arguments(parser) -> None:
     group.add_argument("--ramp", type=float, default=0.0,
                        help="With --arrival-rate: rise linearly from 0 to the rate over this many seconds "
                             "(default 0).")
+
+
+DESTROY_RETRY_FIRST_WAIT_S = 1.0  # then doubled before each further retry
+
+
+def destroy_retry_waits(retries: int) -> list[float]:
+    """The waits before each destroy retry: 1 s, 2 s, 4 s, ... (bounded by --destroy-retries)."""
+    return [DESTROY_RETRY_FIRST_WAIT_S * 2 ** i for i in range(retries)]
+
+
+def destroy_budget_s(destroy_timeout_s: float, retries: int) -> float:
+    return (1 + retries) * (destroy_timeout_s + 1.0) + sum(destroy_retry_waits(retries))
 
 
 @dataclass
@@ -103,6 +114,9 @@ class RunSettings:
     min_success_rate: Optional[float]
     reuse_probe: bool = False
     schedule: Schedule = field(default_factory=Schedule)
+    destroy_retries: int = 3
+    max_cost_usd: Optional[float] = None
+    price: Optional[Price] = None
 
     @property
     def commands_per_life(self) -> int:
@@ -130,11 +144,24 @@ class RunSettings:
             errors.append(f"--min-success-rate must be between 0 and 1 (got {rate})")
         if not (options.readiness_command or "").strip():
             errors.append("--readiness-command must not be empty")
+        retries = getattr(options, "destroy_retries", 3)
+        if retries is None or retries < 0:
+            errors.append(f"--destroy-retries must be >= 0 (got {retries})")
+            retries = 0
+        max_cost = optional_float(options, "max_cost", errors)
+        if max_cost is not None and not max_cost >= 0:
+            errors.append(f"--max-cost must be >= 0 US dollars (got {max_cost})")
+        try:
+            price = price_for(provider, getattr(options, "price_file", "") or None)
+        except PriceFileError as exc:
+            errors.append(str(exc))
+            price = None
         schedule = schedule_from_options(options, errors)
         # the run's size: sent by the master to its workers, whose own command line has no -u
         span = schedule.span_s(int(getattr(options, SANDBOXES_OPTION, 0) or getattr(options, "num_users", 0) or 0))
         needed = int((barrier or 0) + span + (hold or 0) + (spread or 0) + (create or 0) + (late or 0)
-                     + (3 if getattr(options, "reuse_probe", False) else 2) * (command or 0) + (destroy or 0) + 600)
+                     + (3 if getattr(options, "reuse_probe", False) else 2) * (command or 0)
+                     + destroy_budget_s(destroy or 0, retries) + 600)
         lifetime = options.sandbox_lifetime or needed
         if options.sandbox_lifetime and options.sandbox_lifetime < (barrier or 0) + span + (hold or 0):
             errors.append(f"--sandbox-lifetime {options.sandbox_lifetime} s is shorter than the barrier timeout "
@@ -144,15 +171,36 @@ class RunSettings:
             raise ValueError("; ".join(errors))
         return cls(provider, create, command, destroy, late, hold, barrier, spread, options.template or None,
                    options.readiness_command, lifetime, rate,
-                   reuse_probe=bool(getattr(options, "reuse_probe", False)), schedule=schedule)
+                   reuse_probe=bool(getattr(options, "reuse_probe", False)), schedule=schedule,
+                   destroy_retries=retries, max_cost_usd=max_cost, price=price)
+
+    def cost_estimate(self, sandboxes: int) -> dict:
+        """The run's worst case (loadgen.report.cost): every sandbox living its whole lifetime."""
+        return estimate(sandboxes, self.sandbox_lifetime_s, self.price)
+
+    def cost_refusal(self, sandboxes: int) -> Optional[str]:
+        """Why --max-cost refuses this run, or None."""
+        if self.max_cost_usd is None:
+            return None
+        est = self.cost_estimate(sandboxes)
+        if est["usd"] is None:
+            return (f"--max-cost {self.max_cost_usd:g} cannot be checked: no price is known for {self.provider}; "
+                    "give one with --price-file")
+        if est["usd"] > self.max_cost_usd:
+            return (f"the worst case, ${est['usd']:,.2f}, is above --max-cost ${self.max_cost_usd:,.2f}; "
+                    "fewer sandboxes, a shorter --sandbox-lifetime or shorter timeouts lower it")
+        return None
+
+    @property
+    def destroy_budget_s(self) -> float:
+        """The longest a destroy can take: the first attempt and every retry at their timeouts, and the backoff."""
+        return destroy_budget_s(self.destroy_timeout_s, self.destroy_retries)
 
     def barrier_deadline_s(self, sandboxes: int) -> float:
         """The hold barrier's deadline after the start: --barrier-timeout after the last scheduled start."""
         return self.barrier_timeout_s + self.schedule.span_s(sandboxes)
 
-    def provider_settings(self, users_in_process: int, base_url: Optional[str]):
-        from loadgen.providers.base import ProviderSettings
-
+    def provider_settings(self, users_in_process: int, base_url: Optional[str]) -> ProviderSettings:
         return ProviderSettings(
             template=self.template,
             sandbox_lifetime_s=self.sandbox_lifetime_s,
@@ -163,80 +211,3 @@ class RunSettings:
             users_in_process=users_in_process,
             base_url=base_url,
         )
-
-
-LABEL_LIMIT = 200
-
-
-class _Names:
-    """Stands in for Locust's parser to learn which options ``add_arguments`` adds."""
-
-    def __init__(self):
-        self.names: list[str] = []
-
-    def add_argument(self, *flags, **kwargs) -> None:
-        self.names.append(kwargs.get("dest") or flags[0].lstrip("-").replace("-", "_"))
-
-
-def option_names() -> list[str]:
-    """loadgen's option names (dests), in the order ``add_arguments`` adds them (for the report's table)."""
-    names = _Names()
-    add_arguments(names)
-    return names.names
-
-
-def flag_of(action) -> str:
-    """The option as a user types it (``--create-timeout``)."""
-    longs = [s for s in action.option_strings if s.startswith("--")]
-    return (longs or action.option_strings or [action.dest])[0]
-
-
-def form_values(parser, form: Mapping[str, str], dests) -> tuple[dict, list[str]]:
-    """The web form's fields for the options ``dests``, converted as the command line converts them.
-
-    Returns (values by dest, error messages). A field absent from the form is
-    left out (the option keeps its value); an empty field means the option's
-    default; anything else goes through argparse's own conversion and choice
-    check, so a bad value gets the command line's message
-    ("argument --create-timeout: invalid float value: 'abc'")."""
-    actions = {a.dest: a for a in parser._actions}
-    values, errors = {}, []
-    for dest in dests:
-        if dest not in form or dest not in actions:
-            continue
-        action, raw = actions[dest], (form.get(dest) or "").strip()
-        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
-            values[dest] = raw == "true" if raw else action.default
-        elif raw == "":
-            values[dest] = action.default
-        else:
-            try:
-                values[dest] = parser._get_values(action, [raw])  # argparse's conversion and choice check
-            except argparse.ArgumentError as exc:
-                errors.append(str(exc))
-    return values, errors
-
-
-def refusals(options, provider: str, users: Optional[int] = None) -> list[str]:
-    """Every reason to refuse these options before anything is created (empty: go).
-
-    ``users`` is the number of users asked for, when it is known (the form's, or
-    ``-u`` of a run that starts by itself)."""
-    errors = []
-    try:
-        RunSettings.from_options(options, provider)
-    except ValueError as exc:
-        errors.extend(str(exc).split("; "))
-    if users is not None and users < 1:
-        errors.append(f"the number of users (-u) must be at least 1 (got {users}): each user is one sandbox")
-    index, count = getattr(options, "shard_index", None), getattr(options, "shard_count", None)
-    if count is not None and count < 1:
-        errors.append(f"--shard-count must be at least 1 (got {count})")
-    if index is not None and (count is None or not 0 <= index < max(count, 1)):
-        errors.append(f"--shard-index must be between 0 and --shard-count - 1 (got index {index}, count {count})")
-    if index is None and count is not None:
-        errors.append("--shard-count needs --shard-index (this shard's place in the group)")
-    label = getattr(options, "label", "") or ""
-    if len(label) > LABEL_LIMIT:
-        errors.append(f"--label must be at most {LABEL_LIMIT} characters (got {len(label)})")
-    return errors

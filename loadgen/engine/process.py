@@ -61,11 +61,11 @@ class ProcessRun:
         self.sampler = HealthSampler(worker_id, send_metrics, self.gauges)
         self.in_flight = 0
         self.held = 0
-        self.late_waiting = 0  # lives waiting for a timed-out create's late answer (to destroy it)
         self.created_count = 0
         self.destroyed_count = 0
         self.done = 0
         self.refused_users = 0
+        self._phase1: list = []  # [idx, latency_ms, first_command_ms] not yet reported
         self._drain: Optional[gevent.Greenlet] = None
         self._request = environment.events.request
         self._request_type = provider.name
@@ -93,6 +93,16 @@ class ProcessRun:
     def fire_request(self, phase: str, response_time_ms: float, exc: Optional[BaseException]) -> None:
         self._request.fire(request_type=self._request_type, name=f"{self._request_type}/{phase}",
                            response_time=response_time_ms, response_length=0, exception=exc, context={})
+
+    def note_phase1(self, idx: int, record) -> None:
+        """A life finished create and readiness: its latencies travel with the next report, so that the
+        master's heartbeat has create and TTI figures before the records (which come at the life's end)."""
+        if record.latency_ms is not None:
+            self._phase1.append([idx, record.latency_ms, record.first_command_ms])
+
+    def take_phase1(self) -> list:
+        samples, self._phase1 = self._phase1, []
+        return samples
 
     def created(self, idx: int, sandbox_id: Optional[str]) -> None:
         self.created_count += 1
@@ -127,7 +137,6 @@ class ProcessRun:
             "seen_release": self.gate.released,
             "in_flight": self.in_flight,
             "held": self.held,
-            "late_waiting": self.late_waiting,
             "done": self.done,
             "created": self.created_count,
             "live": self.created_count - self.destroyed_count,
@@ -159,4 +168,4 @@ class ProcessRun:
         """The longest a life can still take after an abort: every remaining phase at its timeout."""
         s = self.settings
         return (s.create_timeout_s + s.late_create_window_s + s.commands_per_life * (s.command_timeout_s + 1)
-                + s.destroy_timeout_s + 5)
+                + s.destroy_budget_s + 5)

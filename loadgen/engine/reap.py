@@ -29,6 +29,7 @@ import orjson
 from docopt import docopt
 
 from loadgen import rundir
+from loadgen.result import was_destroyed
 
 REAPED = "reaped.jsonl"
 
@@ -42,7 +43,7 @@ def candidates(run_path: Path) -> list[dict]:
                 created[entry["sandbox_id"]] = entry
     if (run_path / rundir.RAW).exists():
         for record in rundir.iter_jsonl(run_path / rundir.RAW):
-            if record.get("sandbox_id") and record.get("destroy_ok") is True:
+            if record.get("sandbox_id") and was_destroyed(record):
                 created.pop(record["sandbox_id"], None)
     if (run_path / REAPED).exists():
         for entry in rundir.iter_jsonl(run_path / REAPED):

@@ -98,12 +98,24 @@ class Schedule:
         }
 
 
+def optional_float(options, name: str, errors: list) -> Optional[float]:
+    """A float option that may be unset (None, or an empty field of the web UI's form, which sends text)."""
+    value = getattr(options, name, None)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        errors.append(f"--{name.replace('_', '-')} takes a number (got {value!r})")
+        return None
+
+
 def schedule_from_options(options, errors: list) -> Schedule:
     """--mode, --stagger-ms, --arrival-rate, --ramp: checked, appending to ``errors``."""
     mode = getattr(options, "mode", None) or "burst"
     stagger_ms = getattr(options, "stagger_ms", 200.0)
-    rate = getattr(options, "arrival_rate", None)
-    ramp = getattr(options, "ramp", 0.0) or 0.0
+    rate = optional_float(options, "arrival_rate", errors)
+    ramp = optional_float(options, "ramp", errors) or 0.0
     if mode not in MODES:
         errors.append(f"--mode must be one of {', '.join(MODES)} (got {mode!r})")
         mode = "burst"

@@ -36,17 +36,17 @@ from locust.runners import MasterRunner, WorkerRunner
 from loadgen.engine.clocks import MasterClock, WorkerClock
 from loadgen.engine.coordinator import Coordinator, EXIT_INCOMPLETE
 from loadgen.engine.dispatch import IndexAllocator, install_master_dispatch
-from loadgen.engine.embedded import embedded_emulator, processes_for
 from loadgen.engine.health import HealthSampler
 from loadgen.engine import limits
 from loadgen.engine.identity import make_identity
-from loadgen.engine.options import RunSettings, add_arguments, refusals
+from loadgen.engine.options import RunSettings, add_arguments
 from loadgen.engine.process import ProcessRun
 from loadgen.engine.target import emulator_health
 from loadgen.engine.schedule import SANDBOXES_OPTION
 from loadgen.providers import get_provider_class
 from loadgen.providers.base import MissingCredentials
-from loadgen.sinks import sink_refusals, sinks_for
+from loadgen.report.cost import describe_estimate
+from loadgen.sinks import sinks_for
 
 log = logging.getLogger("loadgen.run")
 
@@ -123,16 +123,8 @@ class Controller:
         return bool(getattr(self.options, "headless", False))
 
     def emulator_urls(self) -> list[str]:
-        """The emulator URLs of --emulator-url (a comma-separated list spreads the workers over them).
-
-        A locustfile with an embedded emulator (local.py) always gets that emulator (or the ones
-        --emulator-url named on the command line) on the master or single process, whatever the
-        options say by the time the run starts."""
-        embedded = embedded_emulator()
-        if embedded is not None and not self.is_worker:
-            value = embedded.url or ""
-        else:
-            value = getattr(self.environment.parsed_options, "emulator_url", None) or ""
+        """The emulator URLs of --emulator-url (a comma-separated list spreads the workers over them)."""
+        value = getattr(self.environment.parsed_options, "emulator_url", None) or ""
         return [url.strip() for url in value.split(",") if url.strip()]
 
     def base_url(self) -> Optional[str]:
@@ -194,13 +186,6 @@ class Controller:
         self.environment.process_exit_code = 2
         gevent.spawn(self.runner.quit if self.headless else self.runner.stop)
 
-    def target(self) -> dict:
-        """What this run's sandboxes are created on: an emulator (URL, profile) or the real provider."""
-        url = ", ".join(self.emulator_urls()) or None
-        embedded = embedded_emulator()
-        return {"provider": self.provider_name, "kind": "emulator" if url else "provider", "url": url,
-                "emulator_profile": embedded.profile if embedded is not None and url else None}
-
     @property
     def proc(self) -> Optional[ProcessRun]:
         """This process's run, if it runs sandbox lives (a worker, or the single local process)."""
@@ -216,16 +201,21 @@ class Controller:
     def _new_process_run(self, run_id: str, run_path: Path, worker_id: str, send_results, send_metrics,
                          ticket_limit: Optional[int]) -> ProcessRun:
         users = max(1, int(getattr(self.environment.parsed_options, "num_users", None) or 1))
-        base_url = self.base_url()
-        if embedded_emulator() is not None and not base_url:
-            raise RuntimeError("this locustfile's target is an emulator, and no emulator URL is known: "
-                               "refusing to create anything (a real provider must never be reached by accident)")
-        provider = self.provider_class(self.settings.provider_settings(users, base_url))
+        provider = self.provider_class(self.settings.provider_settings(users, self.base_url()))
         provider.prepare()
         proc = ProcessRun(self.environment, run_id, worker_id, provider, self.settings, run_path, send_results,
                           send_metrics, ticket_limit=ticket_limit, clock_offset=self.clock_offset)
         proc.start()
         return proc
+
+    def check_cost(self, users: int) -> None:
+        """Print the run's worst-case cost; raise ValueError when --max-cost refuses it (nothing created)."""
+        price = self.settings.price
+        print(f"loadgen: cost: {describe_estimate(self.settings.cost_estimate(users), price, self.settings.max_cost_usd)}"
+              + ("; this run uses the emulator: nothing is billed" if self.base_url() else ""), flush=True)
+        refusal = self.settings.cost_refusal(users)
+        if refusal:
+            raise ValueError(f"refusing to start: {refusal}")
 
     # -- test start --------------------------------------------------------------------
     def on_test_start(self, environment, **kw) -> None:
@@ -242,9 +232,7 @@ class Controller:
             self._refuse(problems)
             return
         self.refusal = None
-        if embedded_emulator() is not None:
-            options.emulator_url = ",".join(self.emulator_urls())  # what the workers and run.json see
-        identity = make_identity(options, self.provider_name, self.target())
+        identity = make_identity(options, self.provider_name)
         identity["limits"] = found_limits
         run_path = Path(options.run_dir) / identity["run_id"]
         options.loadgen_run_id = identity["run_id"]
@@ -256,6 +244,11 @@ class Controller:
         else:
             expected = lambda: (self.proc.tickets.issued if self.proc else 0)  # noqa: E731
         self.coordinator = Coordinator(identity, self.settings, run_path, sinks_for(options), expected, users)
+        if not self.headless:  # headless runs were checked (and the cost printed) before anything started
+            try:
+                self.check_cost(users)
+            except ValueError as exc:  # the web UI's run: refused before its schedule can start
+                self.coordinator.refused = str(exc)
         self.coordinator.start()
         self.coordinator.extra_meta["emulator"] = lambda: emulator_health(self.emulator_urls())
         self.coordinator.collector.on_complete = self._on_all_results
@@ -315,6 +308,12 @@ class Controller:
         coord = self.coordinator
         if coord is None or coord.t0 is not None or not coord.dispatch_complete:
             return
+        if coord.refused:  # no life ever starts: every one ends not_started, nothing is created
+            if not self._ending:
+                log.error("[phase] %s", coord.refused)
+                coord.error_message = coord.refused
+                self._end_run()
+            return
         if self.is_master:
             live = {c.id for c in self.runner.clients.all if c.state != "missing"}
             if not coord.ready_to_start(dict(self.allocator.counts), live):
@@ -347,7 +346,7 @@ class Controller:
         self.proc.outbox.ack(data["seq"])
 
     def _local_report(self) -> None:
-        release = self.coordinator.on_report(self.proc.report())
+        release = self.coordinator.on_report({**self.proc.report(), "phase1": self.proc.take_phase1()})
         if release is not None:
             self.proc.gate.release(release)
 
@@ -362,7 +361,8 @@ class Controller:
         self._report_pending = False
         if self.proc is not None:
             try:
-                self.runner.send_message(MSG_REPORT, self.proc.report())
+                # phase-1 latencies go once (a lost one is filled in by the record at the life's end)
+                self.runner.send_message(MSG_REPORT, {**self.proc.report(), "phase1": self.proc.take_phase1()})
             except Exception:  # noqa: BLE001 - the next periodic report repeats it
                 log.exception("could not send a report to the master")
 
@@ -514,7 +514,7 @@ class Controller:
         for worker_id in granted:
             self.runner.send_message(MSG_ABORT, {"reason": coord.interrupted_reason}, client_id=worker_id)
         timeout = self.settings.create_timeout_s + self.settings.late_create_window_s + \
-            self.settings.commands_per_life * (self.settings.command_timeout_s + 1) + self.settings.destroy_timeout_s + 15
+            self.settings.commands_per_life * (self.settings.command_timeout_s + 1) + self.settings.destroy_budget_s + 15
         deadline = time.time() + timeout
         log.info("[phase] waiting up to %.0f s for %d workers to destroy their sandboxes and send their last results",
                  timeout, len(granted))
@@ -571,14 +571,6 @@ class Controller:
             environment.process_exit_code = self.exit_code
 
 
-def refuse(message: str) -> None:
-    """Refuse to start: one line per reason, exit code 2, before any sandbox exists."""
-    for line in message.splitlines():
-        sys.stderr.write(f"loadgen: error: {line}\n")
-    sys.stderr.flush()
-    os._exit(2)  # Locust would otherwise carry on
-
-
 events.init_command_line_parser.add_listener(add_arguments)
 
 
@@ -586,27 +578,18 @@ events.init_command_line_parser.add_listener(add_arguments)
 def on_init(environment, **kw) -> None:
     if environment.parsed_options is None:
         return
-    options = environment.parsed_options
     try:
         controller = Controller(environment)
         missing = controller.provider_class.missing_env()
         if missing:
             raise MissingCredentials(controller.provider_name, missing)
-        starts_now = bool(getattr(options, "headless", False) or getattr(options, "autostart", False))
-        if not controller.is_worker:
-            errors = refusals(options, controller.provider_name,
-                              getattr(options, "num_users", None) if starts_now else None)
-            errors = errors or sink_refusals(options)
-            if errors:
-                raise ValueError("\n".join(errors))
+        if not controller.is_worker and controller.headless:
+            controller.check_cost(int(getattr(environment.parsed_options, "num_users", 0) or 0))
     except (ValueError, KeyError, MissingCredentials) as exc:
-        refuse(exc.args[0] if isinstance(exc, KeyError) else str(exc))
-    embedded = embedded_emulator()
-    if embedded is not None and not controller.is_worker:
-        try:
-            embedded.start(options.emulator_profile, options.emulator_url, processes_for(options))
-        except Exception as exc:  # noqa: BLE001 - nothing is created without it
-            refuse(f"the emulator could not start: {exc}")
+        message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
+        sys.stderr.write(f"loadgen: error: {message}\n")
+        sys.stderr.flush()
+        os._exit(2)  # before any sandbox exists; Locust would otherwise carry on
     environment.loadgen = controller
     if environment.web_ui is not None and not controller.is_worker:
         from loadgen.engine import webui

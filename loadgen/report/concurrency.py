@@ -18,6 +18,16 @@ Concurrency
     (half-open: ends before starts on ties, so the instant one phase hands
     over to the next counts one request, not two); a phase that started
     but never ended is in flight until the end of the run.
+
+Time to N live
+    From the first create's start (the earliest ``create_started_at``) to
+    the first instant at which ceil(f × E) sandboxes existed at once, for f
+    = 50%, 90%, 99% and 100% of E, the number of sandboxes that ever existed;
+    and to the first instant of the peak. A sandbox that existed is counted
+    over the same closed interval as above (a destroy that failed and was
+    retried ends with the retry that succeeded). Peak live during the hold
+    is the most sandboxes held at once: ready (their readiness passed) and
+    in their hold, over [readiness_ended_at, liveness_started_at].
 """
 
 from __future__ import annotations
@@ -29,7 +39,7 @@ from datetime import datetime
 from itertools import chain, repeat
 from typing import Iterable, Optional, Sequence
 
-from loadgen.result import PHASES, iso, parse_iso
+from loadgen.result import PHASES, destroyed_at, iso, parse_iso
 
 _fromiso = datetime.fromisoformat
 
@@ -74,10 +84,7 @@ def sweep(starts: Sequence[float], ends: Sequence[float], t0: float, t1: float, 
     if not s:
         return {"peak": 0, "peak_t": None, "mean": 0.0, "timeline": [0] * seconds}
     ended = bisect_left if closed else bisect_right  # ends strictly before t, or at/before t
-    # counts[k] = (k + 1) - #ended by s[k]: exact for the last of a group of equal
-    # starts and an undercount for the others at that same instant, so the
-    # maxima (all that is read from it) are exact and it saves a search per start.
-    counts = list(map(operator.sub, range(1, len(s) + 1), map(ended, repeat(e), s)))
+    counts = _counts(s, e, closed)
     peak = max(counts)
     peak_t = s[counts.index(peak)] if peak else None
     timeline = []
@@ -95,6 +102,44 @@ def sweep(starts: Sequence[float], ends: Sequence[float], t0: float, t1: float, 
         "mean": (area / span) if span > 0 else float(peak),
         "timeline": timeline,
     }
+
+
+def _counts(s: Sequence[float], e: Sequence[float], closed: bool = True) -> list:
+    """The count at each start of sorted starts ``s``, given sorted ends ``e``.
+
+    counts[k] = (k + 1) - #ended by s[k]: exact for the last of a group of
+    equal starts and an undercount for the others at that same instant, so
+    maxima and "first start at which the count reaches K" (all that is read
+    from it) are exact, and it saves a search per start."""
+    ended = bisect_left if closed else bisect_right
+    return list(map(operator.sub, range(1, len(s) + 1), map(ended, repeat(e), s)))
+
+
+LIVE_FRACTIONS = (("50pct", 1, 2), ("90pct", 9, 10), ("99pct", 99, 100), ("100pct", 1, 1))
+
+
+def time_to_live(starts: Sequence[float], ends: Sequence[float], origin: Optional[float],
+                 hold_starts: Sequence[float] = (), hold_ends: Sequence[float] = ()) -> dict:
+    """time_to_live (see module doc): existence intervals [starts[i], ends[i]], times in epoch seconds."""
+    n = len(starts)
+    out = {"ever_alive": n, "from": iso(origin)}
+    s, e = sorted(starts), sorted(ends)
+    counts = _counts(s, e) if n else []
+
+    def since(t):
+        return None if t is None or origin is None else round((t - origin) * 1000.0, 3)
+
+    for name, num, den in LIVE_FRACTIONS:
+        target = -(-num * n // den)  # ceil, in integers
+        reached = next((i for i, c in enumerate(counts) if c >= target), None) if n else None
+        out[f"live_{name}"] = target
+        out[f"to_{name}_ms"] = since(s[reached]) if reached is not None else None
+    peak = max(counts) if counts else 0
+    out["peak_live"] = peak
+    out["to_peak_ms"] = since(s[counts.index(peak)]) if peak else None
+    held = _counts(sorted(hold_starts), sorted(hold_ends)) if hold_starts else []
+    out["peak_live_during_hold"] = max(held) if held else 0
+    return out
 
 
 _PHASE_KEYS = tuple((p, f"{p}_started_at", f"{p}_ended_at") for p in PHASES)
@@ -160,10 +205,12 @@ def concurrency(records: Sequence[dict]) -> dict:
             },
             "concurrency_timeline": [],
             "in_flight_timeline": [],
+            "time_to_live": time_to_live([], [], None),
         }
-    # sandboxes: [create_ended_at, destroy_ended_at or t1]
+    # sandboxes: [create_ended_at, the end of the destroy that removed it, else destroy_ended_at, else t1]
     created = cols["create_ended_at"]
-    destroyed = cols["destroy_ended_at"]
+    destroyed = [d if r.get("destroy_ok") is not False else (ts(destroyed_at(r)) or d)
+                 for r, d in zip(records, cols["destroy_ended_at"])]
     starts, ends = [], []
     open_ended = 0
     for r, s, e in zip(records, created, destroyed):
@@ -181,6 +228,14 @@ def concurrency(records: Sequence[dict]) -> dict:
         rs += [s for s in cols[sk] if s is not None]
         re_ += [t1 if e is None else (e if e >= s else s) for s, e in zip(cols[sk], cols[ek]) if s is not None]
     fl = sweep(rs, re_, t0, t1, closed=False)
+    hs, he = [], []  # holds: [readiness_ended_at, liveness_started_at (else destroy start, else t1)]
+    for r, ready, live, destroy in zip(records, cols["readiness_ended_at"], cols["liveness_started_at"],
+                                       cols["destroy_started_at"]):
+        if ready is not None and r.get("status") in ("success", "partial"):
+            end = live if live is not None else (destroy if destroy is not None else t1)
+            hs.append(ready)
+            he.append(max(end, ready))
+    first_create = min((t for t in cols["create_started_at"] if t is not None), default=None)
     return {
         "concurrency_summary": {
             "peak_concurrent": sb["peak"],
@@ -194,4 +249,5 @@ def concurrency(records: Sequence[dict]) -> dict:
         },
         "concurrency_timeline": [{"t_s": k, "concurrent": c} for k, c in enumerate(sb["timeline"])],
         "in_flight_timeline": [{"t_s": k, "in_flight": c} for k, c in enumerate(fl["timeline"])],
+        "time_to_live": time_to_live(starts, ends, first_create, hs, he),
     }

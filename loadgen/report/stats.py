@@ -42,11 +42,19 @@ from loadgen.report.generator import (  # noqa: F401  the thresholds are part of
     metrics_summary,
 )
 from loadgen.report.pacing import LATENESS_P99_LIMIT_MS, pacing  # noqa: F401
-from loadgen.report.percentiles import PERCENTILES, distribution, nearest_rank, percentile  # noqa: F401
+from loadgen.report.percentiles import (  # noqa: F401
+    PERCENTILES,
+    SEED_NAMES,
+    distribution,
+    nearest_rank,
+    percentile,
+    with_seed_names,
+)
 from loadgen.report.reuse import reuse_summary
-from loadgen.result import FAILURE_CLASSES, PHASES, STATUSES, FailureClass
+from loadgen.result import FAILURE_CLASSES, PHASES, STATUSES, FailureClass, was_destroyed
 
-SCHEMA_VERSION = 1
+# 2: distributions also carry the seed's *_ms names; the seed's top-level figures; time_to_live
+SCHEMA_VERSION = 2
 
 TOP_ERRORS = 10
 
@@ -232,7 +240,8 @@ def estimate_clock_offset(samples: Iterable[Sequence[float]]) -> dict:
 
 
 def leaks(records: Sequence[dict]) -> list:
-    """Created sandboxes (sandbox_id not null) whose destroy_ok is not true: what `loadgen reap` must find."""
+    """Created sandboxes (sandbox_id not null) that no destroy removed (neither the first attempt,
+    ``destroy_ok``, nor a retry in ``destroy_retries``): what `loadgen reap` must find."""
     return [
         {
             "sandbox_idx": r.get("sandbox_idx"),
@@ -241,9 +250,10 @@ def leaks(records: Sequence[dict]) -> list:
             "destroy_ok": r.get("destroy_ok"),
             "destroy_failure_class": r.get("destroy_failure_class"),
             "destroy_error_message": r.get("destroy_error_message"),
+            "destroy_retries": len(r.get("destroy_retries") or ()),
         }
         for r in records
-        if r.get("sandbox_id") is not None and r.get("destroy_ok") is not True
+        if r.get("sandbox_id") is not None and not was_destroyed(r)
     ]
 
 
@@ -308,7 +318,28 @@ def compute(records: Sequence[dict], metrics: Optional[Sequence[dict]] = None, m
     out.update(concurrency(records))
     out.update(metrics_summary(metrics))
     out.update(pacing(records, mode))
+    retried = [r for r in records if r.get("destroy_retries")]
+    out["destroy_retried"] = {"sandboxes": len(retried),
+                              "destroyed_by_retry": sum(1 for r in retried if was_destroyed(r))}
+    for key in [k for k in out if k.endswith("_distribution")]:
+        out[key] = with_seed_names(out[key])
+    out.update(seed_figures(out))
     return out
+
+
+def seed_figures(figures: dict) -> dict:
+    """The seed system's top-level names for figures meta.json also has under loadgen's own."""
+    statuses = figures["status_histogram"]
+    classes = figures["failure_class_histogram"]
+    return {
+        "p50_latency_ms": figures["latency_distribution"]["p50"],
+        "p99_latency_ms": figures["latency_distribution"]["p99"],
+        "sandboxes_succeeded": statuses.get("success", 0),
+        "failures": figures["sandboxes_attempted"] - statuses.get("success", 0),
+        "timeouts": classes.get("timeout", 0),
+        "http_errors": classes.get("http_error", 0),
+        "network_errors": classes.get("network_error", 0),
+    }
 
 
 __all__ = [

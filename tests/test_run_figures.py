@@ -1,0 +1,143 @@
+"""Time to N live, the seed's field names and the cost of a run, on hand-built records."""
+
+from __future__ import annotations
+
+import math
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from loadgen.providers.prices import PRICES, Price, PriceFileError, load_price_file, price_for
+from loadgen.report import stats
+from loadgen.report.concurrency import time_to_live
+from loadgen.report.cost import estimate, run_cost
+from loadgen.report.percentiles import SEED_NAMES
+from loadgen.result import iso
+
+FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+T0 = 1_800_000_000.0
+
+
+def brute_time_to(intervals, k):
+    """The first instant at which at least k of the closed intervals overlap, by trying every start."""
+    for t in sorted({s for s, _ in intervals}):
+        if sum(1 for s, e in intervals if s <= t <= e) >= k:
+            return t
+    return None
+
+
+@FAST
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(0, 15)), min_size=1, max_size=40),
+       st.integers(0, 5))
+def test_time_to_n_live_equals_brute_force(pairs, lead):
+    intervals = [(float(s), float(s + d)) for s, d in pairs]
+    origin = min(s for s, _ in intervals) - lead
+    out = time_to_live([s for s, _ in intervals], [e for _, e in intervals], origin)
+    n = len(intervals)
+    assert out["ever_alive"] == n
+    for name, frac in (("50pct", 0.5), ("90pct", 0.9), ("99pct", 0.99), ("100pct", 1.0)):
+        k = math.ceil(round(frac * n, 9))
+        assert out[f"live_{name}"] == k
+        t = brute_time_to(intervals, k)
+        assert out[f"to_{name}_ms"] == (None if t is None else pytest.approx((t - origin) * 1000))
+    peak = max(sum(1 for s, e in intervals if s <= t <= e) for t, _ in intervals)
+    assert out["peak_live"] == peak
+    assert out["to_peak_ms"] == pytest.approx((brute_time_to(intervals, peak) - origin) * 1000)
+
+
+def _record(idx, create_start, created, ready, live_start, destroyed, status="success", **kw):
+    rec = {
+        "run_id": "r", "sandbox_idx": idx, "provider": "e2b", "sandbox_id": f"sb{idx}", "status": status,
+        "started_at": iso(T0 + create_start), "completed_at": iso(T0 + destroyed),
+        "create_started_at": iso(T0 + create_start), "create_ended_at": iso(T0 + created),
+        "readiness_started_at": iso(T0 + created), "readiness_ended_at": iso(T0 + ready),
+        "liveness_started_at": iso(T0 + live_start), "liveness_ended_at": iso(T0 + live_start + 0.1),
+        "destroy_started_at": iso(T0 + destroyed - 0.1), "destroy_ended_at": iso(T0 + destroyed),
+        "latency_ms": (created - create_start) * 1000, "first_command_ms": (ready - created) * 1000,
+        "liveness_ms": 100.0, "destroy_ms": 100.0, "destroy_ok": True, "failure_class": None,
+    }
+    rec.update(kw)
+    return rec
+
+
+def test_time_to_live_in_meta_on_a_hand_built_run():
+    # four sandboxes: created at 1, 2, 3 and 4 s, all destroyed at 10 s; the last is ready only at 8 s
+    records = [_record(i, 0.5 * i, 1.0 + i, 1.5 + i if i < 3 else 8.0, 9.0, 10.0) for i in range(4)]
+    ttl = stats.compute(records)["time_to_live"]
+    assert ttl["from"] == iso(T0)
+    assert ttl["ever_alive"] == 4 and ttl["peak_live"] == 4
+    assert (ttl["to_50pct_ms"], ttl["to_90pct_ms"], ttl["to_99pct_ms"], ttl["to_100pct_ms"]) == (
+        2000.0, 4000.0, 4000.0, 4000.0)
+    assert ttl["to_peak_ms"] == 4000.0
+    # held at once: [1.5, 9], [2.5, 9], [3.5, 9], [8, 9]: all four from 8 s
+    assert ttl["peak_live_during_hold"] == 4
+    # a sandbox that never became ready is never held
+    records[3].update(status="readiness_failed")
+    assert stats.compute(records)["time_to_live"]["peak_live_during_hold"] == 3
+
+
+def test_a_meta_json_read_with_the_seeds_names_gives_the_same_figures():
+    records = [_record(i, 0.0, 0.1 * (i + 1), 0.1 * (i + 1) + 0.05, 5.0, 6.0) for i in range(10)]
+    records[8].update(status="failed", failure_class="timeout", sandbox_id=None)
+    records[9].update(status="failed", failure_class="http_error", http_status=503, sandbox_id=None)
+    records[7].update(status="partial", failure_class="network_error")
+    meta = orjson.loads(orjson.dumps(stats.compute(records)))  # as a reader of meta.json sees it
+    assert meta["schema_version"] == 2
+    for key in [k for k in meta if k.endswith("_distribution")]:
+        for ours, seed in SEED_NAMES.items():
+            assert meta[key][seed] == meta[key][ours], (key, seed)
+    assert meta["p50_latency_ms"] == meta["latency_distribution"]["p50"] is not None
+    assert meta["p99_latency_ms"] == meta["latency_distribution"]["p99"]
+    assert meta["sandboxes_succeeded"] == meta["status_histogram"]["success"] == 7
+    assert meta["failures"] == 3
+    assert (meta["timeouts"], meta["http_errors"], meta["network_errors"]) == (1, 1, 1)
+    assert meta["lateness_distribution"]["p999_ms"] == meta["lateness_distribution"]["p99_9"]
+
+
+PRICE = Price("e2b", 0.00003025, "2 vCPU", "test", "https://e2b.dev/pricing")
+
+
+def test_actual_cost_is_the_records_sandbox_seconds_times_the_price_and_leaks_count_their_lifetime():
+    records = [_record(i, 0.0, 1.0, 1.5, 5.0, 11.0) for i in range(3)]  # 10 s each
+    records.append(_record(3, 0.0, 2.0, 2.5, 5.0, 6.0, destroy_ok=False,
+                           destroy_retries=[{"ok": False}, {"ok": True, "ended_at": iso(T0 + 12.0)}]))  # 10 s
+    records.append(_record(4, 0.0, 1.0, 1.5, 5.0, 6.0, destroy_ok=False, destroy_retries=[{"ok": False}]))  # leak
+    records.append(_record(5, 0.0, 1.0, 1.5, 5.0, 6.0, status="failed", sandbox_id=None))  # nothing made
+    cost = run_cost(records, sandboxes=6, lifetime_s=900.0, price=PRICE)
+    assert cost["sandbox_seconds"] == pytest.approx(40.0 + 900.0)
+    assert cost["leaked"] == 1 and cost["leaked_sandbox_seconds"] == 900.0
+    assert cost["usd"] == pytest.approx(940.0 * 0.00003025, abs=1e-6)
+    assert cost["estimate"] == {"sandboxes": 6, "lifetime_s": 900.0, "sandbox_seconds": 5400.0,
+                                "usd": pytest.approx(5400 * 0.00003025)}
+    assert stats.compute(records)["leak_count"] == 1  # the retried destroy is no leak
+
+
+def test_the_price_table_and_a_price_file(tmp_path):
+    for provider, price in PRICES.items():
+        assert price.source.startswith("https://") and price.size and price.basis and price.as_of, provider
+    assert PRICES["e2b"].usd_per_sandbox_second == pytest.approx(0.00003025)
+    assert PRICES["runloop"].usd_per_sandbox_second is None
+    assert estimate(10, 100, PRICES["runloop"])["usd"] is None
+    path = tmp_path / "prices.json"
+    path.write_text('{"runloop": {"usd_per_sandbox_second": 0.00002, "as_of": "2026-11-30"}}')
+    got = price_for("runloop", str(path))
+    assert (got.usd_per_sandbox_second, got.as_of, got.size) == (0.00002, "2026-11-30", PRICES["runloop"].size)
+    assert price_for("e2b", str(path)) == PRICES["e2b"]
+    path.write_text('{"e2b": {"usd_per_sandbox_second": -1}}')
+    with pytest.raises(PriceFileError, match="must be a number"):
+        load_price_file(str(path))
+
+
+def test_the_web_tab_shows_time_to_n_live_and_cost_once_the_run_is_over():
+    from loadgen.engine.webui import schedule_and_figure_rows
+
+    running = dict(schedule={"mode": "staggered"}, waiting=7, time_to_live=None, cost=None)
+    assert schedule_and_figure_rows(running) == [("schedule", "staggered"), ("waiting for their scheduled start", 7)]
+    over = dict(schedule={"mode": "burst"}, waiting=0, cost={"sandbox_seconds": 12.34, "usd": 0.000373},
+                time_to_live={"to_50pct_ms": 1500.0, "to_90pct_ms": 2500.0, "to_99pct_ms": None,
+                              "to_100pct_ms": None, "peak_live_during_hold": 9})
+    rows = dict(schedule_and_figure_rows(over))
+    assert rows["time to 50% live"] == "1.500 s" and rows["time to 99% live"] == "never"
+    assert rows["peak live during the hold"] == 9 and rows["cost"] == "$0.0004" and rows["sandbox-seconds"] == 12.3
