@@ -13,9 +13,8 @@
 --   constraint, index and view is created or changed only when it is missing
 --   or different; an up-to-date database gets catalog look-ups and no DDL.
 -- * Tables start with their key and gain every other column through the one
---   list below, so a fresh database and one created by the seed TypeScript
---   system (same table names: runs, sandbox_results, run_groups) converge on
---   the same columns.
+--   list below, so a fresh database and one made by an older schema (or by
+--   another tool with the same table names) converge on the same columns.
 -- * CHECK constraints mirror loadgen/result.py exactly (a test compares them)
 --   and are VALIDATED. The applied definition is kept in the constraint's
 --   comment; when the definition here changes, the constraint is swapped.
@@ -76,6 +75,12 @@ BEGIN
         ('runs', 'shard_count',          'integer',                  ''),
         ('runs', 'options',              'jsonb',                    ''),
         ('runs', 'meta',                 'jsonb',                    ''),
+        -- what the run's sandboxes were created on: 'emulator' (and its profile, when known) or 'provider'
+        ('runs', 'target',               'text',                     ''),
+        ('runs', 'emulator_profile',     'text',                     ''),
+        ('runs', 'label',                'text',                     ''),
+        ('runs', 'failures',             'integer',                  ''),  -- status failed (create failed)
+        ('runs', 'leaks',                'integer',                  ''),  -- created, not confirmed destroyed
         ('runs', 'heartbeat',            'jsonb',                    ''),  -- heartbeat.json, as the sink last saw it
         ('runs', 'time_to_50pct_live_ms',  'double precision',       ''),
         ('runs', 'time_to_90pct_live_ms',  'double precision',       ''),
@@ -156,6 +161,8 @@ BEGIN
         ('run_groups', 'error_message',        'text',                     ''),
         ('run_groups', 'tigris_prefix',        'text',                     ''),
         ('run_groups', 'meta',                 'jsonb',                    ''),
+        ('run_groups', 'failures',             'integer',                  ''),
+        ('run_groups', 'leaks',                'integer',                  ''),
         ('run_groups', 'time_to_50pct_live_ms',  'double precision',       ''),
         ('run_groups', 'time_to_90pct_live_ms',  'double precision',       ''),
         ('run_groups', 'time_to_99pct_live_ms',  'double precision',       ''),

@@ -1,4 +1,10 @@
-"""The `loadgen` command.
+"""The `loadgen` command: the tools around a run.
+
+A run itself starts with Locust, on one of the locustfiles:
+  locust -f locustfiles/local.py --headless -u 1000 -r 1000     (the embedded emulator)
+  locust -f locustfiles/e2b.py --headless -u 1000 -r 1000       (the real e2b service)
+  locust -f locustfiles/local.py                                (the web UI on http://localhost:8089)
+`locust -f locustfiles/<provider>.py --help` lists loadgen's run options.
 
 Usage:
   loadgen <command> [<args>...]

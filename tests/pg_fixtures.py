@@ -239,4 +239,6 @@ def figures_of(records: list[dict]) -> dict:
         "other_errors": klass("other"),
         "p50_latency_ms": nearest_rank(lat, 50),
         "p99_latency_ms": nearest_rank(lat, 99),
+        "failures": count("status", "failed"),
+        "leaks": sum(1 for r in recs if r.get("sandbox_id") is not None and r.get("destroy_ok") is not True),
     }

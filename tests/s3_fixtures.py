@@ -182,6 +182,24 @@ def tcp_proxy(target_port: int) -> Iterator[Proxy]:
         proxy.stop()
 
 
+def pipe(src: socket.socket, dst: socket.socket) -> None:
+    """Copy bytes from src to dst until either side closes (one direction of a TCP proxy)."""
+    try:
+        while True:
+            data = src.recv(65536)
+            if not data:
+                break
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
 def _serve_proxy(listen_port: int, target_port: int) -> None:
     server = socket.socket()
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -198,30 +216,14 @@ def _serve_proxy(listen_port: int, target_port: int) -> None:
     sys.stdout.write("ready\n")
     sys.stdout.flush()
 
-    def pump(src, dst):
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
     def pair(client):
         try:
             upstream = socket.create_connection(("127.0.0.1", target_port))
         except OSError:
             client.close()
             return
-        threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
-        pump(client, upstream)
+        threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
+        pipe(client, upstream)
 
     while True:
         conn, _ = server.accept()

@@ -22,6 +22,8 @@ import threading
 import time
 from typing import Optional
 
+from tests.s3_fixtures import pipe
+
 ETH_P_ALL = 0x0003
 SO_TIMESTAMPNS = 35
 
@@ -72,7 +74,7 @@ class BacklogProxy:
                 continue
             upstream = socket.create_connection(self.upstream)
             for a, b in ((conn, upstream), (upstream, conn)):
-                threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
+                threading.Thread(target=pipe, args=(a, b), daemon=True).start()
 
     def close(self) -> None:
         self._stop.set()
@@ -80,23 +82,6 @@ class BacklogProxy:
         for s in self.blockers:
             s.close()
         self.listener.close()
-
-
-def _pipe(src: socket.socket, dst: socket.socket) -> None:
-    try:
-        while True:
-            data = src.recv(65536)
-            if not data:
-                break
-            dst.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 class HandshakeCapture:

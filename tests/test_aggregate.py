@@ -30,3 +30,33 @@ def test_two_shards_aggregate_into_one_group(tmp_path, emulator):
 def test_aggregate_refuses_a_directory_without_results(tmp_path, capsys):
     assert main(["aggregate", str(tmp_path)]) == 1
     assert "no raw.jsonl" in capsys.readouterr().err
+
+
+def _shard(tmp_path, name, **tags):
+    """A finished run directory of two records, tagged as given (no tags: not a shard)."""
+    path = tmp_path / name
+    path.mkdir()
+    (path / "run.json").write_bytes(orjson.dumps({"run_id": name, "provider": "e2b", **tags}))
+    records = [{"run_id": name, "sandbox_idx": i, "provider": "e2b", "status": "success", "latency_ms": 5.0 + i}
+               for i in range(2)]
+    (path / "raw.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    return str(path)
+
+
+def test_aggregate_refuses_a_shard_of_another_group_and_the_same_shard_twice(tmp_path, capsys):
+    a = _shard(tmp_path, "a", group_id="g1", shard_index=0, shard_count=2)
+    b = _shard(tmp_path, "b", group_id="g2", shard_index=1, shard_count=2)
+    assert main(["aggregate", a, b, "--group-id", "g1"]) == 1
+    assert "is a shard of group 'g2', not 'g1'" in capsys.readouterr().err
+    c = _shard(tmp_path, "c", group_id="g1", shard_index=0, shard_count=2)
+    assert main(["aggregate", a, c]) == 1
+    assert "are both shard 0 of group 'g1'" in capsys.readouterr().err
+
+
+def test_aggregate_says_so_when_it_counts_a_run_that_is_not_a_shard(tmp_path, capsys):
+    a = _shard(tmp_path, "a", group_id="g1", shard_index=0, shard_count=2)
+    plain = _shard(tmp_path, "plain")
+    assert main(["aggregate", a, plain, "--group-id", "g1", "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert "carries no shard tags" in err and str(tmp_path / "plain") in err
+    assert (tmp_path / "out" / "group-g1-meta.json").exists()

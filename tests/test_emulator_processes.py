@@ -47,3 +47,15 @@ def test_emulate_with_processes_prints_every_url_and_serves_from_each():
     finally:
         proc.terminate()
         assert proc.wait(15) == 0
+
+
+def test_local_py_starts_one_emulator_per_worker(tmp_path):
+    """locustfiles/local.py with a master and 2 workers starts 2 emulator processes by itself,
+    each worker gets its own, and the master reads both into meta.json."""
+    run = run_locust("local.py", 200, tmp_path, workers=2)
+    assert run.returncode == 0, run.output[-3000:]
+    urls = run.meta["options"]["emulator_url"].split(",")
+    assert len(urls) == 2 and len(set(urls)) == 2
+    emulator = run.meta["emulator"]
+    assert (emulator["processes"], emulator["created"], emulator["killed"], emulator["live"]) == (2, 200, 200, 0)
+    assert emulator["overloaded"] in (True, False) and not emulator["unreachable"]

@@ -68,3 +68,21 @@ def test_descriptors_exhausted_mid_run_are_the_generators_failure(tmp_path):
     assert run.returncode == 5, run.output[-3000:]
     assert "MEASUREMENT COMPROMISED" in run.output
     assert stats["live"] == 0
+
+
+small_port_range_host = __import__("tests.testhosts", fromlist=["fixture"]).fixture(
+    1, sysctls={0: {"net.ipv4.ip_local_port_range": "60000 60099"}})
+
+
+def test_a_host_whose_port_range_cannot_hold_the_connections_is_refused(small_port_range_host, tmp_path):
+    """A host with 100 ephemeral ports, 200 sandboxes against one emulator address (two
+    connections each): refused before any create, naming the sysctl."""
+    cluster = small_port_range_host
+    host = cluster.hosts[0]
+    run_dir = tmp_path / "runs"
+    out = cluster.enter(host, ["env", "E2B_API_KEY=e2b_test_key", LOCUST, "-f", str(LOCUSTFILES / "local.py"),
+                               "--headless", "-u", "200", "-r", "200", "--run-dir", str(run_dir), "--only-summary"],
+                        check=False, timeout=120)
+    assert out.returncode == 2, (out.stdout[-2000:], out.stderr[-2000:])
+    assert "ephemeral port range has only 100 ports" in out.stderr and "ip_local_port_range" in out.stderr
+    assert not run_dir.exists() or not any(run_dir.iterdir())

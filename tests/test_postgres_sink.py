@@ -27,7 +27,7 @@ PASSWORD = "Sup3rSecretPw-9f2c"  # the local server trusts everyone, so any pass
 
 FIGURES = (
     "sandboxes_attempted, sandboxes_succeeded, partials, readiness_failures, timeouts, "
-    "http_errors, network_errors, other_errors, p50_latency_ms, p99_latency_ms"
+    "http_errors, network_errors, other_errors, p50_latency_ms, p99_latency_ms, failures, leaks"
 )
 
 
@@ -141,7 +141,7 @@ def test_figures_come_from_meta_when_it_has_them(tmp_path):
         expected = figures_of(records)
         expected.update(
             sandboxes_attempted=60, sandboxes_succeeded=41, partials=2, readiness_failures=3,
-            timeouts=5, http_errors=4, network_errors=3, p50_latency_ms=1000.5,
+            timeouts=5, http_errors=4, network_errors=3, p50_latency_ms=1000.5, failures=14,
         )
         assert _runs_figures(url, writer.run_id) == expected
         assert query(url, "SELECT status, meta, tigris_prefix FROM runs") == [("failed", meta, meta["tigris_prefix"])]

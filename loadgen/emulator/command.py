@@ -24,9 +24,11 @@ Usage:
   loadgen emulate (-h | --help)
 
 When ready, prints one line holding its base URL (http://ADDR:PORT, or
-https://... with --tls). Point the SDK there, e.g. E2B_API_URL=E2B_SANDBOX_URL=<url>.
-SIGINT or SIGTERM stops it. Ground truth: GET <url>/_emulator/stats and
-<url>/_emulator/sandboxes; POST <url>/_emulator/reset.
+https://... with --tls). Point a run at it with
+`locust -f locustfiles/<provider>.py --emulator-url <url>`, or the e2b SDK alone
+with `E2B_API_URL=<url> E2B_SANDBOX_URL=<url> python ...`. SIGINT or SIGTERM
+stops it. Ground truth: GET <url>/_emulator/stats and <url>/_emulator/sandboxes;
+POST <url>/_emulator/reset.
 
 One port speaks HTTP/1.1 and HTTP/2 (prior knowledge in cleartext, ALPN over
 TLS). With TLS on, a CA and a server certificate (for 127.0.0.1, localhost and

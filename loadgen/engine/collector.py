@@ -17,9 +17,44 @@ from typing import Callable, Optional
 import orjson
 
 from loadgen import rundir
+from loadgen.result import STATUSES  # the summary's order
 from loadgen.report.percentiles import percentile
 
 log = logging.getLogger("loadgen.collector")
+
+
+
+
+class LiveFigures:
+    """What the web UI charts while the run goes on: each sandbox's status by index, create and TTI so far.
+
+    Compact on purpose (one byte per sandbox, two floats per success): the
+    master keeps it for the whole run, 100,000 sandboxes included."""
+
+    PENDING = 0
+
+    def __init__(self):
+        self.status_codes = bytearray()
+        self.create_ms: list[float] = []
+        self.tti_ms: list[float] = []
+
+    def add(self, record: dict) -> None:
+        idx = record["sandbox_idx"]
+        if idx >= len(self.status_codes):
+            self.status_codes.extend(bytes(idx + 1 - len(self.status_codes)))
+        status = record.get("status")
+        self.status_codes[idx] = STATUSES.index(status) + 1 if status in STATUSES else len(STATUSES) + 1
+        created, first = record.get("latency_ms"), record.get("first_command_ms")
+        if created is not None and status in STATUSES[:3]:  # a sandbox was made (as in report.stats)
+            self.create_ms.append(created)
+            if first is not None and status in ("success", "partial"):
+                self.tti_ms.append(created + first)
+
+    def statuses(self, expected: int) -> list[str]:
+        """Every dispatched sandbox's status in submission order ("pending" until its record arrives)."""
+        names = ("pending",) + STATUSES + ("other",)
+        codes = self.status_codes[:expected] + bytes(max(0, expected - len(self.status_codes)))
+        return [names[c] for c in codes]
 
 
 class Collector:
@@ -32,9 +67,12 @@ class Collector:
         self.by_status: collections.Counter = collections.Counter()
         self.by_failure_class: collections.Counter = collections.Counter()
         self.duplicates = 0
+        self.live = LiveFigures()
         self.started_at = time.time()
         self._next_progress = 0.1
         self.on_complete: Optional[Callable[[], None]] = None
+        self.waiting_for: Callable[[], Optional[str]] = lambda: None  # the coordinator says what the run waits for
+        self.last_progress_at = time.time()
         self._completed_fired = False
         # create and TTI latency of every sandbox known so far (sandbox_idx -> (create_ms, tti_ms)), for
         # heartbeat.json: from the workers' phase-1 reports, replaced by the record when it arrives
@@ -57,6 +95,7 @@ class Collector:
             self.by_status[record.get("status")] += 1
             if record.get("failure_class"):
                 self.by_failure_class[record["failure_class"]] += 1
+            self.live.add(record)
             self._note_latency(record)
             lines.append(orjson.dumps(record))
         if lines:
@@ -120,14 +159,25 @@ class Collector:
             return
         while self._next_progress <= fraction + 1e-9:
             self._next_progress += 0.1
+        self.log_progress()
+
+    def log_progress(self) -> None:
+        """One [progress] line: how far, how fast, the statuses as the summary counts them, and
+        what the run waits for when it knows (else an ETA from the rate so far)."""
+        expected = self.expected()
         elapsed = max(time.time() - self.started_at, 1e-6)
         rate = self.received / elapsed
-        eta = (expected - self.received) / rate if rate > 0 else float("inf")
-        log.info(
-            "[progress] %d/%d sandboxes done (%.0f%%), %.1f/s, ETA %s; success %d, failed %d",
-            self.received, expected, 100.0 * fraction, rate, "0s" if self.received >= expected else f"{eta:.0f}s",
-            self.by_status.get("success", 0), self.received - self.by_status.get("success", 0),
-        )
+        waiting = self.waiting_for() if self.received < expected else None
+        if self.received >= expected:
+            tail = "all done"
+        elif waiting:
+            tail = waiting
+        else:
+            tail = f"ETA {(expected - self.received) / rate:.0f} s" if rate > 0 else "ETA unknown"
+        self.last_progress_at = time.time()
+        log.info("[progress] %d/%d sandboxes done (%.0f%%), %.1f/s; %s; %s", self.received, expected,
+                 100.0 * self.received / expected if expected else 0.0, rate,
+                 ", ".join(f"{k} {self.by_status.get(k, 0)}" for k in STATUSES), tail)
 
     def close(self) -> None:
         try:

@@ -39,6 +39,7 @@ HEARTBEAT_INTERVAL_S = 1.0
 SINK_INTERVAL_S = 2.0
 # How long the schedule waits, after dispatch, for a worker that has not started its users yet.
 SCHEDULE_START_WAIT_S = 30.0
+PROGRESS_QUIET_S = 10.0  # a [progress] line at least this often while results are awaited
 
 
 class LogFile:
@@ -94,6 +95,8 @@ class Coordinator:
         self.live_reports: Callable[[], list] = lambda: list(self.reports.values())
         # key -> function giving a figure the coordinator cannot see (the emulator's own health)
         self.extra_meta: dict[str, Callable[[], object]] = {}
+        self.health: dict[str, dict] = {}  # process -> its latest health sample, for the web UI
+        self.peak_live = 0
 
     # -- start ------------------------------------------------------------------
     def start(self) -> None:
@@ -101,6 +104,7 @@ class Coordinator:
         self._logfile = LogFile(self.run_path / rundir.LOG)
         rundir.atomic_write_json(self.run_path / rundir.RUN, self.identity)
         self.collector = Collector(self.run_path, self.expected, lambda: self.dispatch_complete)
+        self.collector.waiting_for = self.waiting_for
         self._metrics_fh = open(self.run_path / rundir.METRICS, "ab")
         log.info("[phase] run %s starting: provider %s, %d users, run directory %s",
                  self.run_id, self.identity["provider"], self.users_requested, self.run_path)
@@ -189,6 +193,7 @@ class Coordinator:
                  b.reason, b.released_at - b.started_at, b.arrived, self.expected())
 
     def on_metrics(self, sample: dict) -> None:
+        self.health[sample.get("process", "?")] = sample
         if self._metrics_fh is not None:
             self._metrics_fh.write(orjson.dumps(sample) + b"\n")
             self._metrics_fh.flush()
@@ -221,16 +226,52 @@ class Coordinator:
                          for w, r in self._reports_by_worker().items()}
         return hb
 
+    def waiting_for(self) -> Optional[str]:
+        """What the run is waiting for now, in words (the progress lines and the web UI say it)."""
+        if self.finalized:
+            return None
+        if not self.dispatch_complete:
+            return "waiting for every user to be started (dispatch)"
+        b, s = self.barrier, self.settings
+        if not b.released:
+            left = max(0.0, b.started_at + b.deadline_s - time.time())
+            return (f"waiting at the barrier: {b.arrived}/{self.expected()} sandboxes finished create and "
+                    f"readiness; it releases when all have, or by its deadline (--barrier-timeout) in {left:.0f} s")
+        reports = self.live_reports()
+        late = sum(r.get("late_waiting", 0) for r in reports)
+        held = sum(r.get("held", 0) for r in reports)
+        in_flight = sum(r.get("in_flight", 0) for r in reports)
+        parts = []
+        if late:
+            parts.append(f"{late} timed-out creates' late answers (up to --late-create-window "
+                         f"{s.late_create_window_s:g} s each), so that their sandboxes are destroyed, not leaked")
+        if held:
+            parts.append(f"{held} sandboxes in their hold (--hold {s.hold_s:g} s, probes spread over "
+                         f"{s.probe_spread_s:g} s)")
+        if in_flight:
+            parts.append(f"{in_flight} requests in flight (probes and destroys)")
+        return ("waiting for " + "; ".join(parts)) if parts else None
+
+    def live_point(self) -> dict:
+        """Sandboxes alive and requests in flight now, summed over every process (and the peak so far)."""
+        reports = self.live_reports()
+        point = {"t_s": round(time.time() - self.barrier.started_at, 1),
+                 "live": sum(r.get("live", 0) for r in reports),
+                 "in_flight": sum(r.get("in_flight", 0) for r in reports)}
+        self.peak_live = max(self.peak_live, point["live"])
+        return point
+
     def _reports_by_worker(self) -> dict:
         reports = self.live_reports()
         return {r.get("worker_id", "local"): r for r in reports}
 
     def _heartbeat_loop(self) -> None:
         while True:
-            reports = self.live_reports()
-            self.timeline.append({"t_s": round(time.time() - self.barrier.started_at, 1),
-                                  "live": sum(r.get("live", 0) for r in reports),
-                                  "in_flight": sum(r.get("in_flight", 0) for r in reports)})
+            self.timeline.append(self.live_point())
+            c = self.collector
+            if c is not None and self.dispatch_complete and not c.complete and \
+                    time.time() - c.last_progress_at >= PROGRESS_QUIET_S:
+                c.log_progress()  # no result for a while: say what the run is waiting for
             try:
                 rundir.atomic_write_json(self.run_path / rundir.HEARTBEAT, self.heartbeat())
             except Exception:  # noqa: BLE001
@@ -335,6 +376,12 @@ class Coordinator:
             code = EXIT_OK
         meta["exit_code"] = code
         rundir.atomic_write_json(self.run_path / rundir.META, meta)
+        for sink in self.sinks:
+            if reports[sink.name]["complete"]:
+                try:
+                    sink.store_final_meta(meta)
+                except Exception as exc:  # noqa: BLE001 - the copy of meta.json only; the rows are in
+                    log.error("[sink] %s could not store the final meta.json: %s", sink.name, exc)
         self.meta, self.exit_code = meta, code
         rundir.atomic_write_json(self.run_path / rundir.HEARTBEAT, self.heartbeat())
         if self._logfile is not None:
@@ -357,22 +404,38 @@ def evaluate_thresholds(meta: dict, thresholds: dict) -> dict:
 
 
 def summary_lines(meta: dict, run_path: Path) -> list[str]:
+    """The [summary] lines: the run's outcome in the same statuses and units as the report."""
+    from loadgen.report.human import count, duration_ms, duration_s
+
     hist = meta.get("status_histogram") or {}
     lat = meta.get("latency_distribution") or {}
     tti = meta.get("tti_distribution") or {}
     conc = meta.get("concurrency_summary") or {}
     barrier = meta.get("barrier") or {}
+    label = f" [{meta['label']}]" if meta.get("label") else ""
+    target = meta.get("target") or "provider"
+    if target == "emulator":
+        target = f"emulator, {meta['emulator_profile']} profile" if meta.get("emulator_profile") else "emulator"
+    else:
+        target = "the real service"
+
+    def percentiles(d: dict, what: str) -> str:
+        if d.get("p50") is None:
+            return f"{what}: none measured"
+        return f"{what} p50 {duration_ms(d.get('p50'))}, p99 {duration_ms(d.get('p99'))}"
+
+    released = (f"barrier released by {barrier.get('reason')} after {duration_s(barrier.get('waited_s'))}"
+                if barrier.get("reason") else "barrier never released")
     lines = [
-        f"[summary] run {meta.get('run_id')} ({meta.get('provider')}) status {meta.get('status')}, "
-        f"{meta.get('records_received')} of {meta.get('sandboxes_dispatched')} results received",
+        f"[summary] run {meta.get('run_id')}{label} ({meta.get('provider')} on {target}) status {meta.get('status')}, "
+        f"{count(meta.get('records_received'))} of {count(meta.get('sandboxes_dispatched'))} results received",
         *generator_lines(meta),
         *emulator_lines(meta),
-        f"[summary] sandboxes: {meta.get('sandboxes_attempted', 0)} attempted, "
-        + ", ".join(f"{k} {hist.get(k, 0)}" for k in ("success", "partial", "readiness_failed", "failed")),
-        f"[summary] create latency p50 {lat.get('p50')} ms, p99 {lat.get('p99')} ms; "
-        f"TTI p50 {tti.get('p50')} ms, p99 {tti.get('p99')} ms",
-        f"[summary] peak concurrent sandboxes {conc.get('peak_concurrent')}; barrier released by "
-        f"{barrier.get('reason')} after {barrier.get('waited_s')} s; leaks {meta.get('leak_count', 0)}",
+        f"[summary] sandboxes: {count(meta.get('sandboxes_attempted', 0))} attempted, "
+        + ", ".join(f"{k} {count(hist.get(k, 0))}" for k in ("success", "partial", "readiness_failed", "failed")),
+        f"[summary] {percentiles(lat, 'create latency')}; {percentiles(tti, 'TTI')}",
+        f"[summary] peak concurrent sandboxes {count(conc.get('peak_concurrent') or 0)}; {released}; "
+        f"leaks {count(meta.get('leak_count', 0))}",
         f"[summary] results in {run_path}",
     ]
     lines[-1:-1] = (schedule_summary_lines(meta) + [time_to_live_line(meta), cost_line(meta)]
@@ -402,9 +465,9 @@ def schedule_summary_lines(meta: dict) -> list[str]:
     late = meta.get("lateness_distribution") or {}
     pacing = meta.get("lateness_summary") or {}
     lines = [
-        f"[summary] schedule {_describe_schedule(schedule)}; creates started late by p50 {late.get('p50')} ms, "
-        f"p99 {late.get('p99')} ms, max {late.get('max')} ms; wall clock {meta.get('wall_clock_ms')} ms; "
-        f"first ready after {meta.get('time_to_first_ready_ms')} ms"
+        f"[summary] schedule {_describe_schedule(schedule)}; creates started late by p50 {_ms(late.get('p50'))}, "
+        f"p99 {_ms(late.get('p99'))}, max {_ms(late.get('max'))}; wall clock {_ms(meta.get('wall_clock_ms'))}; "
+        f"first ready after {_ms(meta.get('time_to_first_ready_ms'))}"
     ]
     if meta.get("behind_schedule"):
         lines.append(f"[summary] WARNING: creates started behind their schedule: {pacing.get('reason')}")
@@ -434,9 +497,9 @@ def generator_lines(meta: dict) -> list[str]:
 
 
 def _ms(value) -> str:
-    if value is None:
-        return "-"
-    return f"{value / 1000.0:.2f} s" if value >= 1000 else f"{value:.1f} ms"
+    from loadgen.report.human import duration_ms
+
+    return duration_ms(value)
 
 
 LEAKS_LISTED = 20
@@ -459,16 +522,12 @@ def leak_summary_lines(meta: dict, run_path: Path) -> list[str]:
     return lines
 
 
-def _seconds(ms) -> str:
-    return "-" if ms is None else f"{ms / 1000:.3f} s"
-
-
 def time_to_live_line(meta: dict) -> str:
     ttl = meta.get("time_to_live") or {}
-    return (f"[summary] time to live from the first create: 50% {_seconds(ttl.get('to_50pct_ms'))}, "
-            f"90% {_seconds(ttl.get('to_90pct_ms'))}, 99% {_seconds(ttl.get('to_99pct_ms'))}, "
-            f"100% {_seconds(ttl.get('to_100pct_ms'))} of {ttl.get('ever_alive', 0)} ever alive; peak "
-            f"{ttl.get('peak_live', 0)} at {_seconds(ttl.get('to_peak_ms'))}; peak live during the hold "
+    return (f"[summary] time to live from the first create: 50% {_ms(ttl.get('to_50pct_ms'))}, "
+            f"90% {_ms(ttl.get('to_90pct_ms'))}, 99% {_ms(ttl.get('to_99pct_ms'))}, "
+            f"100% {_ms(ttl.get('to_100pct_ms'))} of {ttl.get('ever_alive', 0)} ever alive; peak "
+            f"{ttl.get('peak_live', 0)} at {_ms(ttl.get('to_peak_ms'))}; peak live during the hold "
             f"{ttl.get('peak_live_during_hold', 0)}")
 
 
@@ -483,4 +542,6 @@ def cost_line(meta: dict) -> str:
                  f"/sandbox-second, as of {price.get('as_of')}); the worst case was ${worst:,.2f}")
     leaked = f"; {cost['leaked']} leaked counted at their lifetime" if cost.get("leaked") else ""
     emulator = "; the emulator billed nothing" if cost.get("target") == "emulator" else ""
-    return f"[summary] cost: {cost.get('sandbox_seconds', 0):,.1f} sandbox-seconds, {money}{leaked}{emulator}"
+    from loadgen.report.human import number
+
+    return f"[summary] cost: {number(cost.get('sandbox_seconds', 0))} sandbox-seconds, {money}{leaked}{emulator}"

@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import time
+from typing import Optional
 
 from loadgen import __version__
 from loadgen.result import iso
@@ -52,7 +53,11 @@ def public_options(options) -> dict:
     return out
 
 
-def make_identity(options, provider: str) -> dict:
+def make_identity(options, provider: str, target: Optional[dict] = None) -> dict:
+    """The run's identity. ``target`` says what the sandboxes are created on (the wiring's
+    ``Controller.target()``); without it, an emulator URL in the options means an emulator."""
+    if target is None:
+        target = {"kind": "emulator" if getattr(options, "emulator_url", "") else "provider", "emulator_profile": None}
     sha = commit_sha(options.commit_sha)
     started = time.time()
     run_id = options.run_id or f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(started))}-{sha[:7]}-{provider}"
@@ -63,7 +68,9 @@ def make_identity(options, provider: str) -> dict:
         "host": default_host(),
         "started_at": iso(started),
         "loadgen_version": __version__,
-        "target": "emulator" if getattr(options, "emulator_url", "") else "provider",
+        "label": getattr(options, "label", "") or None,
+        "target": target["kind"],
+        "emulator_profile": target.get("emulator_profile"),
         "group_id": options.group_id or None,
         "shard_index": options.shard_index,
         "shard_count": options.shard_count,

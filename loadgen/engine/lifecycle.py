@@ -353,10 +353,13 @@ class Lifecycle:
             # The provider may still make the sandbox: it arrived after our deadline,
             # so it counts as failed, but it must be destroyed, not leaked.
             self._arrive()
+            self.proc.late_waiting += 1
             try:
                 handle = outcome.call.wait(settings.late_create_window_s)
             except BaseException:  # noqa: BLE001 - no sandbox after all
                 handle = None
+            finally:
+                self.proc.late_waiting -= 1
             if handle is not None:
                 rec.late_create = True
                 self._adopt(handle)

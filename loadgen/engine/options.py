@@ -2,15 +2,25 @@
 
 The options are added to Locust's own parser, so they work on the command
 line, in the environment (``LOCUST_*``), in config files and in the web UI's
-form. ``RunSettings.from_options`` is the one place where they are checked:
-a bad value is refused with a message that names the option, before any
-sandbox exists.
+form. Two functions check them, for every way in:
+
+- ``form_values`` turns the web form's raw strings into values with the
+  parser's own conversion (the very code argparse runs for the command
+  line), an empty field meaning the option's default. Locust's form handler
+  would otherwise pass an option whose default is None as a raw string.
+- ``refusals`` checks a whole set of options (``RunSettings.from_options``,
+  the user count, the shard tags): a bad value is refused with a message
+  that names the option, before any sandbox exists.
+
+A new option is one ``add_argument`` line below (and a check in
+``refusals`` or ``RunSettings`` if it has rules): the form picks it up.
 """
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Mapping, Optional
 
 from loadgen.engine.schedule import MODES, SANDBOXES_OPTION, Schedule, optional_float, schedule_from_options
 from loadgen.providers.base import ProviderSettings
@@ -50,6 +60,8 @@ def add_arguments(parser) -> None:
                             "(default: barrier timeout + hold + every phase timeout + 10 minutes).")
     group.add_argument("--min-success-rate", type=float, default=None,
                        help="Exit non-zero if the success rate (0..1) is below this.")
+    group.add_argument("--label", default="", help="A name for this run, shown in reports, compare, Postgres and "
+                                                   "the web UI (e.g. 'baseline' or 'after the pool fix').")
     group.add_argument("--group-id", default="", help="Group tag shared by the shards of one sharded run.")
     group.add_argument("--shard-index", type=int, default=None, help="This shard's index in its group.")
     group.add_argument("--shard-count", type=int, default=None, help="Number of shards in the group.")
@@ -59,7 +71,8 @@ def add_arguments(parser) -> None:
                        help="Postgres URL for the results sink (default $DATABASE_URL). Prefer the environment "
                             "variable: a password in the URL would show in the process list.")
     group.add_argument("--emulator-url", default="",
-                       help="Point the provider's SDK at a loadgen emulator at this URL instead of the real service.")
+                       help="Point the provider's SDK at a loadgen emulator at this URL instead of the real service "
+                            "(set on the command line: the web form shows it but cannot change it).")
     group.add_argument("--bucket", default="", help="S3-compatible bucket for the object-store sink.")
     group.add_argument("--prefix", default="", help="Key prefix inside the bucket.")
     group.add_argument("--destroy-retries", type=int, default=3,
@@ -200,7 +213,9 @@ class RunSettings:
         """The hold barrier's deadline after the start: --barrier-timeout after the last scheduled start."""
         return self.barrier_timeout_s + self.schedule.span_s(sandboxes)
 
-    def provider_settings(self, users_in_process: int, base_url: Optional[str]) -> ProviderSettings:
+    def provider_settings(self, users_in_process: int, base_url: Optional[str]):
+        from loadgen.providers.base import ProviderSettings
+
         return ProviderSettings(
             template=self.template,
             sandbox_lifetime_s=self.sandbox_lifetime_s,
@@ -211,3 +226,85 @@ class RunSettings:
             users_in_process=users_in_process,
             base_url=base_url,
         )
+
+
+LABEL_LIMIT = 200
+
+
+class _Names:
+    """Stands in for Locust's parser to learn which options ``add_arguments`` adds."""
+
+    def __init__(self):
+        self.names: list[str] = []
+
+    def add_argument(self, *flags, **kwargs) -> None:
+        self.names.append(kwargs.get("dest") or flags[0].lstrip("-").replace("-", "_"))
+
+
+def option_names() -> list[str]:
+    """loadgen's option names (dests), in the order ``add_arguments`` adds them (for the report's table)."""
+    names = _Names()
+    add_arguments(names)
+    return names.names
+
+
+def flag_of(action) -> str:
+    """The option as a user types it (``--create-timeout``)."""
+    longs = [s for s in action.option_strings if s.startswith("--")]
+    return (longs or action.option_strings or [action.dest])[0]
+
+
+def form_values(parser, form: Mapping[str, str], dests) -> tuple[dict, list[str]]:
+    """The web form's fields for the options ``dests``, converted as the command line converts them.
+
+    Returns (values by dest, error messages). A field absent from the form is
+    left out (the option keeps its value); an empty field means the option's
+    default; anything else goes through argparse's own conversion and choice
+    check, so a bad value gets the command line's message
+    ("argument --create-timeout: invalid float value: 'abc'")."""
+    actions = {a.dest: a for a in parser._actions}
+    values, errors = {}, []
+    for dest in dests:
+        if dest not in form or dest not in actions:
+            continue
+        action, raw = actions[dest], (form.get(dest) or "").strip()
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            values[dest] = raw == "true" if raw else action.default
+        elif raw == "":
+            values[dest] = action.default
+        else:
+            try:
+                values[dest] = parser._get_values(action, [raw])  # argparse's conversion and choice check
+            except argparse.ArgumentError as exc:
+                errors.append(str(exc))
+    return values, errors
+
+
+def refusals(options, provider: str, users: Optional[int] = None) -> list[str]:
+    """Every reason to refuse these options before anything is created (empty: go).
+
+    ``users`` is the number of users asked for, when it is known (the form's, or
+    ``-u`` of a run that starts by itself)."""
+    errors = []
+    try:
+        settings = RunSettings.from_options(options, provider)
+    except ValueError as exc:
+        settings = None
+        errors.extend(str(exc).split("; "))
+    if settings is not None and users:
+        refusal = settings.cost_refusal(int(users))
+        if refusal:
+            errors.append(f"refusing to start: {refusal}")
+    if users is not None and users < 1:
+        errors.append(f"the number of users (-u) must be at least 1 (got {users}): each user is one sandbox")
+    index, count = getattr(options, "shard_index", None), getattr(options, "shard_count", None)
+    if count is not None and count < 1:
+        errors.append(f"--shard-count must be at least 1 (got {count})")
+    if index is not None and (count is None or not 0 <= index < max(count, 1)):
+        errors.append(f"--shard-index must be between 0 and --shard-count - 1 (got index {index}, count {count})")
+    if index is None and count is not None:
+        errors.append("--shard-count needs --shard-index (this shard's place in the group)")
+    label = getattr(options, "label", "") or ""
+    if len(label) > LABEL_LIMIT:
+        errors.append(f"--label must be at most {LABEL_LIMIT} characters (got {len(label)})")
+    return errors

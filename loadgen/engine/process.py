@@ -61,6 +61,7 @@ class ProcessRun:
         self.sampler = HealthSampler(worker_id, send_metrics, self.gauges)
         self.in_flight = 0
         self.held = 0
+        self.late_waiting = 0  # lives waiting for a timed-out create's late answer (to destroy it)
         self.created_count = 0
         self.destroyed_count = 0
         self.done = 0
@@ -137,6 +138,7 @@ class ProcessRun:
             "seen_release": self.gate.released,
             "in_flight": self.in_flight,
             "held": self.held,
+            "late_waiting": self.late_waiting,
             "done": self.done,
             "created": self.created_count,
             "live": self.created_count - self.destroyed_count,

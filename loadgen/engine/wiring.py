@@ -36,17 +36,18 @@ from locust.runners import MasterRunner, WorkerRunner
 from loadgen.engine.clocks import MasterClock, WorkerClock
 from loadgen.engine.coordinator import Coordinator, EXIT_INCOMPLETE
 from loadgen.engine.dispatch import IndexAllocator, install_master_dispatch
+from loadgen.engine.embedded import embedded_emulator, processes_for
 from loadgen.engine.health import HealthSampler
 from loadgen.engine import limits
 from loadgen.engine.identity import make_identity
-from loadgen.engine.options import RunSettings, add_arguments
+from loadgen.engine.options import RunSettings, add_arguments, refusals
 from loadgen.engine.process import ProcessRun
 from loadgen.engine.target import emulator_health
 from loadgen.engine.schedule import SANDBOXES_OPTION
 from loadgen.providers import get_provider_class
 from loadgen.providers.base import MissingCredentials
 from loadgen.report.cost import describe_estimate
-from loadgen.sinks import sinks_for
+from loadgen.sinks import sink_refusals, sinks_for
 
 log = logging.getLogger("loadgen.run")
 
@@ -123,8 +124,16 @@ class Controller:
         return bool(getattr(self.options, "headless", False))
 
     def emulator_urls(self) -> list[str]:
-        """The emulator URLs of --emulator-url (a comma-separated list spreads the workers over them)."""
-        value = getattr(self.environment.parsed_options, "emulator_url", None) or ""
+        """The emulator URLs of --emulator-url (a comma-separated list spreads the workers over them).
+
+        A locustfile with an embedded emulator (local.py) always gets that emulator (or the ones
+        --emulator-url named on the command line) on the master or single process, whatever the
+        options say by the time the run starts."""
+        embedded = embedded_emulator()
+        if embedded is not None and not self.is_worker:
+            value = embedded.url or ""
+        else:
+            value = getattr(self.environment.parsed_options, "emulator_url", None) or ""
         return [url.strip() for url in value.split(",") if url.strip()]
 
     def base_url(self) -> Optional[str]:
@@ -186,6 +195,13 @@ class Controller:
         self.environment.process_exit_code = 2
         gevent.spawn(self.runner.quit if self.headless else self.runner.stop)
 
+    def target(self) -> dict:
+        """What this run's sandboxes are created on: an emulator (URL, profile) or the real provider."""
+        url = ", ".join(self.emulator_urls()) or None
+        embedded = embedded_emulator()
+        return {"provider": self.provider_name, "kind": "emulator" if url else "provider", "url": url,
+                "emulator_profile": embedded.profile if embedded is not None and url else None}
+
     @property
     def proc(self) -> Optional[ProcessRun]:
         """This process's run, if it runs sandbox lives (a worker, or the single local process)."""
@@ -201,18 +217,26 @@ class Controller:
     def _new_process_run(self, run_id: str, run_path: Path, worker_id: str, send_results, send_metrics,
                          ticket_limit: Optional[int]) -> ProcessRun:
         users = max(1, int(getattr(self.environment.parsed_options, "num_users", None) or 1))
-        provider = self.provider_class(self.settings.provider_settings(users, self.base_url()))
+        base_url = self.base_url()
+        if embedded_emulator() is not None and not base_url:
+            raise RuntimeError("this locustfile's target is an emulator, and no emulator URL is known: "
+                               "refusing to create anything (a real provider must never be reached by accident)")
+        provider = self.provider_class(self.settings.provider_settings(users, base_url))
         provider.prepare()
         proc = ProcessRun(self.environment, run_id, worker_id, provider, self.settings, run_path, send_results,
                           send_metrics, ticket_limit=ticket_limit, clock_offset=self.clock_offset)
         proc.start()
         return proc
 
-    def check_cost(self, users: int) -> None:
-        """Print the run's worst-case cost; raise ValueError when --max-cost refuses it (nothing created)."""
+    def print_cost(self, users: int) -> None:
+        """Print the run's worst case (loadgen.report.cost) before it starts."""
         price = self.settings.price
         print(f"loadgen: cost: {describe_estimate(self.settings.cost_estimate(users), price, self.settings.max_cost_usd)}"
               + ("; this run uses the emulator: nothing is billed" if self.base_url() else ""), flush=True)
+
+    def check_cost(self, users: int) -> None:
+        """Print the worst case; raise ValueError when --max-cost refuses it (nothing is created)."""
+        self.print_cost(users)
         refusal = self.settings.cost_refusal(users)
         if refusal:
             raise ValueError(f"refusing to start: {refusal}")
@@ -232,7 +256,9 @@ class Controller:
             self._refuse(problems)
             return
         self.refusal = None
-        identity = make_identity(options, self.provider_name)
+        if embedded_emulator() is not None:
+            options.emulator_url = ",".join(self.emulator_urls())  # what the workers and run.json see
+        identity = make_identity(options, self.provider_name, self.target())
         identity["limits"] = found_limits
         run_path = Path(options.run_dir) / identity["run_id"]
         options.loadgen_run_id = identity["run_id"]
@@ -571,6 +597,14 @@ class Controller:
             environment.process_exit_code = self.exit_code
 
 
+def refuse(message: str) -> None:
+    """Refuse to start: one line per reason, exit code 2, before any sandbox exists."""
+    for line in message.splitlines():
+        sys.stderr.write(f"loadgen: error: {line}\n")
+    sys.stderr.flush()
+    os._exit(2)  # Locust would otherwise carry on
+
+
 events.init_command_line_parser.add_listener(add_arguments)
 
 
@@ -578,18 +612,29 @@ events.init_command_line_parser.add_listener(add_arguments)
 def on_init(environment, **kw) -> None:
     if environment.parsed_options is None:
         return
+    options = environment.parsed_options
     try:
         controller = Controller(environment)
         missing = controller.provider_class.missing_env()
         if missing:
             raise MissingCredentials(controller.provider_name, missing)
-        if not controller.is_worker and controller.headless:
-            controller.check_cost(int(getattr(environment.parsed_options, "num_users", 0) or 0))
+        starts_now = bool(getattr(options, "headless", False) or getattr(options, "autostart", False))
+        if not controller.is_worker:
+            users = getattr(options, "num_users", None) if starts_now else None
+            if users:
+                controller.print_cost(int(users))  # the worst case, before anything (--max-cost is a refusal)
+            errors = refusals(options, controller.provider_name, users)
+            errors = errors or sink_refusals(options)
+            if errors:
+                raise ValueError("\n".join(errors))
     except (ValueError, KeyError, MissingCredentials) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
-        sys.stderr.write(f"loadgen: error: {message}\n")
-        sys.stderr.flush()
-        os._exit(2)  # before any sandbox exists; Locust would otherwise carry on
+        refuse(exc.args[0] if isinstance(exc, KeyError) else str(exc))
+    embedded = embedded_emulator()
+    if embedded is not None and not controller.is_worker:
+        try:
+            embedded.start(options.emulator_profile, options.emulator_url, processes_for(options))
+        except Exception as exc:  # noqa: BLE001 - nothing is created without it
+            refuse(f"the emulator could not start: {exc}")
     environment.loadgen = controller
     if environment.web_ui is not None and not controller.is_worker:
         from loadgen.engine import webui

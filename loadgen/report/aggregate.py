@@ -5,14 +5,16 @@ Usage:
   loadgen aggregate (-h | --help)
 
 Options:
-  --out DIR            Where group-meta.json goes (default: beside the first run directory).
+  --out DIR            Where group-<ID>-meta.json goes (default: beside the first run directory).
   --group-id ID        The group (default: the shards' own group_id tag).
   --database-url URL   Also upsert the run_groups row (default $DATABASE_URL; prefer the variable).
 
-A burst too big for one machine is run as shards (bin/launch-shards.sh, or
-several masters tagged --group-id/--shard-index/--shard-count). Percentiles do
-not add up, so the group's figures are computed again from every record of
-every shard, with the same statistics as a single run.
+A burst too big for one master is run as shards: separate runs, each tagged
+with the group's --group-id, its --shard-index and the --shard-count. Percentiles
+do not add up, so the group's figures are computed again from every record of
+every shard, with the same statistics as a single run. A run tagged with
+another group, or the same shard given twice, is refused; a run without shard
+tags is counted only when --group-id names the group, with a warning for each.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ def aggregate(run_paths: list[Path], group_id: str | None = None) -> dict:
     group_id = group_id or (groups.pop() if len(groups) == 1 else None)
     if not group_id:
         raise ValueError("the shards carry no single group_id; name the group with --group-id")
+    check_shards(run_paths, identities, group_id)
     providers = sorted({i.get("provider") for i in identities if i.get("provider")})
     statuses = []
     for path in run_paths:
@@ -62,6 +65,28 @@ def aggregate(run_paths: list[Path], group_id: str | None = None) -> dict:
         started_at=min((i.get("started_at") for i in identities if i.get("started_at")), default=None),
     )
     return meta
+
+
+def check_shards(run_paths: list[Path], identities: list[dict], group_id: str) -> None:
+    """Refuse runs that are not this group's shards; warn about untagged runs and a shard count that disagrees."""
+    seen: dict = {}
+    for path, identity in zip(run_paths, identities):
+        tag = identity.get("group_id")
+        if tag and tag != group_id:
+            raise ValueError(f"{path} is a shard of group {tag!r}, not {group_id!r}: pass only this group's shards")
+        if not tag:
+            print(f"loadgen aggregate: warning: {path} carries no shard tags (--group-id, --shard-index); "
+                  f"counted in group {group_id!r} because --group-id names it", file=sys.stderr)
+            continue
+        index = identity.get("shard_index")
+        if index is not None and index in seen:
+            raise ValueError(f"{path} and {seen[index]} are both shard {index} of group {group_id!r}: "
+                             "the same shard twice would count its sandboxes twice")
+        seen[index] = path
+    counts = {i.get("shard_count") for i in identities if i.get("shard_count")}
+    if len(counts) == 1 and counts != {len(run_paths)}:
+        print(f"loadgen aggregate: warning: group {group_id!r} has {counts.pop()} shards by its tags, "
+              f"{len(run_paths)} given", file=sys.stderr)
 
 
 def main(argv) -> int:

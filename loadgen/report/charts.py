@@ -38,6 +38,7 @@ STATUS_COLOURS = {
     "failed": "#c8342f",
 }
 UNKNOWN_COLOUR = "#9a9a9a"
+MARKERS_UP_TO = 20  # a series of at most this many points gets a dot on each
 FONT = "font-family=\"-apple-system,Segoe UI,Helvetica,Arial,sans-serif\""
 
 
@@ -145,20 +146,36 @@ def _axes(out: list, xa: Axis, ya: Axis, xlabel: str, ylabel: str, yfmt=fmt, xfm
     )
 
 
-def _legend(out: list, items: Sequence[tuple], x: float = ML + 10, y: float = MT + 6, limit: int = 12) -> None:
-    """Legend box in the top-left of the plot area: (label, colour) pairs."""
+LEGEND_ROW = 16
+
+
+def _legend_layout(items: Sequence[tuple], limit: int = 12) -> list:
+    """Legend entries (label, colour, x, row) flowed left to right in rows under the plot."""
     shown = list(items[:limit])
     if len(items) > limit:
         shown.append((f"... and {len(items) - limit} more", "#ffffff"))
-    width = 14 + max((len(label) for label, _ in shown), default=0) * 6.6
-    out.append(
-        f'<rect x="{x - 4}" y="{y - 4}" width="{width + 12:.0f}" height="{len(shown) * 16 + 6}" '
-        f'fill="#ffffff" fill-opacity="0.85" stroke="#ddd"/>'
-    )
-    for i, (label, colour) in enumerate(shown):
-        yy = y + i * 16
-        out.append(f'<rect x="{x}" y="{yy + 2}" width="10" height="10" fill="{colour}"/>')
-        out.append(f'<text x="{x + 16}" y="{yy + 11}" fill="#222">{escape(label)}</text>')
+    placed, x, row = [], float(ML), 0
+    for label, colour in shown:
+        width = 24 + len(label) * 6.6
+        if x + width > W - MR and x > ML:
+            x, row = float(ML), row + 1
+        placed.append((label, colour, x, row))
+        x += width
+    return placed
+
+
+def legend_height(items: Sequence[tuple]) -> int:
+    """Extra height under the plot that the legend of ``items`` needs (0 without items)."""
+    layout = _legend_layout(items)
+    return (max(r for *_, r in layout) + 1) * LEGEND_ROW + 6 if layout else 0
+
+
+def _legend(out: list, items: Sequence[tuple]) -> None:
+    """The legend, under the x-axis label: never on the data."""
+    for label, colour, x, row in _legend_layout(items):
+        y = H + row * LEGEND_ROW
+        out.append(f'<rect x="{x:.0f}" y="{y + 2}" width="10" height="10" fill="{colour}"/>')
+        out.append(f'<text x="{x + 14:.0f}" y="{y + 11}" fill="#222">{escape(label)}</text>')
 
 
 def _empty(title: str, message: str) -> str:
@@ -197,7 +214,8 @@ def histogram_svg(values: Sequence[float], title: str, xlabel: str, ylabel: str 
     nbars = bins + (1 if overflow else 0)
     xa = Axis(lo, top + (width * 2 if overflow else 0), ML, W - MR)
     ya = Axis(0, max(counts + [overflow]) * 1.08, H - MB, MT)
-    out = _open(title)
+    overflow_legend = [(f"> p99 ({fmt(top)} .. {fmt(hi)}): {overflow}", PALETTE[1])] if overflow else []
+    out = _open(title, H + legend_height(overflow_legend))
     _axes(out, xa, ya, xlabel, ylabel)
     y0 = ya(0)
     for k, c in enumerate(counts):
@@ -212,7 +230,7 @@ def histogram_svg(values: Sequence[float], title: str, xlabel: str, ylabel: str 
         w = max(xa(top + width * 1.5) - x, 2)
         out.append(f'<rect x="{x:.1f}" y="{ya(overflow):.1f}" width="{w:.1f}" height="{y0 - ya(overflow):.1f}" '
                    f'fill="{PALETTE[1]}"><title>&gt; {escape(fmt(top))}: {overflow}</title></rect>')
-        _legend(out, [(f"> p99 ({fmt(top)} .. {fmt(hi)}): {overflow}", PALETTE[1])], x=W - MR - 250)
+        _legend(out, overflow_legend)
     out.append(
         f'<text x="{W - MR}" y="{MT - 6}" text-anchor="end" fill="#666" font-size="11">'
         f"n = {n:,}; bin width {escape(fmt(width))}{'; ' + str(nbars) + ' bars' if overflow else ''}</text>"
@@ -245,10 +263,14 @@ def cdf_svg(series: Sequence[tuple], title: str, xlabel: str, log_x: Optional[bo
         log_x = False
     xa = Axis(lo, hi, ML, W - MR, log=log_x)
     ya = Axis(0.0, 1.0, H - MB, MT)
-    out = _open(title)
+    legend = []
+    for i, (label, xs) in enumerate(data):
+        p50 = xs[max(math.ceil(0.5 * len(xs)) - 1, 0)]
+        p99 = xs[max(math.ceil(0.99 * len(xs)) - 1, 0)]
+        legend.append((f"{label}  (n={len(xs):,}, p50 {fmt(p50)}, p99 {fmt(p99)})", PALETTE[i % len(PALETTE)]))
+    out = _open(title, H + legend_height(legend))
     _axes(out, xa, ya, xlabel + (" (log scale)" if log_x else ""), "fraction of sandboxes <= x",
           yfmt=lambda v: f"{v * 100:.0f}%")
-    legend = []
     for i, (label, xs) in enumerate(data):
         colour = PALETTE[i % len(PALETTE)]
         pts = _cdf_points(xs)
@@ -259,15 +281,14 @@ def cdf_svg(series: Sequence[tuple], title: str, xlabel: str, log_x: Optional[bo
             d.append(f"L{x:.1f},{prev_y:.1f}L{x:.1f},{ya(f):.1f}")
             prev_y = ya(f)
         out.append(f'<path d="{"".join(d)}" fill="none" stroke="{colour}" stroke-width="2"/>')
-        p50 = xs[max(math.ceil(0.5 * len(xs)) - 1, 0)]
-        p99 = xs[max(math.ceil(0.99 * len(xs)) - 1, 0)]
-        legend.append((f"{label}  (n={len(xs):,}, p50 {fmt(p50)}, p99 {fmt(p99)})", colour))
+        if len(xs) <= MARKERS_UP_TO:
+            out += [f'<circle cx="{xa(v):.1f}" cy="{ya(f):.1f}" r="3" fill="{colour}"/>' for v, f in pts]
     for q in (0.5, 0.99):
         out.append(f'<line x1="{ML}" y1="{ya(q):.1f}" x2="{W - MR}" y2="{ya(q):.1f}" stroke="#999" '
                    f'stroke-dasharray="4 4"/>')
         out.append(f'<text x="{W - MR - 2}" y="{ya(q) - 3:.1f}" text-anchor="end" fill="#777" font-size="10">'
                    f"p{q * 100:.0f}</text>")
-    _legend(out, legend, x=ML + 10, y=MT + 26)
+    _legend(out, legend)
     out.append("</svg>")
     return "\n".join(out)
 
@@ -291,29 +312,41 @@ def lines_svg(
     ylabel: str,
     hline: Optional[tuple] = None,
     y_max: Optional[float] = None,
+    step: Optional[float] = None,
 ) -> str:
-    """Time series, one line per (label, [(x, y), ...]); hline = (y, label) draws a dashed threshold."""
+    """Time series, one line per (label, [(x, y), ...]); hline = (y, label) draws a dashed threshold.
+
+    ``step`` (in x units) draws each point as a level held for that long, as a per-second maximum is,
+    instead of a line to the next point (which would draw a slope no sample saw). A series with few
+    points gets a marker on each, so a single sample still shows."""
     data = [(label, sorted(p for p in pts if p[1] is not None)) for label, pts in series]
     data = [(label, pts) for label, pts in data if pts]
     if not data:
         return _empty(title, "no samples")
     xlo = min(p[0][0] for _, p in data)
-    xhi = max(p[-1][0] for _, p in data)
+    xhi = max(p[-1][0] for _, p in data) + (step or 0)
     ytop = max(max(y for _, y in p) for _, p in data)
     if hline:
         ytop = max(ytop, hline[0])
     ytop = y_max if y_max is not None else (ytop * 1.08 or 1.0)
     xa = Axis(xlo, xhi if xhi > xlo else xlo + 1, ML, W - MR)
     ya = Axis(0, ytop, H - MB, MT)
-    out = _open(title)
+    legend = [(label, PALETTE[i % len(PALETTE)]) for i, (label, _) in enumerate(data)]
+    out = _open(title, H + legend_height(legend))
     _axes(out, xa, ya, xlabel, ylabel)
-    legend = []
     for i, (label, pts) in enumerate(data):
         colour = PALETTE[i % len(PALETTE)]
         pts = _thin(pts)
-        d = "".join(("M" if k == 0 else "L") + f"{xa(x):.1f},{ya(min(y, ytop)):.1f}" for k, (x, y) in enumerate(pts))
+        if step:
+            d = "".join(("M" if k == 0 else "V") + (f"{xa(x):.1f},{ya(min(y, ytop)):.1f}" if k == 0 else
+                                                    f"{ya(min(y, ytop)):.1f}") + f"H{xa(x + step):.1f}"
+                        for k, (x, y) in enumerate(pts))
+        else:
+            d = "".join(("M" if k == 0 else "L") + f"{xa(x):.1f},{ya(min(y, ytop)):.1f}" for k, (x, y) in enumerate(pts))
         out.append(f'<path d="{d}" fill="none" stroke="{colour}" stroke-width="1.8" stroke-linejoin="round"/>')
-        legend.append((label, colour))
+        if len(pts) <= MARKERS_UP_TO:
+            out += [f'<circle cx="{xa(x + (step or 0) / 2):.1f}" cy="{ya(min(y, ytop)):.1f}" r="3" fill="{colour}"/>'
+                    for x, y in pts]
     if hline:
         y = ya(hline[0])
         out.append(f'<line x1="{ML}" y1="{y:.1f}" x2="{W - MR}" y2="{y:.1f}" stroke="#c8342f" stroke-dasharray="6 4"/>')

@@ -81,17 +81,32 @@ def load_run(run_dir: Path | str) -> dict:
     first = records[0]
     provider = meta.get("provider") or first.get("provider") or "?"
     run_id = meta.get("run_id") or first.get("run_id") or path.name
+    name = meta.get("label") or None
+    target = target_of(meta)
     return {
         "path": path,
         "provider": provider,
         "run_id": run_id,
-        "label": f"{provider} ({run_id})",
+        "name": name,
+        "target": target,
+        "label": f"{provider}{f' on {target}' if target else ''}{f': {name}' if name else ''} ({run_id})",
         "meta": meta,
         "records": records,
         "metrics": metrics,
         "stats": stats.compute(records, metrics, mode=(meta.get("schedule") or {}).get("mode")),
         "values": stats.phase_values(records),
     }
+
+
+def target_of(meta: dict) -> Optional[str]:
+    """What the run's sandboxes were created on, in words: "emulator (fast)", "emulator", "real service"
+    (None when the run directory does not say)."""
+    target = meta.get("target")
+    if target is None:  # a run recorded before the target was: its options tell
+        target = "emulator" if (meta.get("options") or {}).get("emulator_url") else None
+    if target == "emulator":
+        return f"emulator ({meta['emulator_profile']})" if meta.get("emulator_profile") else "emulator"
+    return "real service" if target == "provider" else None
 
 
 # ---------------------------------------------------------------------------
@@ -121,6 +136,7 @@ def run_charts(run: dict) -> dict:
         "Concurrency (per-second maximum)",
         "seconds since run start",
         "count",
+        step=1.0,
     )
     t0 = stats.ts(s["concurrency_summary"].get("run_started_at")) or 0.0
     by_proc: dict = {}

@@ -50,6 +50,8 @@ def leaderboard(runs: list) -> list:
         rows.append(
             {
                 "label": r["label"],
+                "name": r.get("name"),
+                "target": r.get("target") or "-",
                 "provider": r["provider"],
                 "run_id": r["run_id"],
                 "attempted": s["sandboxes_attempted"],
@@ -71,7 +73,9 @@ def leaderboard(runs: list) -> list:
 def _cells(row: dict) -> list:
     return [
         row["rank"],
+        row["name"] or "-",
         row["provider"],
+        row["target"],
         row["run_id"],
         num(row["attempted"]),
         pct(row["success_rate"]),
@@ -83,12 +87,13 @@ def _cells(row: dict) -> list:
     ]
 
 
-HEAD = ["#", "provider", "run", "attempted", "success rate", "TTI p50", "TTI p95", "TTI p99", "score", "generator"]
+HEAD = ["#", "label", "provider", "target", "run", "attempted", "success rate", "TTI p50", "TTI p95", "TTI p99",
+        "score", "generator"]
 
 
 def render_compare_md(board: list) -> str:
     md = ["## loadgen: provider leaderboard", ""]
-    md += md_table(HEAD, [_cells(r) for r in board], left=3, text_cols=(9,))
+    md += md_table(HEAD, [_cells(r) for r in board], left=5, text_cols=(11,))
     md += ["", f"Score: `{SCORE_FORMULA}`.", ""]
     if any(r["generator_saturated"] for r in board):
         md += ["> [!WARNING]", "> The load generator was saturated in a run marked SATURATED: its figures are "
@@ -108,10 +113,11 @@ def render_compare_html(board: list, svg: str) -> str:
                  "upper bounds and its rank may be unfair.</div>")
     left = ' class="l"'
     h.append("<table><thead><tr>")
-    h += [f"<th{left if i in (1, 2, 9) else ''}>{escape(c)}</th>" for i, c in enumerate(HEAD)]
+    text = (1, 2, 3, 4, 11)
+    h += [f"<th{left if i in text else ''}>{escape(c)}</th>" for i, c in enumerate(HEAD)]
     h.append("</tr></thead><tbody>")
     for row in board:
-        cells = "".join(f"<td{left if i in (1, 2, 9) else ''}>{escape(str(c))}</td>" for i, c in enumerate(_cells(row)))
+        cells = "".join(f"<td{left if i in text else ''}>{escape(str(c))}</td>" for i, c in enumerate(_cells(row)))
         h.append(f"<tr>{cells}</tr>")
     h.append("</tbody></table>")
     h.append(f"<p><strong>Score:</strong> <code>{escape(SCORE_FORMULA)}</code>.</p>")

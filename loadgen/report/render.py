@@ -12,7 +12,7 @@ from __future__ import annotations
 from html import escape
 from typing import Optional
 
-from loadgen.report import stats
+from loadgen.report import human, stats
 from loadgen.result import FAILURE_CLASSES, PHASES, STATUSES
 
 DISTRIBUTIONS = (
@@ -82,11 +82,12 @@ def num(v, digits: int = 1) -> str:
 
 
 def pct(x: Optional[float]) -> str:
-    return "-" if x is None else f"{x * 100:.2f}%"
+    return human.percent(x)
 
 
 def seconds(ms: Optional[float]) -> str:
-    return "-" if ms is None else f"{ms / 1000:,.2f} s"
+    """A duration in milliseconds, in the unit that fits its size (8.8 ms, 1.23 s)."""
+    return human.duration_ms(ms)
 
 
 def headline(run: dict) -> list:
@@ -104,18 +105,50 @@ def headline(run: dict) -> list:
     ]
 
 
-def health_note(s: dict) -> tuple:
-    """(kind, text) about generator saturation: kind is warn, info or ok."""
-    if s["generator_saturated"]:
-        return (
+def health_notes(run: dict) -> list:
+    """(kind, text) pairs said before any figure: whether the figures are the provider's.
+
+    kind is warn, info or ok. In order: sandboxes the generator itself failed
+    (left out of the success rate); the generator's load, which for wire-timed
+    records shifts when requests went out but not what they measured; an
+    emulator target's own overload."""
+    s = run["stats"]
+    notes = []
+    failed = s.get("generator_failures") or 0
+    if failed:
+        notes.append(("warn", f"Measurement compromised: the generator itself failed {failed} sandboxes (failure "
+                              "class generator_error: out of descriptors, ports or buffers, or a request it could not "
+                              "send in time). They are left out of the provider's success rate."))
+    share = s.get("generator_share") or {}
+    wire = share.get("wire_timed") or 0
+    held = share.get("held_ms") or {}
+    if wire and wire == s.get("sandboxes_attempted"):
+        busy = f" It was busy ({s['generator_saturated_reason']})." if s.get("generator_saturated") else ""
+        notes.append((
+            "ok" if not failed else "info",
+            "Every latency here was taken on the wire (the request's first byte, the kernel's stamp of the answer) "
+            "and every timeout judged there, so the figures are the provider's however busy the generator was."
+            f"{busy} The generator held each sandbox's phases for p50 {seconds(held.get('p50'))}, "
+            f"p99 {seconds(held.get('p99'))} (worst {seconds((share.get('worst') or {}).get('held_ms'))}): "
+            f"{share.get('delayed', 0)} of {share.get('sandboxes_measured', 0)} sandboxes went out more than "
+            f"{share.get('limit_ms', 10):g} ms later than the lifecycle asked."))
+    elif s["generator_saturated"]:
+        notes.append((
             "warn",
             "The load generator was saturated, so part of the latency measured here is the generator's own "
-            f"delay; treat the figures as upper bounds. Why: {s['generator_saturated_reason']}.",
-        )
-    if not s["metrics_summary"]["samples"]:
-        return ("info", "No generator health samples (metrics.jsonl missing or empty): it cannot be told whether "
-                        "the load generator was the bottleneck.")
-    return ("ok", "The load generator was not saturated: the figures measure the provider.")
+            f"delay; treat the figures as upper bounds. Why: {s['generator_saturated_reason']}."))
+    elif not s["metrics_summary"]["samples"]:
+        notes.append(("info", "No generator health samples (metrics.jsonl missing or empty): it cannot be told "
+                              "whether the load generator was the bottleneck."))
+    else:
+        notes.append(("ok", "The load generator was not saturated: the figures measure the provider."))
+    emulator = (run.get("meta") or {}).get("emulator") or {}
+    if emulator.get("overloaded"):
+        overload = emulator.get("overload") or {}
+        notes.append(("warn", "The emulator standing in for the provider was overloaded (loop lag max "
+                              f"{(overload.get('loop_lag_ms') or {}).get('max', 0):.0f} ms, listen overflows "
+                              f"{overload.get('listen_overflows', 0)}): slow or failed sandboxes may be its doing."))
+    return notes
 
 
 def time_to_live_rows(s: dict) -> list:
@@ -137,8 +170,8 @@ def schedule_rows(s: dict, meta: dict) -> list:
         mode += f", {sched.get('arrival_rate_per_s')} creates/s" + (
             f" after a {sched.get('ramp_s')} s ramp" if sched.get("ramp_s") else "")
     return [("mode", mode),
-            ("start lateness p50 / p99 / max", f"{num(late['p50'], 1)} / {num(late['p99'], 1)} / "
-                                                f"{num(late['max'], 1)} ms"),
+            ("start lateness p50 / p99 / max", f"{seconds(late['p50'])} / {seconds(late['p99'])} / "
+                                                f"{seconds(late['max'])}"),
             ("behind schedule (p99 > 100 ms)", "YES" if s.get("behind_schedule") else "no"),
             ("wall clock", seconds(s.get("wall_clock_ms"))),
             ("time to first ready", seconds(s.get("time_to_first_ready_ms")))]
@@ -152,7 +185,7 @@ def cost_rows(meta: dict) -> list:
     price = cost.get("price") or {}
     usd = cost.get("usd")
     worst = (cost.get("estimate") or {}).get("usd")
-    rows = [("sandbox-seconds", num(cost.get("sandbox_seconds"), 1)),
+    rows = [("sandbox-seconds", human.number(cost.get("sandbox_seconds"))),
             ("cost", "-" if usd is None else f"${usd:,.4f}"),
             ("worst case (before the run)", "-" if worst is None else f"${worst:,.2f}"),
             ("price", ("unknown" if price.get("usd_per_sandbox_second") is None
@@ -190,34 +223,91 @@ def _figure(svg: str) -> str:
     return f"<figure>{svg}</figure>"
 
 
+# Identity fields in the order a reader looks for them; the rest follow alphabetically.
+IDENTITY_ORDER = (
+    "run_id", "label", "provider", "target", "emulator_profile", "status", "exit_code", "complete",
+    "interrupted_reason", "error_message", "started_at", "ended_at", "users_requested", "sandboxes_dispatched",
+    "records_received", "missing_count", "duplicate_deliveries", "commit_sha", "host", "loadgen_version",
+    "group_id", "shard_index", "shard_count", "tigris_prefix", "barrier", "sinks", "thresholds", "clock_offsets",
+)
+# Options given in seconds (by how their names end), shown as durations.
+SECONDS_OPTIONS = ("_timeout", "_window", "hold", "_spread", "_lifetime")
+# Locust's own options worth showing beside loadgen's.
+LOCUST_OPTIONS = ("num_users", "spawn_rate", "run_time", "headless", "autostart", "master", "expect_workers",
+                  "locustfile")
+
+
+def _barrier_text(b: dict) -> str:
+    if not b.get("released"):
+        return f"never released ({b.get('arrived')}/{b.get('expected')} arrived; deadline {human.duration_s(b.get('deadline_s'))})"
+    return (f"released by {b.get('reason')} after {human.duration_s(b.get('waited_s'))}; "
+            f"{human.count(b.get('arrived'))}/{human.count(b.get('expected'))} finished phase 1; "
+            f"deadline {human.duration_s(b.get('deadline_s'))}")
+
+
+def _identity_value(key: str, v) -> str:
+    if key == "barrier" and isinstance(v, dict):
+        return _barrier_text(v)
+    if key == "sinks" and isinstance(v, dict):
+        return "; ".join(f"{name}: {'complete' if r.get('complete') else 'INCOMPLETE'}"
+                         + (f" ({r['detail']})" if r.get("detail") else "") for name, r in v.items()) or "none"
+    if key == "clock_offsets" and isinstance(v, dict):
+        return "; ".join(f"{w}: {human.duration_s(o.get('offset_s'))} ± {human.duration_s(o.get('uncertainty_s'))}"
+                         if isinstance(o, dict) else f"{w}: {human.value(o)}" for w, o in v.items()) or "none"
+    if key == "thresholds" and isinstance(v, dict):
+        return "; ".join(f"{name}: required {human.value(t.get('required'))}, actual {human.value(t.get('actual'))}, "
+                         f"{'passed' if t.get('passed') else 'MISSED'}" for name, t in v.items()) or "none"
+    if key == "target":
+        return "the real service" if v == "provider" else human.value(v)
+    return human.value(v, key)
+
+
 def _identity_rows(meta: dict) -> list:
-    skip = set(stats.compute([]).keys())
+    skip = set(stats.compute([]).keys()) | {"options", "missing_sandbox_idx"}
+    keys = [k for k in IDENTITY_ORDER if k in meta] + sorted(k for k in meta if k not in IDENTITY_ORDER and k not in skip)
+    return [(k, _identity_value(k, meta[k])) for k in keys if k not in skip]
+
+
+def _option_rows(meta: dict) -> list:
+    """(option as typed, value) for loadgen's options, then a few of Locust's, with human values."""
+    from loadgen.engine.options import option_names
+
+    options = meta.get("options") or {}
     rows = []
-    for k in sorted(meta):
-        v = meta[k]
-        if k in skip or isinstance(v, (list, dict)) and len(str(v)) > 300:
+    for name in [*option_names(), *LOCUST_OPTIONS]:
+        if name not in options:
             continue
-        rows.append((k, v if not isinstance(v, (list, dict)) else str(v)))
+        v = options[name]
+        if name == "sandbox_lifetime" and not v:
+            text = "default (outlasts the run)"
+        elif name.endswith(SECONDS_OPTIONS) and isinstance(v, (int, float)) and not isinstance(v, bool):
+            text = human.duration_s(v)
+        else:
+            text = human.value(v, name)
+        flag = {"num_users": "-u/--users", "spawn_rate": "-r/--spawn-rate"}.get(name, f"--{name.replace('_', '-')}")
+        rows.append((flag, text))
     return rows
 
 
 def render_html(run: dict, svgs: dict) -> str:
     s = run["stats"]
     c = s["concurrency_summary"]
-    kind, note = health_note(s)
+    notes = health_notes(run)
     h = []
     h.append("<!DOCTYPE html>")
     h.append('<html lang="en"><head><meta charset="utf-8">')
     h.append('<meta name="viewport" content="width=device-width, initial-scale=1">')
     h.append(f"<title>loadgen report: {escape(run['label'])}</title>")
     h.append(f"<style>{CSS}</style></head><body><main>")
-    h.append(f"<h1>loadgen report: {escape(run['provider'])}</h1>")
+    h.append(f"<h1>loadgen report: {escape(run['provider'])}" + (f" on {escape(run['target'])}" if run.get("target") else "")
+             + (f" &middot; {escape(run['name'])}" if run.get("name") else "") + "</h1>")
     h.append(
         f'<p class="sub">run <code>{escape(str(run["run_id"]))}</code> &middot; '
         f"{escape(str(c['run_started_at'] or '-'))} to {escape(str(c['run_ended_at'] or '-'))} &middot; "
         f"{escape(seconds(c['total_run_ms']))}</p>"
     )
-    h.append(f'<div class="{kind}"><strong>Generator health.</strong> {escape(note)}</div>')
+    for kind, note in notes:
+        h.append(f'<div class="{kind}"><strong>Generator health.</strong> {escape(note)}</div>')
     h.append('<div class="cards">')
     for k, v in headline(run):
         h.append(f'<div class="card"><div class="k">{escape(k)}</div><div class="v">{escape(v)}</div></div>')
@@ -329,6 +419,9 @@ def render_html(run: dict, svgs: dict) -> str:
     if ident:
         h.append("<h2>Run identity and options</h2>")
         h.append(_table(["field", "value"], ident, left=2))
+    option_rows = _option_rows(run["meta"])
+    if option_rows:
+        h.append(_table(["option", "value"], option_rows, left=2))
 
     h.append("<h2>Definitions</h2>")
     h.append(f'<p class="defs">{escape(PERCENTILE_RULE)}</p>')
@@ -362,12 +455,17 @@ def md_table(head: list, rows: list, left: int = 1, text_cols: tuple = ()) -> li
 def render_md(run: dict) -> str:
     s = run["stats"]
     c = s["concurrency_summary"]
-    kind, note = health_note(s)
-    md = [f"## loadgen: {run['provider']} `{run['run_id']}`", ""]
-    if kind == "warn":
-        md += [f"> [!WARNING]\n> {note}", ""]
-    elif kind == "info":
-        md += [f"> [!NOTE]\n> {note}", ""]
+    notes = health_notes(run)
+    md = [f"## loadgen: {run['provider']}" + (f" on {run['target']}" if run.get("target") else "")
+          + (f" ({run['name']})" if run.get("name") else "")
+          + f" `{run['run_id']}`", ""]
+    for kind, note in notes:
+        if kind == "warn":
+            md += [f"> [!WARNING]\n> {note}", ""]
+        elif kind == "info":
+            md += [f"> [!NOTE]\n> {note}", ""]
+        else:
+            md += [f"> {note}", ""]
     md += md_table([k for k, _ in headline(run)], [[v for _, v in headline(run)]])
     md += ["", "**Statuses**", ""]
     md += md_table(list(STATUSES), [[num(s["status_histogram"].get(k, 0)) for k in STATUSES]])

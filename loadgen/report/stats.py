@@ -335,7 +335,7 @@ def seed_figures(figures: dict) -> dict:
         "p50_latency_ms": figures["latency_distribution"]["p50"],
         "p99_latency_ms": figures["latency_distribution"]["p99"],
         "sandboxes_succeeded": statuses.get("success", 0),
-        "failures": figures["sandboxes_attempted"] - statuses.get("success", 0),
+        "failures": statuses.get("failed", 0),  # the seed's: sandboxes whose create failed (as runs.failures)
         "timeouts": classes.get("timeout", 0),
         "http_errors": classes.get("http_error", 0),
         "network_errors": classes.get("network_error", 0),

@@ -26,5 +26,21 @@ def sinks_for(options) -> list:
     return sinks
 
 
-# ---------------------------------------------------------------------------
-# the controller: one per Locust environment
+
+
+def sink_refusals(options) -> list[str]:
+    """The problems of the sinks these options ask for that retrying cannot fix (an unusable
+    database URL, a missing bucket...), one line each, checked before anything is created."""
+    try:
+        sinks = sinks_for(options)
+    except Exception as exc:  # noqa: BLE001 - a sink that cannot even be configured
+        return [f"a sink could not be configured: {exc}"]
+    problems = []
+    for sink in sinks:
+        problem = sink.check()
+        if problem:
+            problems.append(f"{sink.name} sink: {problem}")
+        close = getattr(sink, "close", None)
+        if close is not None:
+            close()
+    return problems

@@ -39,12 +39,22 @@ class Sink:
 
     name = "sink"
 
+    def check(self):
+        """Called before anything is created: a problem that retrying cannot fix, as one line naming
+        the fix (the run is refused), or None. Transient trouble is left to the retries."""
+        return None
+
     def start(self, ctx: RunContext) -> None:
         """Called once at test start, before any sandbox is created (e.g. insert the runs row)."""
 
     def sync(self) -> None:
         """Copy whatever is new in the run directory. Raise on failure; the master retries with backoff
         and logs the failure and the backlog loudly."""
+
+    def store_final_meta(self, meta: dict) -> bool:
+        """Called after meta.json is written with the keys that only exist once every sink finished
+        (exit_code, complete, sinks): a sink that keeps a copy of meta.json replaces it. Never raises."""
+        return True
 
     def finish(self, meta: dict, status: str) -> SinkReport:
         """Copy the rest, then the final meta (status is done/failed/interrupted). Called once at the end,

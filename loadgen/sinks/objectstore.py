@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Optional
 
 import orjson
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
 from loadgen import rundir
 from loadgen.sinks.base import RunContext, Sink, SinkReport
@@ -193,6 +193,26 @@ class ObjectStoreSink(Sink):
         return f"s3://{self.bucket}/{self.root}"
 
     # -- Sink contract
+
+    def check(self) -> Optional[str]:
+        """Before the run: a bucket that does not exist, refused credentials or an endpoint that
+        cannot be reached, as one line naming the fix; else None."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            code = {"404": "NoSuchBucket", "403": "AccessDenied"}.get(code, code)
+            if code in _HINTS:
+                return self.redactor.text(f"s3://{self.bucket} at {self.settings.describe()}: {code}: {_HINTS[code]}")
+            self.log.warning("objectstore: %s; the run starts anyway and the sink retries",
+                             describe_error(exc, self.redactor)[0])
+        except (EndpointConnectionError, ValueError) as exc:
+            return self.redactor.text(f"cannot reach the object store at {self.settings.describe()} ({exc}): "
+                                      "fix the endpoint URL")
+        except Exception as exc:  # noqa: BLE001 - anything else: the run's retries deal with it
+            self.log.warning("objectstore: %s; the run starts anyway and the sink retries",
+                             describe_error(exc, self.redactor)[0])
+        return None
 
     def start(self, ctx: RunContext) -> None:
         """Open the state and upload run.json. A misconfiguration (no bucket, bad key) raises here,

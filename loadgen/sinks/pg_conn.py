@@ -29,7 +29,36 @@ APPLICATION_NAME = "loadgen"
 
 
 class PostgresSinkError(Exception):
-    """A database operation failed; the message is redacted and names what to do."""
+    """A database operation failed; the message is redacted and names what to do.
+
+    ``fix`` is set when waiting cannot help (see ``permanent_fix``): what the user must change."""
+
+    fix: Optional[str] = None
+
+
+# Connection errors that no retry cures, by what libpq says, and what to change.
+PERMANENT = (
+    (("invalid dsn", "invalid connection option", "invalid uri", "invalid integer value", "missing \"=\"",
+      "invalid percent-encoded", "invalid sslmode"),
+     "the database URL is malformed: write it as postgresql://USER@HOST:PORT/DATABASE"),
+    (("could not translate host name", "name or service not known", "nodename nor servname"),
+     "the database host is unknown: fix the host name in the URL"),
+    (("connection refused",), "nothing accepts connections at that host and port: fix the host or port, "
+                              "or start Postgres"),
+    (("no route to host", "network is unreachable"), "the database host cannot be reached: fix the host"),
+    (("password authentication failed", "authentication failed", "no pg_hba.conf entry", "password is required",
+      "peer authentication", 'role "'), "the database refused the login: fix the user or password (not shown here)"),
+    (("does not exist",), "the database does not exist: create it (createdb NAME) or fix the URL"),
+)
+
+
+def permanent_fix(exc: BaseException) -> Optional[str]:
+    """What to change when ``exc`` (from connecting) is one that retrying cannot cure, else None."""
+    text = str(exc).lower()
+    for needles, fix in PERMANENT:
+        if any(n in text for n in needles):
+            return fix
+    return None
 
 
 def make_green() -> None:
@@ -65,6 +94,7 @@ def connect(database_url: str, *, connect_timeout: float = 10.0):
         )
     except psycopg2.Error as exc:
         err = describe(exc, database_url, "cannot connect to " + redact(database_url, database_url))
+        err.fix = permanent_fix(exc)
     if err is not None:
         raise err
     raise AssertionError("unreachable")

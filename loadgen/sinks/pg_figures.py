@@ -30,6 +30,8 @@ FIGURE_COLUMNS = (
     "other_errors",
     "p50_latency_ms",
     "p99_latency_ms",
+    "failures",
+    "leaks",
     # from meta.json only (time to N live and cost need the exact sweep and the price; a table-only
     # fallback leaves them null)
     "time_to_50pct_live_ms",
@@ -56,6 +58,8 @@ META_SOURCES = {
     "other_errors": ("failure_class_histogram", "other"),
     "p50_latency_ms": ("latency_distribution", "p50"),
     "p99_latency_ms": ("latency_distribution", "p99"),
+    "failures": ("status_histogram", "failed"),
+    "leaks": ("leak_count", None),
     "time_to_50pct_live_ms": ("time_to_live", "to_50pct_ms"),
     "time_to_90pct_live_ms": ("time_to_live", "to_90pct_ms"),
     "time_to_99pct_live_ms": ("time_to_live", "to_99pct_ms"),
@@ -94,7 +98,8 @@ def figures_from_meta(meta: Mapping | None) -> dict:
 
 TABLE_FIGURES_SQL = """
 WITH r AS (
-    SELECT status, failure_class, latency_ms FROM sandbox_results WHERE run_id = %(run_id)s
+    SELECT status, failure_class, latency_ms, sandbox_id, destroy_ok, destroy_retries
+      FROM sandbox_results WHERE run_id = %(run_id)s
 ), l AS (
     SELECT latency_ms,
            row_number() OVER (ORDER BY latency_ms) AS rk,
@@ -111,12 +116,15 @@ SELECT (SELECT count(*) FROM r),
        (SELECT count(*) FROM r WHERE status <> 'success' AND failure_class = 'network_error'),
        (SELECT count(*) FROM r WHERE status <> 'success' AND COALESCE(failure_class, 'other') = 'other'),
        (SELECT latency_ms FROM l WHERE rk = (50 * n + 99) / 100),
-       (SELECT latency_ms FROM l WHERE rk = (99 * n + 99) / 100)
+       (SELECT latency_ms FROM l WHERE rk = (99 * n + 99) / 100),
+       (SELECT count(*) FROM r WHERE status = 'failed'),
+       (SELECT count(*) FROM r WHERE sandbox_id IS NOT NULL AND destroy_ok IS NOT TRUE
+                                 AND NOT COALESCE(destroy_retries @> '[{"ok": true}]', false))
 """
 
 
 def figures_from_table(cur, run_id: str) -> dict:
-    """The counts and latency percentiles, from the rows (the first ten FIGURE_COLUMNS)."""
+    """The counts and latency percentiles, from the rows (the FIGURE_COLUMNS before time_to_50pct_live_ms)."""
     cur.execute(TABLE_FIGURES_SQL, {"run_id": run_id})
     row = cur.fetchone()
     return dict(zip(FIGURE_COLUMNS, row))

@@ -85,10 +85,14 @@ BATCH_TIMEOUT_SQL = f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS};\n"
 
 START_SQL = """
 INSERT INTO runs AS r (id, provider, commit_sha, host, started_at, last_heartbeat, status,
-                       tigris_prefix, group_id, shard_index, shard_count, options)
+                       tigris_prefix, group_id, shard_index, shard_count, options, target, emulator_profile, label)
 VALUES (%(id)s, %(provider)s, %(commit_sha)s, %(host)s, COALESCE(%(started_at)s::timestamptz, now()), now(),
-        'running', %(tigris_prefix)s, %(group_id)s, %(shard_index)s, %(shard_count)s, %(options)s)
+        'running', %(tigris_prefix)s, %(group_id)s, %(shard_index)s, %(shard_count)s, %(options)s,
+        %(target)s, %(emulator_profile)s, %(label)s)
 ON CONFLICT (id) DO UPDATE SET
+    target = COALESCE(r.target, EXCLUDED.target),
+    emulator_profile = COALESCE(r.emulator_profile, EXCLUDED.emulator_profile),
+    label = COALESCE(r.label, EXCLUDED.label),
     provider = COALESCE(r.provider, EXCLUDED.provider),
     commit_sha = COALESCE(r.commit_sha, EXCLUDED.commit_sha),
     host = COALESCE(r.host, EXCLUDED.host),
@@ -101,6 +105,11 @@ ON CONFLICT (id) DO UPDATE SET
     options = COALESCE(r.options, EXCLUDED.options)
 """
 
+# The final meta.json, once its last keys (exit_code, complete, sinks) exist: they are written after the
+# sinks finished, so COMPLETE_SQL's copy lacks them.
+FINAL_META_SQL = "UPDATE runs SET meta = %(meta)s WHERE id = %(id)s"
+
+HEARTBEAT_SQL = "UPDATE runs SET last_heartbeat = now() WHERE id = %(id)s AND status = 'running'"
 HEARTBEAT_SQL = """
 UPDATE runs SET last_heartbeat = now(), heartbeat = COALESCE(%(heartbeat)s, heartbeat)
  WHERE id = %(id)s AND status = 'running'

@@ -56,6 +56,7 @@ from loadgen.sinks.pg_schema import FINAL_STATUSES, RUN_STATUSES, apply_schema, 
 from loadgen.sinks.pg_sql import (
     BATCH_TIMEOUT_SQL,
     COMPLETE_SQL,
+    FINAL_META_SQL,
     HEARTBEAT_SQL,
     START_SQL,
     UPSERT_SQL,
@@ -160,6 +161,18 @@ class PostgresSink(Sink):
                     exc,
                 )
 
+    def check(self) -> Optional[str]:
+        """Before the run: a problem with the database that no retry cures (malformed URL, unknown or
+        refused host, missing database, failed login), as one line naming the fix, else None.
+        A database that is merely slow to answer is left to the retries of the run itself."""
+        try:
+            close_quietly(connect(self.database_url, connect_timeout=min(self.connect_timeout, 5.0)))
+        except PostgresSinkError as exc:
+            if exc.fix:
+                return f"{exc.fix} ({exc})"
+            self._log.warning("postgres: %s; the run starts anyway and the sink retries", exc)
+        return None
+
     def sync(self) -> None:
         """Heartbeat, then send every whole line that is new. Raises PostgresSinkError
         (redacted) on failure, leaving the offset at the last commit."""
@@ -185,6 +198,31 @@ class PostgresSink(Sink):
             return SinkReport(self.name, False, detail=detail, extra=self._extra())
         finally:
             self.close()
+
+    def store_final_meta(self, meta: dict, attempts: int = 3) -> bool:
+        """Make runs.meta the final meta.json, whose last keys (exit_code, complete, sinks) only exist
+        after finish(). Retried briefly; on failure says so (``loadgen db replay`` rewrites it)."""
+        if self.ctx is None or not self._started:
+            return False
+        for attempt in range(attempts):
+            try:
+                conn = self._connection()
+                with conn.cursor() as cur:
+                    cur.execute(FINAL_META_SQL, {"id": self.ctx.run_id, "meta": jsonb(meta)})
+                conn.commit()
+                return True
+            except (psycopg2.Error, PostgresSinkError) as exc:
+                self._close_slot(0)
+                if attempt == attempts - 1:
+                    self._log.error("postgres: could not store the final meta.json in runs.meta (%s); "
+                                    "`loadgen db replay %s` writes it", redact(str(exc), self.database_url),
+                                    self.ctx.run_path)
+                else:
+                    gevent.sleep(1.0 + attempt)
+            finally:
+                if attempt == attempts - 1:
+                    self.close()
+        return False
 
     # ------------------------------------------------------------------ public helpers
 
@@ -256,6 +294,11 @@ class PostgresSink(Sink):
                         "shard_index": identity.get("shard_index"),
                         "shard_count": identity.get("shard_count"),
                         "options": jsonb(options) if options is not None else None,
+                        "target": identity.get("target")
+                        or (("emulator" if options.get("emulator_url") else "provider") if isinstance(options, dict)
+                            else None),
+                        "emulator_profile": identity.get("emulator_profile"),
+                        "label": identity.get("label"),
                     },
                 )
             conn.commit()

@@ -1,0 +1,259 @@
+"""100,000 sandboxes in one burst on this machine: master, workers and emulators, and whether every figure is the provider's.
+
+Layout: K emulator processes (`start_emulators`, profile `fast`, given CPU
+priority with --emulator-nice so that the emulator, standing in for the
+provider, is never the bottleneck), one locust master and W workers, every user
+started at once (-u N -r N) against `--emulator-url` naming all K (the master
+gives each worker its own). Then, from the run directory and the emulators'
+ground truth:
+
+- the target: N successes, 0 leaks (the emulators' live count after), exit 0;
+- agreement with the emulators' own record, per sandbox (joined on
+  sandbox_idx): |measured - server| for the create (the exchange on the wire
+  against the emulator's arrival-to-answer) and for readiness (the command's
+  exchange, its connection set-up left out, against the emulator's
+  arrival-to-end; the set-up is reported apart), p50/p99/max; the target is
+  p99 <= 10 ms for both;
+- wall time, and the time from the first create to N sandboxes live at once
+  (the exact sweep of create_ended_at/destroy_ended_at);
+- each process's peak RSS, peak descriptors and CPU seconds (workers and
+  master from their rusage and metrics.jsonl, emulators from /proc);
+- the generator's own share (meta.json's generator_share) and the
+  emulators' overload (loop lag, accept queue, listen drops).
+
+The baseline, measured in the same run unless --skip-baseline: the same
+number of lifecycles by Locust's FastHttpUser on the same layout, for the
+wall-time ratio.
+
+--sinks adds a second run with Postgres (a fresh database on
+$LOADGEN_TEST_PG_ADMIN_URL's server) and the object store (a moto server this
+script starts) on, and checks that Postgres holds N rows and the store's
+chunks N lines.
+
+Usage:
+  python bench/burst_100k.py [--users 100000] [--workers 8] [--emulators 8] [--hold 5]
+                             [--emulator-nice -10] [--sinks] [--skip-baseline] [--timeout 1200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _harness as H  # noqa: E402
+
+from loadgen.emulator import start_emulators  # noqa: E402
+from loadgen.result import parse_iso  # noqa: E402
+
+AGREEMENT_TARGET_MS = 10.0
+
+
+def peak_rss_kb(pid: int):
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def dist(values: list[float]) -> str:
+    if not values:
+        return "-"
+    return (f"p50 {H.percentile(values, 50):.2f}, p99 {H.percentile(values, 99):.2f}, max {max(values):.2f} "
+            f"(n={len(values)})")
+
+
+def agreement(records: list[dict], truth: list[dict]) -> dict:
+    by_idx = {}
+    for row in truth:
+        idx = (row.get("metadata") or {}).get("sandbox_idx")
+        if idx is not None:
+            by_idx[int(idx)] = row
+    create, ready, setup = [], [], []
+    for r in records:
+        row = by_idx.get(r["sandbox_idx"])
+        if row is None:
+            continue
+        if r.get("latency_ms") is not None and row.get("t_answered") and row.get("t_received"):
+            create.append(abs(r["latency_ms"] - (row["t_answered"] - row["t_received"]) * 1000.0))
+        execs = row.get("execs") or []
+        if r.get("first_command_ms") is not None and execs and execs[0].get("t_end"):
+            server = (execs[0]["t_end"] - execs[0]["t_start"]) * 1000.0
+            ready.append(abs(r["first_command_ms"] - (r.get("readiness_setup_ms") or 0.0) - server))
+            setup.append(r.get("readiness_setup_ms") or 0.0)
+    return {"create": create, "readiness": ready, "readiness_setup": setup}
+
+
+def time_to_live(records: list[dict], target: int):
+    """Seconds from the first create's start until `target` sandboxes existed at once (None if never)."""
+    events = []
+    first = None
+    for r in records:
+        s = parse_iso(r.get("create_started_at"))
+        if s is not None:
+            first = s if first is None else min(first, s)
+        if r.get("sandbox_id") is None:
+            continue
+        a, b = parse_iso(r.get("create_ended_at")), parse_iso(r.get("destroy_ended_at"))
+        if a is not None:
+            events.append((a, 1))
+            events.append((b if b is not None else math.inf, -1))
+    events.sort(key=lambda e: (e[0], -e[1]))
+    live = peak = 0
+    for t, step in events:
+        live += step
+        peak = max(peak, live)
+        if live >= target:
+            return t - first, peak
+    return None, peak
+
+
+def process_rows(res, metrics: list[dict], cluster) -> list[list]:
+    """Per process: peak RSS, peak descriptors, CPU seconds.
+
+    Master and workers from their health samples (metrics.jsonl: RSS, open
+    fds, CPU percent each second, integrated into seconds), the master's CPU
+    and peak RSS also from its rusage; emulators from /proc (VmHWM) and their
+    own CPU count."""
+    by_process: dict = {}
+    for m in metrics:
+        p = by_process.setdefault(m.get("process"), {"rss": 0, "fds": 0, "cpu_s": 0.0})
+        p["rss"] = max(p["rss"], m.get("rss_bytes") or 0)
+        p["fds"] = max(p["fds"], m.get("open_fds") or 0)
+        p["cpu_s"] += (m.get("cpu_percent") or 0.0) / 100.0  # one sample a second
+    rows = []
+    for name in sorted(by_process, key=lambda n: (n != "master", n)):
+        p = by_process[name]
+        cpu = res.master.cpu_s if name == "master" else p["cpu_s"]
+        rows.append([name, round(p["rss"] / 2 ** 20, 1), p["fds"], round(cpu, 1)])
+    for i, member in enumerate(cluster.members):
+        st = member.stats()["server"]
+        rss = peak_rss_kb(member.pid)
+        rows.append([f"emulator {i} (pid {member.pid})", round(rss / 1024.0, 1) if rss else None,
+                     st.get("connections_total"), round(st.get("cpu_s", 0.0), 1)])
+    rows.append(["workers, all (rusage)", round(max((w.max_rss_kb for w in res.workers), default=0) / 1024.0, 1),
+                 None, round(sum(w.cpu_s for w in res.workers), 1)])
+    return rows
+
+
+def run_once(args, cluster, sinks_env=None, extra_args=()):
+    run_args = ["--hold", str(args.hold), "--barrier-timeout", str(max(600, args.timeout)), *extra_args]
+    t0 = time.time()
+    res = H.run_loadgen(args.users, cluster.url, args=run_args, workers=args.workers, timeout=args.timeout,
+                        env=sinks_env)
+    print(f"  loadgen run: wall {time.time() - t0:.1f} s, exit {res.master.returncode}", flush=True)
+    return res
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--users", type=int, default=100_000)
+    ap.add_argument("--workers", type=int, default=8)
+    ap.add_argument("--emulators", type=int, default=0, help="emulator processes (default: one per worker)")
+    ap.add_argument("--hold", type=float, default=5.0)
+    ap.add_argument("--emulator-nice", type=int, default=-10)
+    ap.add_argument("--sinks", action="store_true")
+    ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument("--timeout", type=float, default=1200)
+    args = ap.parse_args()
+    emulators = args.emulators or args.workers
+    print(f"# {H.command_line()}  ({H.today()}, {H.machine()})")
+    with start_emulators(emulators, "fast") as cluster:
+        for member in cluster.members:
+            try:
+                os.setpriority(os.PRIO_PROCESS, member.pid, args.emulator_nice)
+            except OSError as exc:
+                print(f"  (could not renice emulator {member.pid}: {exc})")
+        res = run_once(args, cluster)
+        stats = cluster.stats()
+        truth = cluster.sandboxes()
+        rows = process_rows(res, res.metrics(), cluster)
+        meta = res.meta()
+        records = res.records()
+        success = meta["status_histogram"].get("success", 0)
+        agree = agreement(records, truth)
+        ttl, peak = time_to_live(records, args.users)
+        share = meta.get("generator_share") or {}
+        held = share.get("held_ms") or {}
+        overload = (stats.get("server") or {}).get("overload") or {}
+        print()
+        print(f"sandboxes: {len(records)} records, success {success}, status {meta['status_histogram']}, "
+              f"failure classes {meta.get('failure_class_histogram')}")
+        print(f"leaks: {stats['live']} live at the emulators after the run; emulators created {stats['created']}, "
+              f"killed {stats['killed']}; exit code {res.master.returncode}; complete {meta.get('complete')}")
+        print(f"target: {'MET' if success == args.users and stats['live'] == 0 and res.master.returncode == 0 else 'MISSED'}"
+              f" ({args.users} successes, 0 leaks, exit 0)")
+        print(f"wall: {res.wall_s:.1f} s; first create to {args.users} live: "
+              f"{'never' if ttl is None else f'{ttl:.1f} s'} (peak live {peak})")
+        for name in ("create", "readiness"):
+            values = agree[name]
+            p99 = H.percentile(values, 99) if values else None
+            verdict = "MET" if p99 is not None and p99 <= AGREEMENT_TARGET_MS else "MISSED"
+            print(f"agreement |measured - server| {name} ms: {dist(values)}  [{verdict}: p99 <= {AGREEMENT_TARGET_MS:g}]")
+        print(f"readiness connection set-up ms (inside first_command_ms): {dist(agree['readiness_setup'])}; "
+              f"SYN retransmissions {sum(r.get('syn_retransmits') or 0 for r in records)}")
+        print(f"generator's share: held phases p50 {held.get('p50')} ms, p99 {held.get('p99')} ms, "
+              f"max {held.get('max')} ms; {share.get('delayed')} of {share.get('sandboxes_measured')} sandboxes "
+              f"delayed > {share.get('limit_ms')} ms; worst {share.get('worst')}; generator failures "
+              f"{meta.get('generator_failures')}")
+        print(f"emulators: {emulators} processes, loop lag max {overload.get('loop_lag_ms', {}).get('max')} ms, "
+              f"accept queue max {overload.get('accept_queue', {}).get('max')}, listen overflows "
+              f"{overload.get('listen_overflows')}, drops {overload.get('listen_drops')}, CPU "
+              f"{stats['server']['cpu_s']:.1f} s")
+        print()
+        print(H.table(["process", "peak RSS MiB", "peak fds (emulator: connections accepted)", "CPU s"], rows))
+        if res.master.returncode != 0:
+            print(res.master.output[-3000:])
+        base_wall = None
+        if not args.skip_baseline:
+            cluster.reset()
+            base, base_rows = H.run_baseline(args.users, cluster.urls[0], workers=args.workers, timeout=args.timeout)
+            st = cluster.stats()
+            base_wall = base.wall_s
+            print(f"\nbaseline FastHttpUser: wall {base.wall_s:.1f} s, creates answered {len(base_rows)}, "
+                  f"live after {st['live']}; loadgen/baseline wall {res.wall_s / base.wall_s:.2f}x")
+        if args.sinks:
+            sinks_run(args, cluster)
+    if base_wall is None:
+        print("\n(no baseline: --skip-baseline)")
+    return 0
+
+
+def sinks_run(args, cluster) -> None:
+    """The same burst with Postgres and the object store on: every result in both."""
+    sys.path.insert(0, str(H.REPO))
+    from tests.pg_fixtures import fresh_database, query
+    from tests.s3_fixtures import moto_server, new_bucket, s3_client
+
+    cluster.reset()
+    with fresh_database() as url, moto_server() as endpoint:
+        bucket = new_bucket(endpoint)
+        env = {"DATABASE_URL": url, **{k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                                                  "AWS_REGION", "AWS_ENDPOINT_URL_S3")}}
+        prefix = f"bench-{uuid.uuid4().hex[:8]}"
+        res = run_once(args, cluster, sinks_env=env, extra_args=["--bucket", bucket, "--prefix", prefix])
+        meta = res.meta()
+        run_id = meta["run_id"]
+        rows = query(url, "SELECT count(*) FROM sandbox_results WHERE run_id = %s", (run_id,))[0][0]
+        client = s3_client(endpoint)
+        lines = 0
+        paginator = client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=f"{prefix}/{run_id}/raw/"):
+            for obj in page.get("Contents", []):
+                lines += client.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().count(b"\n")
+        print(f"\nsinks run: exit {res.master.returncode}, sinks {meta.get('sinks')}; Postgres rows {rows}, "
+              f"object-store chunk lines {lines} (expected {args.users} each): "
+              f"{'MET' if rows == lines == args.users else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
