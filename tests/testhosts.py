@@ -59,7 +59,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 REPO = Path(__file__).resolve().parent.parent
 ROOT = Path(tempfile.gettempdir()) / "loadgen-testhosts"
@@ -219,20 +219,23 @@ class Cluster:
 
     # -- bring up -----------------------------------------------------------------------
     @classmethod
-    def up(cls, count: int, *, checkout: bool = True, sysctls: Optional[Mapping[int, Mapping[str, str]]] = None,
+    def up(cls, count: int, *, checkout: Union[bool, Sequence[bool]] = True,
+           sysctls: Optional[Mapping[int, Mapping[str, str]]] = None,
            nofile: Optional[Mapping[int, Tuple[int, int]]] = None, hide: Optional[Sequence[str]] = None,
            manual: bool = False) -> "Cluster":
-        """Make `count` hosts. `checkout=False` hides this checkout and its virtualenv on
-        every host (or name the folders with `hide`); `sysctls` and `nofile` (soft, hard)
-        are per host index."""
+        """Make `count` hosts. `checkout=False` (or a list of one flag per host) hides this
+        checkout and its virtualenv (or the folders `hide` names); `sysctls` and `nofile`
+        (soft, hard) are per host index."""
         problem = unavailable_reason()
         if problem:
             raise RuntimeError(problem)
         if not os.path.exists(SSHD):
             raise RuntimeError(f"{SSHD} is missing: install Debian's openssh-server (.ci/run does)")
-        if hide is None:
-            hide = [] if checkout else _checkout_paths()
-        share = _interpreter_paths() if checkout else []
+        flags = [checkout] * count if isinstance(checkout, bool) else list(checkout)
+        if len(flags) != count:
+            raise ValueError(f"checkout names {len(flags)} hosts, not {count}")
+        layouts = [([], _interpreter_paths()) if has else (list(hide) if hide is not None else _checkout_paths(), [])
+                   for has in flags]
         with _lock():
             reap_stale()
             slot = next((s for s in range(SLOTS) if not (ROOT / f"slot-{s}").exists()), None)
@@ -244,13 +247,13 @@ class Cluster:
             (slot_dir / "owner.json").write_text(json.dumps(owner))
         cluster = cls(slot, slot_dir)
         try:
-            cluster._make(count, sysctls or {}, nofile or {}, list(hide), share)
+            cluster._make(count, sysctls or {}, nofile or {}, layouts)
         except BaseException:
             cluster.down()
             raise
         return cluster
 
-    def _make(self, count: int, sysctls, nofile, hide: List[str], share: List[str]) -> None:
+    def _make(self, count: int, sysctls, nofile, layouts: List[Tuple[List[str], List[str]]]) -> None:
         slot, prefix, bridge = self.slot, subnet_prefix(self.slot), bridge_name(self.slot)
         _remove_kernel_objects(slot)  # names of this slot left over by a run that could not clean up
         _run(["ip", "link", "add", bridge, "type", "bridge"])
@@ -263,7 +266,7 @@ class Cluster:
         for i in range(count):
             host = Host(host_name(slot, i), f"{prefix}.{10 + i}", host_name(slot, i), self.dir / host_name(slot, i))
             self.hosts.append(host)
-            self._make_host(host, i, public_key, sysctls.get(i, {}), nofile.get(i), hide, share)
+            self._make_host(host, i, public_key, sysctls.get(i, {}), nofile.get(i), *layouts[i])
             host_key = (host.dir / "etc-ssh" / "ssh_host_ed25519_key.pub").read_text().split()
             known_hosts.append(f"{host.name} {host_key[0]} {host_key[1]}")
             config += [f"Host {host.name}", f"  HostName {host.address}", f"  HostKeyAlias {host.name}", ""]
@@ -306,7 +309,8 @@ class Cluster:
             target = shlex.quote(str(host.local_path(path)))
             shared.append(f"mkdir -p {target} && mount --bind {shlex.quote(path)} {target}")
         boot = BOOT.format(dir=shlex.quote(str(host.dir)), hide=" ".join(shlex.quote(p) for p in hide) or '""',
-                           share="\n".join(shared), name=host.name, sysctls="\n".join(lines), nofile_soft=soft, nofile_hard=hard, sshd=SSHD)
+                           share="\n".join(shared), name=host.name, sysctls="\n".join(lines),
+                           nofile_soft=soft, nofile_hard=hard, sshd=SSHD)
         (host.dir / "boot.sh").write_text(boot)
         log = open(host.dir / "sshd.log", "ab")
         proc = subprocess.Popen(["ip", "netns", "exec", host.netns, "unshare", "--mount", "--uts",

@@ -1,0 +1,5 @@
+import sys
+
+from loadgen.launch.command import main
+
+sys.exit(main())

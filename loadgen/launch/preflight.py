@@ -1,0 +1,140 @@
+"""Preflight: every host is checked, and tuned on paper, before anything is started.
+
+`probe_all` asks each host what it has (on_host/probe.py; nothing is changed
+there). `judge` turns the answers into problems, each naming the host and the
+fix, and into each host's plan: how many workers, the descriptor limit they
+get, whether the ephemeral port range must be widened. Any problem and the
+launcher exits 2 with nothing started anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from loadgen.launch.ssh import Remote, each
+
+MIN_PYTHON = (3, 10)
+WIDE_PORT_RANGE = "1024 65535"
+# A sandbox holds up to two connections at once (the provider's API and the sandbox's own
+# endpoint); a worker also needs a few hundred descriptors of its own.
+SOCKETS_PER_SANDBOX = 2
+DESCRIPTORS_PER_WORKER = 256
+PORTS_MARGIN = 1024
+
+
+@dataclass
+class Plan:
+    """What the launcher will do on one host."""
+
+    workers: int
+    nofile: int
+    port_range: Optional[str] = None  # widen to this, or leave alone
+    port_range_via: Optional[str] = None  # "root" or "sudo"
+    needs_install: bool = False
+    notes: List[str] = field(default_factory=list)
+
+
+def probe_all(hosts: List[Remote], params: dict) -> List[Optional[str]]:
+    """Fill each host's `facts`; returns, per host, why it could not be probed (or None)."""
+
+    def probe(host: Remote) -> Optional[str]:
+        answer = host.run("probe", params, timeout=host.connect_timeout + 60)
+        if not answer.reached:
+            return (f"does not answer over SSH ({answer.why()}). Fix: check the address, that sshd runs there and "
+                    f"accepts your key: ssh -o BatchMode=yes {host.destination} true")
+        if answer.returncode == 127:
+            return f"has no {host.python} ({answer.why()}). Fix: install Python {'.'.join(map(str, MIN_PYTHON))} or " \
+                   "newer there (Debian/Ubuntu: apt-get install python3 python3-venv), or name it with --remote-python"
+        try:
+            host.facts = json.loads(answer.stdout.decode().strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            return f"answered the probe with an error: {answer.why()}"
+        return None
+
+    return each(hosts, probe)
+
+
+def _version(text: str):
+    return tuple(int(x) for x in text.split(".")[:2])
+
+
+def judge(hosts: List[Remote], *, users: int, per_host: Optional[int], source: Optional[str], install: bool,
+          master_python: str, master: str, remote_dir: str, nofile: Optional[int]) -> tuple[list, list]:
+    """(problems, plans): problems are 'host X: what. Fix: how.' lines."""
+    problems: List[str] = []
+    plans: List[Plan] = []
+    counts = [per_host or int(h.facts.get("cores") or 1) for h in hosts]
+    total = sum(counts)
+    per_worker = math.ceil(users / total)
+    for host, workers in zip(hosts, counts):
+        f = host.facts
+        say = lambda what: problems.append(f"host {host.destination}: {what}")  # noqa: E731
+        plan = Plan(workers=workers, nofile=0)
+        plans.append(plan)
+        if _version(f["python_version"]) < MIN_PYTHON:
+            say(f"{f['python']} is Python {f['python_version']}; loadgen needs {'.'.join(map(str, MIN_PYTHON))} or "
+                "newer. Fix: install a newer python3 there, or name one with --remote-python")
+            continue
+        if not f["master_reachable"]:
+            say(f"cannot reach the master at {master} ({f.get('master_error')}). Fix: open TCP port "
+                f"{master.rsplit(':', 1)[1]} on this machine to the hosts (firewall, security group), or give "
+                "--master-host an address of this machine that they reach")
+        before = len(problems)
+        venv = f.get("venv") or {}
+        installed = venv and not venv.get("error") and not venv.get("missing")
+        same = source is not None and f.get("source") == source
+        if not (installed and same):
+            if install:
+                plan.needs_install = True
+                if _version(f["python_version"]) != _version(master_python):
+                    say(f"python3 there is {f['python_version']}, but the wheels built here are for "
+                        f"{master_python}. Fix: install Python {'.'.join(master_python.split('.')[:2])} there and "
+                        "name it with --remote-python, or launch from a virtualenv of the hosts' version")
+                elif f["remote_dir_exists"] and not f["remote_dir_empty"] and not f.get("install"):
+                    say(f"{f['remote_dir']} exists and was not made by --install. Fix: name another --remote-dir, "
+                        "or empty that folder")
+                elif not f["venv_module"]:
+                    say("its python3 has no venv module. Fix: apt-get install python3-venv (or the equivalent)")
+            elif not f["remote_dir_exists"]:
+                say(f"has no loadgen: {f['remote_dir']} does not exist. Fix: rerun with --install, or check out "
+                    f"this commit ({source}) there, or name its folder with --remote-dir")
+            elif not installed:
+                why = venv.get("error") or (f"{', '.join(venv['missing'])} missing" if venv else "no .venv")
+                say(f"has no working loadgen in {f['remote_dir']} ({why}). Fix: rerun with --install, or "
+                    f"create {f['remote_dir']}/.venv there with loadgen installed")
+            else:
+                say(f"runs loadgen {f.get('source') or 'of unknown commit'}, this checkout is {source}. "
+                    f"Fix: rerun with --install, or check out {source} in {f['remote_dir']} there")
+        if not plan.needs_install and len(problems) == before and not f["locustfile_exists"]:
+            say(f"has no locustfile {f['locustfile']}. Fix: keep the locustfile inside the checkout (so that "
+                "--install ships it), or copy it there")
+        _tune(f, plan, workers, per_worker, nofile, say)
+    return problems, plans
+
+
+def _tune(f: dict, plan: Plan, workers: int, per_worker: int, nofile: Optional[int], say) -> None:
+    soft, hard = f["nofile"]
+    need = per_worker * SOCKETS_PER_SANDBOX + DESCRIPTORS_PER_WORKER
+    can_raise_hard = f["root"]
+    plan.nofile = nofile or max(hard, need if can_raise_hard else 0)
+    if can_raise_hard:
+        plan.nofile = min(plan.nofile, f["nr_open"])
+    if plan.nofile < need or (not can_raise_hard and plan.nofile > hard):
+        say(f"each worker needs about {need} file descriptors for its {per_worker} sandboxes, and can have "
+            f"{min(plan.nofile, hard)} (hard limit {hard}). Fix: raise the hard limit of your login there "
+            "(limits.conf, or LimitNOFILE for a service), or run more workers (-w) or hosts")
+    low, high = f["port_range"]
+    ports_needed = per_worker * workers * SOCKETS_PER_SANDBOX + PORTS_MARGIN
+    if high - low + 1 < ports_needed:
+        via = "root" if f["root"] else "sudo" if f["sudo"] else None
+        if via is None:
+            say(f"its ephemeral port range ({low}-{high}) is smaller than the ~{ports_needed} connections its "
+                f"workers may open. Fix: sysctl -w net.ipv4.ip_local_port_range='{WIDE_PORT_RANGE}' there (as root), "
+                "or spread the sandboxes over more hosts")
+        else:
+            plan.port_range, plan.port_range_via = WIDE_PORT_RANGE, via
+            plan.notes.append(f"widening the ephemeral port range {low}-{high} to {WIDE_PORT_RANGE.replace(' ', '-')} "
+                              f"(~{ports_needed} connections)")
