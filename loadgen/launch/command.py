@@ -191,12 +191,22 @@ def master_argv(o, locustfile: str, workers: int, bind: str, port: int, extra: L
             "--expect-workers", str(workers), "--master-bind-host", bind, "--master-bind-port", str(port), *extra]
 
 
+LINGER_S = 20.0  # a master still running this long after its run's last line is told to go
+
+
 def wait_for_master(master: Master, signals: Signals) -> int:
     signals.master = master
+    told = False
     while True:
         code = master.wait(0.5)
         if code is not None:
             return EXIT_INTERRUPTED if code < 0 else code
+        if not told and master.ended_at is not None and time.monotonic() - master.ended_at > LINGER_S:
+            # (Locust keeps a headless master running when it stopped the test itself, e.g. after
+            # its last worker went missing; the run is finalized by then, so nothing is lost.)
+            say(f"the run is finalized but the master is still running after {LINGER_S:.0f} s: sending it SIGTERM")
+            master.interrupt(signal.SIGTERM)
+            told = True
 
 
 # -- this machine only --------------------------------------------------------------------------------
@@ -431,17 +441,18 @@ class ShardLaunch:
     # -- the end ---------------------------------------------------------------------------------------
     def finish(self, run_dir: Optional[Path]) -> None:
         """Stop every host's workers, then bring journals and logs home and record the hosts."""
-        say(f"stopping the workers on {len(self.hosts)} hosts (up to {self.o.grace:.0f} s for them to end by "
-            "themselves)")
+
+        grace = self.o.grace if run_dir is not None else min(self.o.grace, 5.0)  # no run: nothing to finish
 
         def stop(host: ssh.Remote) -> dict:
-            answer = host.run("stop", {"workdir": self.workdir, "grace": self.o.grace, "term_grace": 30},
-                              timeout=self.o.grace + 90)
+            answer = host.run("stop", {"workdir": self.workdir, "grace": grace, "term_grace": 30},
+                              timeout=grace + 90)
             return _json_line(answer.stdout) if answer.returncode == 0 else {"error": answer.why()}
 
         target = run_dir if run_dir is not None and run_dir.is_dir() else \
             Path(tempfile.mkdtemp(prefix=f"loadgen-launch-{self.launch_id}-"))
         run_path = self._master_run_path()
+        say(f"stopping the workers on {len(self.hosts)} hosts (up to {grace:.0f} s for them to end by themselves)")
         stops = ssh.each(self.hosts, stop)
         fetched = ssh.each(self.hosts, lambda h: collect.fetch(h, self.workdir, run_path, target))
         record = {"launch_id": self.launch_id, "source": self.source,
@@ -465,7 +476,10 @@ class ShardLaunch:
             self._report(host, stopped, copied, target, run_path)
         collect.write_hosts_file(target, record)
         n = sum(len(h["worker_ids"]) for h in record["hosts"])
-        say(f"journals of {n} workers and their logs are in {target} (journal/, logs/, hosts.json)")
+        if run_dir is not None:
+            say(f"journals of {n} workers and their logs are in {target} (journal/, logs/, hosts.json)")
+        else:
+            say(f"no run started; the workers' logs are in {target / collect.LOGS}")
 
     def _master_run_path(self) -> Optional[str]:
         master = self.signals.master

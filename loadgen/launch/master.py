@@ -18,10 +18,12 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import List, Optional
 
 RUN_LINE = re.compile(r"^loadgen: run (\S+) \(.*\), results in (.+)$")
+END_LINE = re.compile(r"^loadgen: run (\S+) .*; exit code (\d+); results in (.+)$")
 
 
 class Master:
@@ -32,6 +34,7 @@ class Master:
         self.run_id: Optional[str] = None
         self.run_path: Optional[str] = None  # as the master printed it (relative to its cwd, or absolute)
         self.started = threading.Event()
+        self.ended_at: Optional[float] = None  # when it printed the run's last line (the run is finalized)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -41,11 +44,14 @@ class Master:
             sys.stdout.buffer.flush()
             self.log.write(raw)
             self.log.flush()
+            line = raw.decode(errors="replace").rstrip("\n")
             if self.run_path is None:
-                m = RUN_LINE.match(raw.decode(errors="replace").rstrip("\n"))
+                m = RUN_LINE.match(line)
                 if m:
                     self.run_id, self.run_path = m.group(1), m.group(2)
                     self.started.set()
+            elif END_LINE.match(line):
+                self.ended_at = time.monotonic()
 
     def alive(self) -> bool:
         return self.proc.poll() is None
