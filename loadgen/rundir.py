@@ -12,7 +12,10 @@ Layout of ``<run-dir>/<run_id>/``:
 - ``metrics.jsonl``   one health sample a second for each process;
 - ``coordinator.log`` timestamped, level-tagged lines with phase markers;
 - ``meta.json``       the run's identity, options and figures, written at the end;
-- ``journal/``        each worker's own journal (on the worker's machine).
+- ``journal/``        each worker's own journal (on the worker's machine; `bin/launch-shards.sh`
+                      copies every shard host's journals here at the end);
+- ``logs/``           each worker's log and the master's (`bin/launch-shards.sh`);
+- ``hosts.json``      each shard host: what it had, its workers' limits and ids (`bin/launch-shards.sh`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ METRICS = "metrics.jsonl"
 LOG = "coordinator.log"
 META = "meta.json"
 JOURNAL_DIR = "journal"
+LOGS_DIR = "logs"
+HOSTS = "hosts.json"
 
 
 def atomic_write_json(path: Path | str, obj) -> None:

@@ -23,5 +23,21 @@ def test_launch_shards_runs_a_whole_burst_on_local_workers(tmp_path, emulator):
 
 
 def test_launch_shards_rejects_bad_input_clearly():
-    result = subprocess.run([str(REPO / "bin" / "launch-shards.sh"), "-u", "many"], capture_output=True, text=True)
+    env = base_env({"PATH": f"{Path(os.sys.executable).parent}:{os.environ['PATH']}"})
+    launcher = str(REPO / "bin" / "launch-shards.sh")
+    result = subprocess.run([launcher, "-u", "many"], capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 2 and "-u must be a positive integer" in result.stderr
+    result = subprocess.run([launcher, "-u", "10", "--env", "LOADGEN_SURELY_UNSET"], capture_output=True, text=True,
+                            env=env, timeout=60)
+    assert result.returncode == 2 and "--env LOADGEN_SURELY_UNSET: the variable is not set here" in result.stderr
+
+
+def test_launch_shards_help_is_usage_text():
+    env = base_env({"PATH": f"{Path(os.sys.executable).parent}:{os.environ['PATH']}"})
+    result = subprocess.run([str(REPO / "bin" / "launch-shards.sh"), "--help"], capture_output=True, text=True,
+                            env=env, timeout=60)
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: bin/launch-shards.sh -u N [options] [-- LOCUST_OPTIONS...]")
+    for option in ("--hosts FILE", "--install", "--ssh-config FILE", "--env NAME", "--master-host ADDR"):
+        assert option in result.stdout
+    assert "set -euo pipefail" not in result.stdout  # the text, not lines of the script

@@ -13,6 +13,7 @@ import pytest
 
 from loadgen.emulator import start_emulator
 from tests import testhosts
+from tests.locust_harness import wait_for
 from tests.testhosts import REPO, Cluster
 
 PORT_RANGE = "40000 40999"
@@ -71,8 +72,9 @@ def test_a_cut_link_stops_traffic_until_restored(hosts):
     try:
         hosts.set_link(host, False)
         assert hosts.enter(host, ["sh", "-c", connect], check=False).returncode != 0
-        hosts.set_link(host, True)
-        assert hosts.enter(host, ["sh", "-c", connect], check=False).returncode == 0
+        hosts.set_link(host, True)  # (the first packets may wait for the neighbour to be resolved again)
+        wait_for(lambda: hosts.enter(host, ["sh", "-c", connect], check=False).returncode == 0, 30,
+                 interval=0.5, what="traffic after the link is restored")
     finally:
         hosts.set_link(host, True)
         listener.close()

@@ -12,12 +12,13 @@ Each host is a network namespace on a bridge, with
   with ``checkout=False``, no loadgen checkout or virtualenv at all;
 - Debian's sshd, accepting a key generated for the cluster.
 
-Nothing outside a temporary folder is written: the keys, sshd_config,
-known_hosts and every host's private directories live under
-``/tmp/loadgen-testhosts/slot-SLOT/`` (a host's /tmp is ``<host dir>/tmp``,
-its home ``<host dir>/home``, and so on), and the machine's /etc/ssh and
-/root/.ssh are never touched (a host's /etc/ssh and /root are bind mounts
-inside its own mount namespace only).
+Nothing outside a temporary folder is written: the keys, sshd_config and
+known_hosts live under ``/tmp/loadgen-testhosts/slot-SLOT/``, and each host's
+/tmp, /root and /run are tmpfs inside its own mount namespace (this machine
+reads them as ``host.local_path(path)``, through /proc/<sshd>/root), freed
+when the host's last process ends. The machine's /etc/ssh and /root/.ssh are
+never touched: a host's /etc/ssh is a bind mount, and its /root a tmpfs,
+inside its own mount namespace only.
 
 Several clusters can exist at once (engineers sharing a machine): each takes
 a free slot under a lock. A cluster whose owner died (a killed test run) is
@@ -136,7 +137,9 @@ def _lock() -> Iterator[None]:
 
 @dataclass
 class Host:
-    """One test host. `dir` is its private folder as this machine sees it."""
+    """One test host. `dir` holds what this machine keeps for it (its boot script, sshd's
+    keys and log); the host's own files (its /tmp, /root, /run) are tmpfs inside its mount
+    namespace, gone the moment its last process is."""
 
     name: str
     address: str
@@ -145,14 +148,11 @@ class Host:
     pid: int = 0  # its sshd (the first process of its mount and UTS namespaces)
     proc: Optional[subprocess.Popen] = field(default=None, repr=False)
 
-    PRIVATE = {"/tmp": "tmp", "/run": "run", "/root": "home", "/etc/ssh": "etc-ssh"}
+    PRIVATE = ("/tmp", "/run", "/root")  # a tmpfs of its own each
 
     def local_path(self, path: str) -> Path:
-        """Where a path on the host is on this machine (its private folders map into `dir`)."""
-        for prefix, sub in self.PRIVATE.items():
-            if path == prefix or path.startswith(prefix + "/"):
-                return self.dir / sub / path[len(prefix):].lstrip("/")
-        return Path(path)
+        """A path on the host, as this machine reaches it (through its sshd's root)."""
+        return Path(f"/proc/{self.pid}/root") / path.lstrip("/")
 
 
 BOOT = r"""#!/bin/sh
@@ -160,12 +160,17 @@ BOOT = r"""#!/bin/sh
 set -eu
 H={dir}
 mount --make-rprivate /
-{share}
-mount --rbind "$H/etc-ssh" /etc/ssh
-mount --rbind "$H/home" /root
-mount --rbind "$H/run" /run
-for p in {hide}; do if [ -d "$p" ]; then mount --bind "$H/empty" "$p"; fi; done
-mount --rbind "$H/tmp" /tmp           # last: $H itself is under /tmp
+mount --bind "$H/etc-ssh" /etc/ssh
+{share_out}
+mount -t tmpfs -o mode=0700 loadgen-home /root
+mkdir -m 0700 /root/.ssh
+cp "$H/authorized_keys" /root/.ssh/authorized_keys
+chmod 0600 /root/.ssh/authorized_keys
+{share_in}
+mount -t tmpfs -o mode=0755 loadgen-run /run
+mkdir -m 0755 /run/sshd
+for p in {hide}; do if [ -d "$p" ]; then mount -t tmpfs -o mode=0755,size=1m loadgen-hidden "$p"; fi; done
+mount -t tmpfs -o mode=1777 loadgen-tmp /tmp   # last: $H itself is under /tmp
 hostname {name}
 {sysctls}
 prlimit --pid $$ --nofile={nofile_soft}:{nofile_hard}
@@ -292,25 +297,23 @@ class Cluster:
         for argv in (["link", "set", peer, "name", "eth0"], ["addr", "add", f"{host.address}/24", "dev", "eth0"],
                      ["link", "set", "eth0", "up"], ["link", "set", "lo", "up"]):
             _run(["ip", "-n", host.netns, *argv])
-        for sub, mode in (("etc-ssh", 0o755), ("home", 0o700), ("home/.ssh", 0o700), ("run", 0o755),
-                          ("run/sshd", 0o755), ("tmp", 0o1777), ("empty", 0o755)):
-            (host.dir / sub).mkdir(parents=True, exist_ok=True)
-            os.chmod(host.dir / sub, mode)
         etc = host.dir / "etc-ssh"
+        etc.mkdir(parents=True)
         _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", host.name, "-f", str(etc / "ssh_host_ed25519_key")])
         (etc / "sshd_config").write_text(SSHD_CONFIG)
-        keys = host.dir / "home" / ".ssh" / "authorized_keys"
-        keys.write_text(public_key)
-        os.chmod(keys, 0o600)
+        (host.dir / "authorized_keys").write_text(public_key)
         soft, hard = nofile or _nofile_here()
         lines = [f"sysctl -q -w {shlex.quote(k)}={shlex.quote(str(v))}" for k, v in sysctls.items()]
-        shared = []
-        for path in share:  # a real path under a private folder (e.g. the interpreter under /root) stays
-            target = shlex.quote(str(host.local_path(path)))
-            shared.append(f"mkdir -p {target} && mount --bind {shlex.quote(path)} {target}")
+        # A real path under a private folder (the interpreter under /root, with pyenv) stays
+        # visible: bound aside before the tmpfs covers it, moved back on top of it after.
+        share_out, share_in = [], []
+        for n, path in enumerate(share):
+            aside, there = shlex.quote(str(host.dir / f"share{n}")), shlex.quote(path)
+            share_out.append(f"mkdir -p {aside} && mount --bind {there} {aside}")
+            share_in.append(f"mkdir -p {there} && mount --move {aside} {there}")
         boot = BOOT.format(dir=shlex.quote(str(host.dir)), hide=" ".join(shlex.quote(p) for p in hide) or '""',
-                           share="\n".join(shared), name=host.name, sysctls="\n".join(lines),
-                           nofile_soft=soft, nofile_hard=hard, sshd=SSHD)
+                           share_out="\n".join(share_out), share_in="\n".join(share_in), name=host.name,
+                           sysctls="\n".join(lines), nofile_soft=soft, nofile_hard=hard, sshd=SSHD)
         (host.dir / "boot.sh").write_text(boot)
         log = open(host.dir / "sshd.log", "ab")
         proc = subprocess.Popen(["ip", "netns", "exec", host.netns, "unshare", "--mount", "--uts",

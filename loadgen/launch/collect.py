@@ -9,18 +9,18 @@ workers ended.
 
 from __future__ import annotations
 
-import json
 import re
 import tarfile
 import tempfile
 from pathlib import Path
 from typing import List, Optional
 
+from loadgen import rundir
 from loadgen.launch.ssh import Remote
 
-HOSTS_FILE = "hosts.json"
-JOURNAL = "journal"
-LOGS = "logs"
+HOSTS_FILE = rundir.HOSTS
+JOURNAL = rundir.JOURNAL_DIR
+LOGS = rundir.LOGS_DIR
 _MEMBER = re.compile(r"^(logs|journal)/([A-Za-z0-9._-]+)$")
 
 
@@ -57,7 +57,5 @@ def worker_ids(journals: List[str]) -> List[str]:
 
 def write_hosts_file(run_dir: Path, record: dict) -> Path:
     path = run_dir / HOSTS_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    rundir.atomic_write_json(path, record)
     return path

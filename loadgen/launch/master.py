@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
+from loadgen import rundir
+
 RUN_LINE = re.compile(r"^loadgen: run (\S+) \(.*\), results in (.+)$")
 END_LINE = re.compile(r"^loadgen: run (\S+) .*; exit code (\d+); results in (.+)$")
 
@@ -77,7 +79,7 @@ class Master:
         self.log.close()
         if run_dir is None or not run_dir.is_dir():
             return Path(self.log.name)
-        target = run_dir / "logs" / "master.log"
+        target = run_dir / rundir.LOGS_DIR / "master.log"
         target.parent.mkdir(exist_ok=True)
         shutil.move(self.log.name, target)
         return target

@@ -7,8 +7,7 @@ import os
 from locust import events
 from locust.runners import WorkerRunner
 
-from loadgen.lifecycle import SandboxUser
-import loadgen.run  # noqa: F401  registers loadgen's options and event hooks
+from loadgen import SandboxUser
 
 os.environ.setdefault("E2B_API_KEY", "e2b_emulator_local_key")  # what a run without --env E2B_API_KEY uses
 
