@@ -54,7 +54,10 @@ def launcher_argv(cluster, hosts, users, *args, locustfile=PROBE_LOCUSTFILE, mas
     hosts_file = cluster.write_hosts_file(Path(tempfile.mkdtemp(prefix="loadgen-hosts-")) / "hosts", hosts)
     argv = [str(LAUNCHER), "-f", str(locustfile), "-u", str(users), "--hosts", str(hosts_file),
             "--ssh-config", str(cluster.ssh_config), "--master-host", master_host or cluster.root_address,
-            "--master-bind-host", cluster.root_address, "--wheelhouse", str(WHEELHOUSE), *args, "--"]
+            "--master-bind-host", cluster.root_address, "--wheelhouse", str(WHEELHOUSE), *args]
+    if "--install" not in args:  # hosts with the checkout run this virtualenv (.venv, or tox's)
+        argv += ["--remote-venv", sys.prefix]
+    argv.append("--")
     if emulator is not None:
         argv += ["--emulator-url", emulator.url]
     if run_dir is not None:
@@ -103,7 +106,8 @@ def test_a_host_without_loadgen_is_refused_without_install(cluster, emulator, tm
     h2 = cluster.hosts[2]
     out = launch(cluster, [h2.name], 100, emulator=emulator, run_dir=tmp_path)
     assert out.returncode == 2, out.stderr
-    assert f"host {h2.name}: has no working loadgen in {REPO}" in out.stderr and "--install" in out.stderr
+    assert f"host {h2.name}: has no working loadgen in {REPO} (no virtualenv at {sys.prefix})" in out.stderr
+    assert "rerun with --install" in out.stderr
     assert emulator.stats()["created"] == 0
 
 
@@ -114,6 +118,14 @@ def test_a_locustfile_missing_on_a_host_is_refused(cluster, emulator, tmp_path):
     out = launch(cluster, [h0.name], 100, locustfile=outside, emulator=emulator, run_dir=tmp_path / "runs")
     assert out.returncode == 2, out.stderr
     assert f"host {h0.name}: has no locustfile {outside}" in out.stderr
+    assert emulator.stats()["created"] == 0
+
+
+def test_a_run_directory_the_workers_cannot_write_is_refused(cluster, emulator, tmp_path):
+    h0 = cluster.hosts[0]
+    out = launch(cluster, [h0.name], 100, emulator=emulator, run_dir="/etc/hostname/runs")  # under a file
+    assert out.returncode == 2, out.stderr
+    assert f"host {h0.name}: cannot write the run directory /etc/hostname/runs there" in out.stderr
     assert emulator.stats()["created"] == 0
 
 
@@ -143,10 +155,11 @@ def test_install_puts_this_checkout_on_a_host_without_it_and_runs_there(cluster,
     host = json.loads((run_path / "hosts.json").read_text())["hosts"][0]
     assert host["installed"]["ok"] is True and host["source"] == identity()
     assert emulator.stats()["live"] == 0
-    # a second launch finds it installed and installs nothing
-    again = launch(cluster, [h2.name], 10, "--install", "-w", "1", emulator=emulator, run_dir=tmp_path / "again")
+    # the next launch finds it installed and installs nothing (--check: the preflight only)
+    again = launch(cluster, [h2.name], 10, "--install", "--check", "-w", "1", emulator=emulator,
+                   run_dir=tmp_path / "again")
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "installing" not in again.stderr
+    assert "installing" not in again.stderr and "preflight passed: 1 hosts ready" in again.stderr
 
 
 # -- a whole run over SSH ------------------------------------------------------------------------------

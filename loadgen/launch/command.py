@@ -53,8 +53,8 @@ examples:
 EPILOG = """\
 The hosts file lists one ssh destination per line (host, user@host, or a Host
 of --ssh-config); blank lines and lines starting with # are skipped. Workers
-run in ~/.loadgen/launches/<launch id>/ on each host (their logs/ and, for a
-relative --run-dir, their journals). See docs/many-machines.md.
+run in ~/.loadgen/launches/<launch id>-<host>/ on each host (their logs/ and,
+for a relative --run-dir, their journals). See docs/many-machines.md.
 """
 
 
@@ -82,11 +82,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--remote-dir", metavar="DIR",
                    help="loadgen on the hosts: a checkout with a .venv, or where --install puts it "
                         "(default: this checkout's path; with --install, ~/loadgen)")
+    p.add_argument("--remote-venv", metavar="DIR",
+                   help="without --install: the virtualenv loadgen runs from on the hosts (default "
+                        "REMOTE_DIR/.venv)")
     p.add_argument("--remote-python", default="python3", metavar="CMD",
                    help="the hosts' Python, for the checks and for --install's venv (default python3)")
     p.add_argument("--install", action="store_true",
                    help="install this checkout, and every dependency as a wheel built here, into a venv in "
                         "--remote-dir on each host that lacks it (nothing is fetched on the hosts)")
+    p.add_argument("--check", action="store_true",
+                   help="run the preflight (and --install) only, then stop: exit 0 when every host is ready")
     p.add_argument("--wheelhouse", default=str(DEFAULT_WHEELHOUSE), metavar="DIR",
                    help=f"where --install keeps the wheels it builds (default {DEFAULT_WHEELHOUSE})")
     p.add_argument("--env", dest="forward", action="append", default=[], metavar="NAME",
@@ -142,6 +147,8 @@ def check_options(o) -> None:
     for name, value in (("-u", o.users), ("-w", o.per_host)):
         if value is not None and not (value.isdigit() and int(value) > 0):
             raise Refused(f"{name} must be a positive integer")
+    if o.install and o.remote_venv:
+        raise Refused("--remote-venv is for hosts that have loadgen already; --install puts it in REMOTE_DIR/.venv")
     o.users = int(o.users)
     o.per_host = int(o.per_host) if o.per_host else None
     for name in o.forward:
@@ -177,6 +184,9 @@ class Signals:
         self.received.append(sig)
         if self.master is None:
             raise Interrupted()
+        if not self.master.alive():
+            say("the run has ended: stopping the workers and copying their journals home; a moment")
+            return
         if len(self.received) >= 3:
             say("third signal: killing the master")
             self.master.kill()
@@ -247,6 +257,17 @@ def _free_port(host: str) -> int:
 # -- shard hosts over SSH ----------------------------------------------------------------------------
 
 
+def run_dir_option(locust_args: List[str]) -> str:
+    """The master's --run-dir among its options (the workers write their journals under it too)."""
+    value = "./runs"
+    for i, arg in enumerate(locust_args):
+        if arg == "--run-dir" and i + 1 < len(locust_args):
+            value = locust_args[i + 1]
+        elif arg.startswith("--run-dir="):
+            value = arg.split("=", 1)[1]
+    return value
+
+
 def read_hosts(path: str) -> List[str]:
     try:
         lines = Path(path).read_text().splitlines()
@@ -276,7 +297,6 @@ class ShardLaunch:
     def __init__(self, o, extra: List[str], signals: Signals):
         self.o, self.extra, self.signals = o, extra, signals
         self.launch_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
-        self.workdir = f"~/.loadgen/launches/{self.launch_id}"
         self.remote_dir = o.remote_dir or ("~/loadgen" if o.install else str(CHECKOUT))
         self.hosts = [ssh.Remote(dest, o.ssh_config, o.ssh_option, python=o.remote_python)
                       for dest in read_hosts(o.hosts)]
@@ -286,6 +306,10 @@ class ShardLaunch:
         self.started: dict = {}  # destination -> what start.py answered
         self.stopped: dict = {}
         self.installed: dict = {}
+
+    def workdir(self, host: ssh.Remote) -> str:
+        """This launch's folder on a host (one per destination, should two name the same machine)."""
+        return f"~/.loadgen/launches/{self.launch_id}-{host.label}"
 
     @property
     def remote_locustfile(self) -> str:
@@ -298,8 +322,9 @@ class ShardLaunch:
 
     # -- preflight -------------------------------------------------------------------------------
     def preflight(self, port: int) -> None:
-        params = {"remote_dir": self.remote_dir, "locustfile": self.remote_locustfile, "master_host": self.master_host,
-                  "master_port": port, "wheel_cache": HOST_WHEEL_CACHE}
+        params = {"remote_dir": self.remote_dir, "venv": self.o.remote_venv, "locustfile": self.remote_locustfile,
+                  "master_host": self.master_host, "master_port": port, "wheel_cache": HOST_WHEEL_CACHE,
+                  "run_dir": run_dir_option(self.extra)}
         say(f"preflight: checking {len(self.hosts)} hosts over SSH")
         failures = preflight.probe_all(self.hosts, params)
         problems = [f"host {h.destination}: {why}" for h, why in zip(self.hosts, failures) if why]
@@ -325,8 +350,7 @@ class ShardLaunch:
 
         return preflight.judge(self.hosts, users=self.o.users, per_host=self.o.per_host, source=self.source,
                                install=install, master_python=platform.python_version(),
-                               master=f"{self.master_host}:{self.port}", remote_dir=self.remote_dir,
-                               nofile=self.o.nofile)
+                               master=f"{self.master_host}:{self.port}", nofile=self.o.nofile, run_dir=run_dir_option(self.extra))
 
     def _refusal(self, problems: List[str]) -> str:
         return "\n".join(["preflight failed; nothing was started:", *[f"  {p}" for p in problems]])
@@ -356,9 +380,11 @@ class ShardLaunch:
             self.installed[host.destination] = result
             return None
 
+        started = time.monotonic()
         problems = [p for p in ssh.each(hosts, one) if p]
         if problems:
             raise Refused(self._refusal(problems))
+        say(f"installed in {time.monotonic() - started:.0f} s")
 
     # -- the run --------------------------------------------------------------------------------------
     def run(self) -> int:
@@ -368,6 +394,10 @@ class ShardLaunch:
             self.preflight(self.port)
         finally:
             listener.close()
+        if self.o.check:
+            say(f"preflight passed: {len(self.hosts)} hosts ready, {sum(p.workers for p in self.plans)} workers; "
+                "nothing was started (--check)")
+            return 0
         total = sum(p.workers for p in self.plans)
         say(f"master on {self.master_host}:{self.port}, {total} workers on {len(self.hosts)} hosts, "
             f"{self.o.users} sandboxes")
@@ -396,7 +426,7 @@ class ShardLaunch:
 
         def one(pair) -> Optional[str]:
             host, plan = pair
-            params = {"workdir": self.workdir, "python": host.facts["venv_python"], "workers": plan.workers,
+            params = {"workdir": self.workdir(host), "python": host.facts["venv_python"], "workers": plan.workers,
                       "nofile": plan.nofile, "port_range": plan.port_range, "port_range_via": plan.port_range_via,
                       "locust_args": ["-f", host.facts["locustfile"], *args], "secrets": secrets}
             answer = host.run("start", params, timeout=120)
@@ -414,7 +444,7 @@ class ShardLaunch:
         """Until the run starts: a worker that dies (bad credentials, an import error) ends the launch."""
         while master.alive() and not master.started.wait(every):
             answers = ssh.each(self.hosts, lambda h: _json_line(
-                h.run("stop", {"workdir": self.workdir, "check_only": True}, timeout=60).stdout))
+                h.run("stop", {"workdir": self.workdir(h), "check_only": True}, timeout=60).stdout))
             dead = []
             for host, answer in zip(self.hosts, answers):
                 expected = len(self.started.get(host.destination, {}).get("pids", []))
@@ -431,7 +461,7 @@ class ShardLaunch:
 
     def _log_tail(self, host: ssh.Remote, lines: int = 8) -> List[str]:
         with tempfile.TemporaryDirectory(prefix="loadgen-launch-") as tmp:
-            collect.fetch(host, self.workdir, None, Path(tmp))
+            collect.fetch(host, self.workdir(host), None, Path(tmp))
             out = []
             for log in sorted((Path(tmp) / collect.LOGS).glob("*.log")):
                 text = log.read_text(errors="replace").strip().splitlines()
@@ -445,7 +475,7 @@ class ShardLaunch:
         grace = self.o.grace if run_dir is not None else min(self.o.grace, 5.0)  # no run: nothing to finish
 
         def stop(host: ssh.Remote) -> dict:
-            answer = host.run("stop", {"workdir": self.workdir, "grace": grace, "term_grace": 30},
+            answer = host.run("stop", {"workdir": self.workdir(host), "grace": grace, "term_grace": 30},
                               timeout=grace + 90)
             return _json_line(answer.stdout) if answer.returncode == 0 else {"error": answer.why()}
 
@@ -454,17 +484,17 @@ class ShardLaunch:
         run_path = self._master_run_path()
         say(f"stopping the workers on {len(self.hosts)} hosts (up to {grace:.0f} s for them to end by themselves)")
         stops = ssh.each(self.hosts, stop)
-        fetched = ssh.each(self.hosts, lambda h: collect.fetch(h, self.workdir, run_path, target))
+        fetched = ssh.each(self.hosts, lambda h: collect.fetch(h, self.workdir(h), run_path, target))
         record = {"launch_id": self.launch_id, "source": self.source,
                   "master": {"address": self.master_host, "port": self.port, "bind": self.o.master_bind_host},
-                  "remote_dir": self.remote_dir, "workdir": self.workdir, "hosts": []}
+                  "remote_dir": self.remote_dir, "hosts": []}
         for host, plan, stopped, copied in zip(self.hosts, self.plans, stops, fetched):
             f, started = host.facts, self.started.get(host.destination, {})
             record["hosts"].append({
                 "host": host.destination, "hostname": f.get("hostname"), "cores": f.get("cores"),
                 "memory_bytes": f.get("memory_bytes"), "python_version": (f.get("venv") or {}).get("python_version"),
                 "source": f.get("source"), "installed": self.installed.get(host.destination),
-                "workers": plan.workers, "worker_pids": started.get("pids", []),
+                "workdir": self.workdir(host), "workers": plan.workers, "worker_pids": started.get("pids", []),
                 "limits": {"nofile_before": started.get("nofile_before", f.get("nofile")),
                            "nofile": started.get("nofile"),
                            "port_range_before": started.get("port_range_before", f.get("port_range")),
@@ -486,7 +516,7 @@ class ShardLaunch:
         return master.run_path if master is not None else None
 
     def _report(self, host: ssh.Remote, stopped: dict, copied: dict, target: Path, run_path: Optional[str]) -> None:
-        where = f"{self.workdir} (and the run directory {run_path})" if run_path else self.workdir
+        where = f"{self.workdir(host)} (and the run directory {run_path})" if run_path else self.workdir(host)
         if "error" in stopped:
             say(f"WARNING: host {host.destination}: could not be reached to stop its workers ({stopped['error']}); "
                 f"they may still run. Their journals stay in {where} there: copy them into {target}/journal/ and "

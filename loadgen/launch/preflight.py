@@ -47,7 +47,7 @@ def probe_all(hosts: List[Remote], params: dict) -> List[Optional[str]]:
                     f"accepts your key: ssh -o BatchMode=yes {host.destination} true")
         if answer.returncode == 127:
             return f"has no {host.python} ({answer.why()}). Fix: install Python {'.'.join(map(str, MIN_PYTHON))} or " \
-                   "newer there (Debian/Ubuntu: apt-get install python3 python3-venv), or name it with --remote-python"
+                   "newer there (Debian/Ubuntu: apt-get install python3), or name it with --remote-python"
         try:
             host.facts = json.loads(answer.stdout.decode().strip().splitlines()[-1])
         except (ValueError, IndexError):
@@ -62,7 +62,8 @@ def _version(text: str):
 
 
 def judge(hosts: List[Remote], *, users: int, per_host: Optional[int], source: Optional[str], install: bool,
-          master_python: str, master: str, remote_dir: str, nofile: Optional[int]) -> tuple[list, list]:
+          master_python: str, master: str, nofile: Optional[int],
+          run_dir: str = "./runs") -> tuple[list, list]:
     """(problems, plans): problems are 'host X: what. Fix: how.' lines."""
     problems: List[str] = []
     plans: List[Plan] = []
@@ -97,20 +98,25 @@ def judge(hosts: List[Remote], *, users: int, per_host: Optional[int], source: O
                     say(f"{f['remote_dir']} exists and was not made by --install. Fix: name another --remote-dir, "
                         "or empty that folder")
                 elif not f["venv_module"]:
-                    say("its python3 has no venv module. Fix: apt-get install python3-venv (or the equivalent)")
+                    say("its python3 has no venv module. Fix: install the full python3 there (not a minimal one)")
             elif not f["remote_dir_exists"]:
                 say(f"has no loadgen: {f['remote_dir']} does not exist. Fix: rerun with --install, or check out "
                     f"this commit ({source}) there, or name its folder with --remote-dir")
             elif not installed:
-                why = venv.get("error") or (f"{', '.join(venv['missing'])} missing" if venv else "no .venv")
+                why = venv.get("error") or (f"{', '.join(venv['missing'])} missing" if venv else
+                                            f"no virtualenv at {f['venv_dir']}")
                 say(f"has no working loadgen in {f['remote_dir']} ({why}). Fix: rerun with --install, or "
-                    f"create {f['remote_dir']}/.venv there with loadgen installed")
+                    f"install loadgen there into {f['venv_dir']} (or name its virtualenv with --remote-venv)")
             else:
                 say(f"runs loadgen {f.get('source') or 'of unknown commit'}, this checkout is {source}. "
                     f"Fix: rerun with --install, or check out {source} in {f['remote_dir']} there")
         if not plan.needs_install and len(problems) == before and not f["locustfile_exists"]:
             say(f"has no locustfile {f['locustfile']}. Fix: keep the locustfile inside the checkout (so that "
                 "--install ships it), or copy it there")
+        if f.get("run_dir_writable") is False:
+            say(f"cannot write the run directory {run_dir} there (the workers write their journals under it). "
+                "Fix: give --run-dir a relative path (the workers then write inside their launch's folder), or "
+                "make that folder writable there")
         _tune(f, plan, workers, per_worker, nofile, say)
     return problems, plans
 

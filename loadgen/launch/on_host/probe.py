@@ -89,7 +89,8 @@ def main(p):
     marker = read(os.path.join(directory, INSTALL_MARKER))
     out["install"] = json.loads(marker) if marker else None
     out["source"] = out["install"]["source"] if out["install"] else git_identity(directory)
-    python = os.path.join(directory, ".venv", "bin", "python")
+    out["venv_dir"] = os.path.expanduser(p.get("venv") or os.path.join(directory, ".venv"))
+    python = os.path.join(out["venv_dir"], "bin", "python")
     if os.path.exists(python):
         out["venv_python"] = python
         out["venv"] = venv_facts(python)
@@ -103,6 +104,12 @@ def main(p):
     except OSError as e:
         out["master_reachable"] = False
         out["master_error"] = str(e)
+    run_dir = p.get("run_dir") or ""
+    if os.path.isabs(run_dir):  # (a relative one is taken inside the launch's own folder)
+        existing = run_dir
+        while not os.path.exists(existing):
+            existing = os.path.dirname(existing)
+        out["run_dir_writable"] = os.path.isdir(existing) and os.access(existing, os.W_OK | os.X_OK)
     cache = os.path.expanduser(p["wheel_cache"])
     out["wheels"] = sorted(n for n in os.listdir(cache) if n.endswith(".whl")) if os.path.isdir(cache) else []
     print(json.dumps(out))
