@@ -147,8 +147,20 @@ class Host:
     dir: Path
     pid: int = 0  # its sshd (the first process of its mount and UTS namespaces)
     proc: Optional[subprocess.Popen] = field(default=None, repr=False)
+    shared: List[str] = field(default_factory=list)  # this machine's folders seen inside its private ones
 
     PRIVATE = ("/tmp", "/run", "/root")  # a tmpfs of its own each
+
+    def own_files(self) -> Iterator[Path]:
+        """Every file in the host's own folders (not in folders shared from this machine)."""
+        shared = {str(self.local_path(p)) for p in self.shared}
+        for private in self.PRIVATE:
+            for folder, dirs, files in os.walk(self.local_path(private)):
+                dirs[:] = [d for d in dirs if os.path.join(folder, d) not in shared]
+                for name in files:
+                    path = Path(folder) / name
+                    if path.is_file() and not path.is_symlink():
+                        yield path
 
     def local_path(self, path: str) -> Path:
         """A path on the host, as this machine reaches it (through its sshd's root)."""
@@ -307,6 +319,7 @@ class Cluster:
         # A real path under a private folder (the interpreter under /root, with pyenv) stays
         # visible: bound aside before the tmpfs covers it, moved back on top of it after.
         share_out, share_in = [], []
+        host.shared = list(share)
         for n, path in enumerate(share):
             aside, there = shlex.quote(str(host.dir / f"share{n}")), shlex.quote(path)
             share_out.append(f"mkdir -p {aside} && mount --bind {there} {aside}")

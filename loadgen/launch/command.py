@@ -35,9 +35,9 @@ README "Exit codes").
 Before anything is started, every host is checked: it answers over SSH, has
 Python and loadgen at this checkout's commit (or --install puts them there),
 has the locustfile, and reaches the master's port. Any problem: exit 2, each
-problem naming its host and the fix, nothing created. The workers get the
-descriptor limit their sandboxes need (and a wider ephemeral port range where
-that is needed and allowed). At the end, and after Ctrl-C or SIGTERM (which
+problem naming its host and the fix, nothing created. Where their sandboxes
+need it and it is allowed, the workers get a higher hard descriptor limit and
+a wider ephemeral port range (the master then checks every worker's limits). At the end, and after Ctrl-C or SIGTERM (which
 interrupt the run as on one machine), every host's workers are stopped and
 their journals and logs are copied into the run directory (journal/, logs/,
 hosts.json), so `loadgen reap RUN_DIR` can reach sandboxes created anywhere.

@@ -5,6 +5,14 @@ there). `judge` turns the answers into problems, each naming the host and the
 fix, and into each host's plan: how many workers, the descriptor limit they
 get, whether the ephemeral port range must be widened. Any problem and the
 launcher exits 2 with nothing started anywhere.
+
+The tuning raises what a worker cannot raise itself (the hard descriptor
+limit, as root; the port range, as root or with sudo), by the engine's own
+measure (`loadgen.engine.limits`), at the adapters' most (`Provider.fds_per_sandbox`
+connections per sandbox, all to one destination as against an emulator).
+Whether a run then fits is the engine's to judge: the master checks every
+worker's limits before the first create and refuses (exit 2) a run that
+does not fit, naming the host and the fix.
 """
 
 from __future__ import annotations
@@ -14,15 +22,11 @@ import math
 from dataclasses import dataclass, field
 from typing import List, Optional
 
+from loadgen.engine.limits import fds_needed
 from loadgen.launch.ssh import Remote, each
 
 MIN_PYTHON = (3, 10)
 WIDE_PORT_RANGE = "1024 65535"
-# A sandbox holds up to two connections at once (the provider's API and the sandbox's own
-# endpoint); a worker also needs a few hundred descriptors of its own.
-SOCKETS_PER_SANDBOX = 2
-DESCRIPTORS_PER_WORKER = 256
-PORTS_MARGIN = 1024
 
 
 @dataclass
@@ -121,26 +125,28 @@ def judge(hosts: List[Remote], *, users: int, per_host: Optional[int], source: O
     return problems, plans
 
 
+def _connections_per_sandbox() -> int:
+    from loadgen.providers.base import Provider  # (imports gevent: only when judging)
+
+    return Provider.fds_per_sandbox
+
+
 def _tune(f: dict, plan: Plan, workers: int, per_worker: int, nofile: Optional[int], say) -> None:
-    soft, hard = f["nofile"]
-    need = per_worker * SOCKETS_PER_SANDBOX + DESCRIPTORS_PER_WORKER
-    can_raise_hard = f["root"]
-    plan.nofile = nofile or max(hard, need if can_raise_hard else 0)
-    if can_raise_hard:
-        plan.nofile = min(plan.nofile, f["nr_open"])
-    if plan.nofile < need or (not can_raise_hard and plan.nofile > hard):
-        say(f"each worker needs about {need} file descriptors for its {per_worker} sandboxes, and can have "
-            f"{min(plan.nofile, hard)} (hard limit {hard}). Fix: raise the hard limit of your login there "
-            "(limits.conf, or LimitNOFILE for a service), or run more workers (-w) or hosts")
+    hard = f["nofile"][1]
+    per_sandbox = _connections_per_sandbox()
+    need = fds_needed(per_worker, per_sandbox)
+    if nofile:
+        plan.nofile = nofile
+        if nofile > hard and not f["root"]:
+            say(f"--nofile {nofile} is above the hard limit there ({hard}), which only root may raise. Fix: a lower "
+                "--nofile, or raise the hard limit of your login there (limits.conf, or LimitNOFILE= for a service)")
+    else:  # the hard limit (as root, what the sandboxes need if that is more, up to fs.nr_open)
+        plan.nofile = min(max(hard, need), f["nr_open"]) if f["root"] else hard
     low, high = f["port_range"]
-    ports_needed = per_worker * workers * SOCKETS_PER_SANDBOX + PORTS_MARGIN
-    if high - low + 1 < ports_needed:
+    connections = per_worker * workers * per_sandbox
+    if high - low + 1 < connections:
         via = "root" if f["root"] else "sudo" if f["sudo"] else None
-        if via is None:
-            say(f"its ephemeral port range ({low}-{high}) is smaller than the ~{ports_needed} connections its "
-                f"workers may open. Fix: sysctl -w net.ipv4.ip_local_port_range='{WIDE_PORT_RANGE}' there (as root), "
-                "or spread the sandboxes over more hosts")
-        else:
+        if via is not None:
             plan.port_range, plan.port_range_via = WIDE_PORT_RANGE, via
             plan.notes.append(f"widening the ephemeral port range {low}-{high} to {WIDE_PORT_RANGE.replace(' ', '-')} "
-                              f"(~{ports_needed} connections)")
+                              f"(up to {connections} connections at once)")
