@@ -75,7 +75,7 @@ async def _send_all(client: str, url: str, n: int, ca_file: str):
         try:
             from loadgen.net.wirehttp import WirePool
         except ImportError:  # before the layout change
-            from loadgen.wirehttp import WirePool
+            from loadgen.net.wirehttp import WirePool
         pool = WirePool(max_idle_per_origin=n, ssl_context=ssl.create_default_context(cafile=ca_file))
 
         async def one(i):
