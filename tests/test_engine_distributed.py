@@ -29,6 +29,7 @@ def test_master_and_two_workers_1000_sandboxes(tmp_path, emulator):
 
 
 import signal
+import time
 
 from tests.locust_harness import finish, kill_all, start_locust, start_worker, wait_for
 
@@ -69,3 +70,26 @@ def test_sigterm_to_master_during_hold_destroys_everything(tmp_path, emulator):
     assert all(r["destroy_ok"] for r in run.records)
     for name in ("raw.jsonl", "meta.json", "heartbeat.json", "metrics.jsonl", "coordinator.log", "run.json"):
         assert (run.run_path / name).exists(), name
+
+
+def test_a_worker_silent_for_6_s_is_not_counted_lost(tmp_path, emulator):
+    """Locust's master counts a worker lost after 3 missed heartbeats and, with every worker lost, stops the
+    run (with --worker-heartbeat-timeout 3 this run ends with 0 records). A worker that starts thousands
+    of sandboxes on a busy host is silent that long; with --worker-heartbeat-timeout (30 s by default)
+    the frozen worker is still the master's when it wakes."""
+    master, workers, _ = start_locust("local.py", 100, tmp_path,
+                                      ["--emulator-url", emulator.url, "--hold", "10"], workers=1)
+    try:
+        wait_for(lambda: emulator.stats()["live"] == 100, 60, what="100 sandboxes held")
+        workers[0].send_signal(signal.SIGSTOP)
+        time.sleep(6)
+        workers[0].send_signal(signal.SIGCONT)
+        run = finish(master, workers, tmp_path, timeout=120)
+    finally:
+        for w in workers:
+            w.send_signal(signal.SIGCONT)
+        kill_all([master, *workers])
+    assert run.returncode == 0, run.output[-4000:]
+    assert run.meta["status"] == "done" and run.meta["complete"] is True
+    assert len(run.records) == 100 and all(r["status"] == "success" for r in run.records)
+    assert emulator.stats()["live"] == 0

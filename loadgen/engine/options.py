@@ -92,11 +92,20 @@ def add_arguments(parser) -> None:
     group.add_argument("--arrival-rate", type=float, default=None,
                        help="Open arrival model: this many creates per second across the whole run, on a "
                             "schedule fixed by the master and independent of answers (default: off).")
+    group.add_argument("--worker-heartbeat-timeout", type=float, default=WORKER_HEARTBEAT_TIMEOUT_S,
+                       help="Seconds without a heartbeat before the master counts a worker as lost (default "
+                            f"{WORKER_HEARTBEAT_TIMEOUT_S:g}; Locust's own 3 s is missed by a worker busy "
+                            "starting thousands of sandboxes).")
     group.add_argument("--ramp", type=float, default=0.0,
                        help="With --arrival-rate: rise linearly from 0 to the rate over this many seconds "
                             "(default 0).")
 
 
+# A worker that starts thousands of sandboxes at once on a busy host can hold its hub for seconds (every
+# user's first request is built and sent before the hub polls again), long enough to miss Locust's
+# 3 heartbeats; the master would count every worker lost and stop a healthy burst. A lost worker is
+# still found, this many seconds after its last heartbeat.
+WORKER_HEARTBEAT_TIMEOUT_S = 30.0
 DESTROY_RETRY_FIRST_WAIT_S = 1.0  # then doubled before each further retry
 
 
@@ -152,6 +161,9 @@ class RunSettings:
         hold = positive("hold", options.hold, allow_zero=True)
         barrier = positive("barrier_timeout", options.barrier_timeout)
         spread = positive("probe_spread", options.probe_spread, allow_zero=True)
+        heartbeat = getattr(options, "worker_heartbeat_timeout", WORKER_HEARTBEAT_TIMEOUT_S)
+        if heartbeat is None or not heartbeat >= 1:
+            errors.append(f"--worker-heartbeat-timeout must be >= 1 s (got {heartbeat})")
         rate = options.min_success_rate
         if rate is not None and not 0.0 <= rate <= 1.0:
             errors.append(f"--min-success-rate must be between 0 and 1 (got {rate})")

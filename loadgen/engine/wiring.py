@@ -23,6 +23,7 @@ it answers. Options, identity and clocks live in their own modules.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import time
@@ -31,6 +32,7 @@ from typing import Optional
 
 import gevent
 from locust import events
+from locust import runners as locust_runners
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadgen.engine.clocks import MasterClock, WorkerClock
@@ -60,6 +62,17 @@ MSG_METRICS = "loadgen_metrics"
 MSG_SCHEDULE = "loadgen_schedule"
 MSG_LIMITS = "loadgen_limits"
 LIMITS_WAIT_S = 5.0  # how long the master waits for a worker's limits before judging without them
+
+
+def set_worker_heartbeat_timeout(seconds: Optional[float]) -> None:
+    """How long the master waits for a silent worker before it counts it lost (--worker-heartbeat-timeout).
+
+    Locust's master counts down each worker's heartbeats once a second from
+    ``HEARTBEAT_LIVENESS``, which it reads each time a heartbeat arrives or a
+    worker joins; setting the module's value before any worker connects sets
+    it for the run."""
+    if seconds:
+        locust_runners.HEARTBEAT_LIVENESS = max(3, math.ceil(seconds))
 
 
 def provider_name_of(environment) -> str:
@@ -103,6 +116,7 @@ class Controller:
         self._worker_slots: dict[str, int] = {}  # worker -> its emulator, when the run spreads over several
         self.refusal: Optional[str] = None
         if self.is_master:
+            set_worker_heartbeat_timeout(getattr(self.options, "worker_heartbeat_timeout", None))
             install_master_dispatch(self.runner, lambda: self.allocator, self._options_for_worker)
             self.runner.register_message(MSG_RESULTS, self._m_results)
             self.runner.register_message(MSG_REPORT, self._m_report)
