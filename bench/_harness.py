@@ -95,7 +95,9 @@ def _verified_context(**_ignored):
 
 class BaselineUser(FastHttpUser):
     wait_time = constant(3600)
-    host = os.environ.get("BENCH_HOST")
+    # several emulator URLs (comma-separated): worker i takes the i-th, as loadgen's master assigns them
+    host = (lambda urls: urls[int(os.environ.get("BENCH_IDX_BASE", "0")) % len(urls)] if urls[0] else None)(
+        os.environ.get("BENCH_HOST", "").split(","))
     if (host or "").startswith("https://"):
         insecure = False
         ssl_context_factory = staticmethod(_verified_context)

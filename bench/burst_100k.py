@@ -21,6 +21,16 @@ ground truth:
 - the generator's own share (meta.json's generator_share) and the
   emulators' overload (loop lag, accept queue, listen drops).
 
+The emulators stand in for a provider, whose front doors accept a burst of
+connections at once. This machine's root namespace caps every listen queue
+at net.core.somaxconn (4,096 here), and 100,000 connects at once overflow
+it: dropped SYNs wait out the kernel's back-off (1, 3, 7, 15 s ...), which is
+the host's limit, not the provider's. So by default (--provider-netns, as
+root) the emulators run in a network namespace of their own, reached over a
+veth pair at 10.78.0.2, with that namespace's somaxconn and
+tcp_max_syn_backlog at 65,535; the machine's own sysctls are never touched.
+--no-provider-netns keeps them on 127.0.0.1.
+
 The baseline, measured in the same run unless --skip-baseline: the same
 number of lifecycles by Locust's FastHttpUser on the same layout, for the
 wall-time ratio.
@@ -33,13 +43,16 @@ chunks N lines.
 Usage:
   python bench/burst_100k.py [--users 100000] [--workers 12] [--emulators 8] [--hold 5]
                              [--emulator-nice -10] [--sinks] [--skip-baseline] [--timeout 1200]
+                             [--no-provider-netns]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
+import subprocess
 import sys
 import time
 import uuid
@@ -52,6 +65,44 @@ from loadgen.emulator import start_emulators  # noqa: E402
 from loadgen.result import parse_iso  # noqa: E402
 
 AGREEMENT_TARGET_MS = 10.0
+
+
+PROVIDER_NETNS = "lgbench-provider"
+PROVIDER_VETH = ("lgbprov0", "lgbprov1")
+PROVIDER_ADDRS = ("10.78.0.1", "10.78.0.2")  # this machine's end, the emulators' end
+PROVIDER_SYSCTLS = {"net.core.somaxconn": "65535", "net.ipv4.tcp_max_syn_backlog": "65535"}
+
+
+def _ip(*argv: str, netns: str = "") -> None:
+    prefix = ["ip", "netns", "exec", netns] if netns else []
+    subprocess.run([*prefix, *argv], check=True, capture_output=True, timeout=30)
+
+
+def _remove_provider_netns() -> None:
+    subprocess.run(["ip", "netns", "pids", PROVIDER_NETNS], capture_output=True)
+    subprocess.run(["ip", "netns", "del", PROVIDER_NETNS], capture_output=True)
+    subprocess.run(["ip", "link", "del", PROVIDER_VETH[0]], capture_output=True)
+
+
+@contextlib.contextmanager
+def provider_netns():
+    """A network namespace for the emulators, with listen queues a provider's front door has; removed after,
+    whatever happens. Yields (the argv that runs a command inside it, the address it listens on)."""
+    _remove_provider_netns()  # a namespace left by a killed run
+    try:
+        _ip("ip", "netns", "add", PROVIDER_NETNS)
+        _ip("ip", "link", "add", PROVIDER_VETH[0], "type", "veth", "peer", "name", PROVIDER_VETH[1])
+        _ip("ip", "link", "set", PROVIDER_VETH[1], "netns", PROVIDER_NETNS)
+        _ip("ip", "addr", "add", f"{PROVIDER_ADDRS[0]}/24", "dev", PROVIDER_VETH[0])
+        _ip("ip", "link", "set", PROVIDER_VETH[0], "up")
+        _ip("ip", "addr", "add", f"{PROVIDER_ADDRS[1]}/24", "dev", PROVIDER_VETH[1], netns=PROVIDER_NETNS)
+        _ip("ip", "link", "set", PROVIDER_VETH[1], "up", netns=PROVIDER_NETNS)
+        _ip("ip", "link", "set", "lo", "up", netns=PROVIDER_NETNS)
+        for key, value in PROVIDER_SYSCTLS.items():
+            _ip("sysctl", "-q", "-w", f"{key}={value}", netns=PROVIDER_NETNS)
+        yield ["ip", "netns", "exec", PROVIDER_NETNS], PROVIDER_ADDRS[1]
+    finally:
+        _remove_provider_netns()
 
 
 def peak_rss_kb(pid: int):
@@ -166,68 +217,79 @@ def main() -> int:
     ap.add_argument("--sinks", action="store_true")
     ap.add_argument("--skip-baseline", action="store_true")
     ap.add_argument("--timeout", type=float, default=1200)
+    ap.add_argument("--provider-netns", action=argparse.BooleanOptionalAction, default=os.geteuid() == 0,
+                    help="the emulators in a network namespace of their own (default as root; see above)")
     args = ap.parse_args()
     emulators = args.emulators or args.workers
     print(f"# {H.command_line()}  ({H.today()}, {H.machine()})")
-    with start_emulators(emulators, "fast") as cluster:
-        for member in cluster.members:
-            try:
-                os.setpriority(os.PRIO_PROCESS, member.pid, args.emulator_nice)
-            except OSError as exc:
-                print(f"  (could not renice emulator {member.pid}: {exc})")
-        res = run_once(args, cluster)
-        if res.run_path is None:  # refused before a run directory was made (exit 2: limits, cost, options)
-            print(res.master.output[-3000:])
-            return 1
-        stats = cluster.stats()
-        truth = cluster.sandboxes()
-        rows = process_rows(res, res.metrics(), cluster)
-        meta = res.meta()
-        records = res.records()
-        success = meta["status_histogram"].get("success", 0)
-        agree = agreement(records, truth)
-        ttl, peak = time_to_live(records, args.users)
-        share = meta.get("generator_share") or {}
-        held = share.get("held_ms") or {}
-        overload = (stats.get("server") or {}).get("overload") or {}
-        print()
-        print(f"sandboxes: {len(records)} records, success {success}, status {meta['status_histogram']}, "
-              f"failure classes {meta.get('failure_class_histogram')}")
-        print(f"leaks: {stats['live']} live at the emulators after the run; emulators created {stats['created']}, "
-              f"killed {stats['killed']}; exit code {res.master.returncode}; complete {meta.get('complete')}")
-        print(f"target: {'MET' if success == args.users and stats['live'] == 0 and res.master.returncode == 0 else 'MISSED'}"
-              f" ({args.users} successes, 0 leaks, exit 0)")
-        print(f"wall: {res.wall_s:.1f} s; first create to {args.users} live: "
-              f"{'never' if ttl is None else f'{ttl:.1f} s'} (peak live {peak})")
-        for name in ("create", "readiness"):
-            values = agree[name]
-            p99 = H.percentile(values, 99) if values else None
-            verdict = "MET" if p99 is not None and p99 <= AGREEMENT_TARGET_MS else "MISSED"
-            print(f"agreement |measured - server| {name} ms: {dist(values)}  [{verdict}: p99 <= {AGREEMENT_TARGET_MS:g}]")
-        print(f"readiness connection set-up ms (inside first_command_ms): {dist(agree['readiness_setup'])}; "
-              f"SYN retransmissions {sum(r.get('syn_retransmits') or 0 for r in records)}")
-        print(f"generator's share: held phases p50 {held.get('p50')} ms, p99 {held.get('p99')} ms, "
-              f"max {held.get('max')} ms; {share.get('delayed')} of {share.get('sandboxes_measured')} sandboxes "
-              f"delayed > {share.get('limit_ms')} ms; worst {share.get('worst')}; generator failures "
-              f"{meta.get('generator_failures')}")
-        print(f"emulators: {emulators} processes, loop lag max {overload.get('loop_lag_ms', {}).get('max')} ms, "
-              f"accept queue max {overload.get('accept_queue', {}).get('max')}, listen overflows "
-              f"{overload.get('listen_overflows')}, drops {overload.get('listen_drops')}, CPU "
-              f"{stats['server']['cpu_s']:.1f} s")
-        print()
-        print(H.table(["process", "peak RSS MiB", "peak fds (emulator: connections accepted)", "CPU s"], rows))
-        if res.master.returncode != 0:
-            print(res.master.output[-3000:])
-        base_wall = None
-        if not args.skip_baseline:
-            cluster.reset()
-            base, base_rows = H.run_baseline(args.users, cluster.urls[0], workers=args.workers, timeout=args.timeout)
-            st = cluster.stats()
-            base_wall = base.wall_s
-            print(f"\nbaseline FastHttpUser: wall {base.wall_s:.1f} s, creates answered {len(base_rows)}, "
-                  f"live after {st['live']}; loadgen/baseline wall {res.wall_s / base.wall_s:.2f}x")
-        if args.sinks:
-            sinks_run(args, cluster)
+    with contextlib.ExitStack() as stack:
+        wrapper, host = stack.enter_context(provider_netns()) if args.provider_netns else ((), "127.0.0.1")
+        cluster = stack.enter_context(start_emulators(emulators, "fast", wrapper=wrapper, host=host))
+        print(f"  emulators: {emulators} processes on {host}"
+              + (f" (namespace {PROVIDER_NETNS}: {', '.join(f'{k}={v}' for k, v in PROVIDER_SYSCTLS.items())})"
+                 if args.provider_netns else " (this machine's listen queues)"), flush=True)
+        return _measure(args, emulators, cluster)
+
+
+def _measure(args, emulators: int, cluster) -> int:
+    for member in cluster.members:
+        try:
+            os.setpriority(os.PRIO_PROCESS, member.pid, args.emulator_nice)
+        except OSError as exc:
+            print(f"  (could not renice emulator {member.pid}: {exc})")
+    res = run_once(args, cluster)
+    if res.run_path is None:  # refused before a run directory was made (exit 2: limits, cost, options)
+        print(res.master.output[-3000:])
+        return 1
+    stats = cluster.stats()
+    truth = cluster.sandboxes()
+    rows = process_rows(res, res.metrics(), cluster)
+    meta = res.meta()
+    records = res.records()
+    success = meta["status_histogram"].get("success", 0)
+    agree = agreement(records, truth)
+    ttl, peak = time_to_live(records, args.users)
+    share = meta.get("generator_share") or {}
+    held = share.get("held_ms") or {}
+    overload = (stats.get("server") or {}).get("overload") or {}
+    print()
+    print(f"sandboxes: {len(records)} records, success {success}, status {meta['status_histogram']}, "
+          f"failure classes {meta.get('failure_class_histogram')}")
+    print(f"leaks: {stats['live']} live at the emulators after the run; emulators created {stats['created']}, "
+          f"killed {stats['killed']}; exit code {res.master.returncode}; complete {meta.get('complete')}")
+    print(f"target: {'MET' if success == args.users and stats['live'] == 0 and res.master.returncode == 0 else 'MISSED'}"
+          f" ({args.users} successes, 0 leaks, exit 0)")
+    print(f"wall: {res.wall_s:.1f} s; first create to {args.users} live: "
+          f"{'never' if ttl is None else f'{ttl:.1f} s'} (peak live {peak})")
+    for name in ("create", "readiness"):
+        values = agree[name]
+        p99 = H.percentile(values, 99) if values else None
+        verdict = "MET" if p99 is not None and p99 <= AGREEMENT_TARGET_MS else "MISSED"
+        print(f"agreement |measured - server| {name} ms: {dist(values)}  [{verdict}: p99 <= {AGREEMENT_TARGET_MS:g}]")
+    print(f"readiness connection set-up ms (inside first_command_ms): {dist(agree['readiness_setup'])}; "
+          f"SYN retransmissions {sum(r.get('syn_retransmits') or 0 for r in records)}")
+    print(f"generator's share: held phases p50 {held.get('p50')} ms, p99 {held.get('p99')} ms, "
+          f"max {held.get('max')} ms; {share.get('delayed')} of {share.get('sandboxes_measured')} sandboxes "
+          f"delayed > {share.get('limit_ms')} ms; worst {share.get('worst')}; generator failures "
+          f"{meta.get('generator_failures')}")
+    print(f"emulators: {emulators} processes, loop lag max {overload.get('loop_lag_ms', {}).get('max')} ms, "
+          f"accept queue max {overload.get('accept_queue', {}).get('max')}, listen overflows "
+          f"{overload.get('listen_overflows')}, drops {overload.get('listen_drops')}, CPU "
+          f"{stats['server']['cpu_s']:.1f} s")
+    print()
+    print(H.table(["process", "peak RSS MiB", "peak fds (emulator: connections accepted)", "CPU s"], rows))
+    if res.master.returncode != 0:
+        print(res.master.output[-3000:])
+    base_wall = None
+    if not args.skip_baseline:
+        cluster.reset()
+        base, base_rows = H.run_baseline(args.users, cluster.url, workers=args.workers, timeout=args.timeout)
+        st = cluster.stats()
+        base_wall = base.wall_s
+        print(f"\nbaseline FastHttpUser: wall {base.wall_s:.1f} s, creates answered {len(base_rows)}, "
+              f"live after {st['live']}; loadgen/baseline wall {res.wall_s / base.wall_s:.2f}x")
+    if args.sinks:
+        sinks_run(args, cluster)
     if base_wall is None:
         print("\n(no baseline: --skip-baseline)")
     return 0

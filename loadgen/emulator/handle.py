@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from loadgen.emulator import settings as S
 
@@ -160,7 +160,7 @@ class EmulatorProcess(_Accessors):
 def start_emulator(profile: Optional[str] = "fast", port: int = 0,
                    config: Union[None, str, os.PathLike, Mapping[str, Any]] = None,
                    *, ready_timeout: float = 30.0, faces: str = "e2b", host: str = DEFAULT_HOST,
-                   tls: bool = False, **overrides: Any) -> EmulatorProcess:
+                   tls: bool = False, wrapper: Sequence[str] = (), **overrides: Any) -> EmulatorProcess:
     """Start `python -m loadgen.emulator` and wait for its URL line.
 
     `host` is the address it listens on (and that its URL names): 127.0.0.1,
@@ -171,7 +171,9 @@ def start_emulator(profile: Optional[str] = "fast", port: int = 0,
     `create_latency={"kind": "constant", "ms": 50}`). Settings are validated
     here first, so a typo fails in the caller, not in the child. `tls` serves
     HTTPS (its certificate names `host` too); the handle's `ca_file` is then
-    the CA to trust.
+    the CA to trust. `wrapper` is an argv the command runs under, one that
+    execs it in place (e.g. ``["ip", "netns", "exec", NAME]``: an emulator in a
+    network namespace of its own, with that namespace's listen-queue sysctls).
     """
     config_path = None
     mapping: Optional[Mapping[str, Any]] = None
@@ -184,7 +186,7 @@ def start_emulator(profile: Optional[str] = "fast", port: int = 0,
         config_path = os.fspath(config)
         mapping = S.load_config_file(config_path)
     S.resolve(profile, mapping, overrides)  # validate before spawning
-    cmd = [sys.executable, "-m", "loadgen.emulator", "--face", faces] + \
+    cmd = [*wrapper, sys.executable, "-m", "loadgen.emulator", "--face", faces] + \
         _cli_args(profile, port, config_path, overrides, host)
     ca_file = None
     if tls:
