@@ -121,11 +121,39 @@ class Phase:
         included (a sandbox's own host, new to this client: part of what the
         provider makes a command cost), or, with ``include_setup=False``, its
         request's first byte (a control plane's connection is the client's,
-        pooled and reused; its set-up says nothing about the operation)."""
-        if not self.exchanges or any(x.answered is None for x in self.exchanges):
+        pooled and reused; its set-up says nothing about the operation).
+
+        A phase of several exchanges (a create and its wait, a command and its
+        output stream) runs from the first one's start to the last answer,
+        less the gaps that were the generator's. A gap between an answer and
+        the next request is the SDK's work and this process's queueing; the
+        provider's work may go on through it (a long poll, a stream that waits
+        for a command's end), or may be over (a wait answered at once). The
+        wire tells them apart by the exchange after the gap: one that took
+        longer than the gap was still waiting for the provider, so the gap is
+        the provider's time too and counts; one quicker than the gap found the
+        work done, so the gap is the generator's and is left out (the start
+        moves later by it: the lifecycle then counts it in the generator's
+        share before the phase). Either way the figure is off by at most a
+        gap: high by a gap shorter than a round trip, or low when a long poll
+        sent late had less left to wait than the generator's delay."""
+        exchanges = self.exchanges
+        if not exchanges or any(x.answered is None for x in exchanges):
             return None
-        first = self.exchanges[0]
-        return (first.wire_started if include_setup else first.sent), self.exchanges[-1].answered
+        if len(exchanges) == 1:
+            first = exchanges[0]
+            return (first.wire_started if include_setup else first.sent), first.answered
+        intervals = sorted(((x.wire_started if include_setup else x.sent), x.answered) for x in exchanges)
+        provider_s = 0.0
+        start, end = intervals[0]
+        for begin, finish in intervals[1:]:
+            gap = begin - end
+            if gap > 0 and finish - begin < gap:  # answered quicker than the gap before it: the generator's gap
+                provider_s += end - start
+                start = begin
+            end = max(end, finish)
+        provider_s += end - start
+        return end - provider_s, end
 
     def setup_s(self) -> float:
         return sum(x.setup_s for x in self.exchanges)

@@ -32,7 +32,9 @@ current phase.
 
 Scope: what loadgen's control-plane calls need, and no more: one exchange at
 a time per connection, a keep-alive pool, content-length, chunked or
-close-delimited answers, TLS through in-memory BIOs (so the raw bytes, with
+close-delimited answers, read whole (``request``) or as they arrive
+(``stream``: an SSE stream, whose exchange is answered by the last bytes the
+caller needed, see ``WireStream``), TLS through in-memory BIOs (so the raw bytes, with
 their stamps, are still ours to read; certificates checked against
 ``SSL_CERT_FILE`` when set, else certifi's roots). No redirects, proxies, HTTP/2 or
 content decoding; callers fall back to their SDK's own client for those.
@@ -369,59 +371,90 @@ class WireClient:
         ConnectError, ConnectTimeout, WriteError, ReadError, ReadTimeout,
         RemoteProtocolError, GeneratorError or NotSent. The exchange is
         recorded on the current phase, answered or not."""
+        sending = await self._send(method, target, headers, body, timeout)
+        conn, reading, answer = sending.conn, sending.reading, _Answer()
+        try:
+            while not answer.complete:
+                await self._feed(conn, answer, reading, sending.phase)
+            late = self._judge(reading, sending.phase)
+        except BaseException as exc:
+            mapped = sending.fail(exc)
+            if mapped is None:
+                raise
+            raise mapped from None
+        self._release(conn, answer)
+        sending.record(reading.answered_at, late)
+        content = b"".join(answer.body) if len(answer.body) != 1 else answer.body[0]
+        return WireResponse(answer.parser.get_status_code(), answer.headers, content, sending.sent_at,
+                            reading.answered_at, sending.connect_s, sending.setup_s, conn.stamped, sending.syn, late)
+
+    async def stream(self, method: str, target: str, headers: dict, body: Optional[bytes] = None,
+                     timeout: Optional[float] = None) -> "WireStream":
+        """One exchange whose answer is handed over as it arrives (SSE, long chunked bodies).
+
+        Returns once the answer's head is in, with the body to read through
+        ``WireStream.read``; the same deadlines, errors and recording as
+        ``request``. The exchange counts as answered when the last bytes the
+        caller read arrived (see ``WireStream``)."""
+        sending = await self._send(method, target, headers, body, timeout)
+        answer = _Answer()
+        try:
+            while not answer.headers_done and not answer.complete:
+                await self._feed(sending.conn, answer, sending.reading, sending.phase)
+            late = self._judge(sending.reading, sending.phase)
+        except BaseException as exc:
+            mapped = sending.fail(exc)
+            if mapped is None:
+                raise
+            raise mapped from None
+        return WireStream(self, sending, answer, late)
+
+    async def _send(self, method: str, target: str, headers: dict, body: Optional[bytes],
+                    timeout: Optional[float]) -> "_Sending":
+        """A connection (pooled or new) with the request on it; the deadlines the answer is judged by."""
         phase = exchange.current()
-        budget = phase.timeout_s if phase is not None and phase.timeout_s is not None else timeout
-        conn = None
-        sent_at = None
-        setup_s, syn = 0.0, 0
-        step = "connect"
+        sending = _Sending(self, phase)
+        budget = sending.budget = phase.timeout_s if phase is not None and phase.timeout_s is not None else timeout
         try:
             send_by = phase.send_deadline() if phase is not None else None
             if send_by is not None and time.time() > send_by:
                 raise NotSent(f"the generator held the request for {time.time() - phase.started:.1f} s, past the "
                               f"phase's {phase.timeout_s:g} s deadline, before it could send it")
             connect_started = time.time()
-            conn = self._reuse()
-            connect_s = 0.0
+            conn = sending.conn = self._reuse()
             if conn is None:
                 started_by = phase.wire_started if phase is not None and phase.wire_started is not None else None
                 connect_deadline = None if budget is None else (started_by or connect_started) + budget
-                conn = await self._connect(connect_deadline)
-                connect_s = time.time() - connect_started
-                setup_s, syn = conn.setup_s, conn.syn_retransmits
-            step = "write"
+                conn = sending.conn = await self._connect(connect_deadline)
+                sending.connect_s = time.time() - connect_started
+                sending.setup_s, sending.syn = conn.setup_s, conn.syn_retransmits
+            sending.step = "write"
             payload = conn.wire_bytes(self._head(method, target, headers, body) + (body or b""))
-            sent_at = time.time()
-            wire_started = sent_at - setup_s
+            sent_at = sending.sent_at = time.time()
+            wire_started = sent_at - sending.setup_s
             if phase is not None:
                 phase.began(wire_started)
                 deadline = phase.verdict_deadline(wire_started, timeout)
                 give_up = None if deadline is None else deadline + phase.linger_s
             else:
                 deadline = give_up = None if timeout is None else wire_started + timeout
+            sending.reading = _Reading(deadline, give_up)
             await conn.send_raw(payload)
-            step = "read"
-            answer, answered_at, reusable, late = await self._read_answer(conn, deadline, give_up, phase)
+            sending.step = "read"
         except BaseException as exc:
-            if conn is not None:
-                conn.close()
-            if phase is not None and sent_at is not None:
-                phase.record(Exchange(sent_at, None, setup_s, syn, late=isinstance(exc, ReadTimeout)))
-            if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) and not isinstance(exc, WireError):
-                if step == "connect":
-                    raise ConnectTimeout(f"connect to {self.host_header} timed out") from None
-                raise ReadTimeout(f"no complete answer from {self.host_header} in {budget} s") from None
-            raise
-        if reusable and len(self._idle) < self.max_idle:
+            mapped = sending.fail(exc)
+            if mapped is None:
+                raise
+            raise mapped from None
+        return sending
+
+    def _release(self, conn: "_Connection", answer: "_Answer") -> None:
+        """Back to the pool if the answer ended cleanly on a connection that stays open, else closed."""
+        if answer.complete and answer.keep_alive and not answer.trailing and len(self._idle) < self.max_idle:
             conn.idle_since = time.monotonic()
             self._idle.append(conn)
         else:
             conn.close()
-        if phase is not None:
-            phase.record(Exchange(sent_at, answered_at, setup_s, syn, late=late))
-        content = b"".join(answer.body) if len(answer.body) != 1 else answer.body[0]
-        return WireResponse(answer.parser.get_status_code(), answer.headers, content, sent_at, answered_at,
-                            connect_s, setup_s, conn.stamped, syn, late)
 
     def close(self) -> None:
         while self._idle:
@@ -534,44 +567,188 @@ class WireClient:
             if deadline is not None and time.time() >= deadline:
                 raise ConnectTimeout(f"connect to {self.host_header}: no handshake within the deadline")
 
-    async def _read_answer(self, conn: _Connection, deadline: Optional[float], give_up: Optional[float],
-                           phase):
-        """(answer, answered_at, reusable, late). The verdict is the answer's kernel stamp against
-        ``deadline``; a lingering phase (a create) keeps reading until ``give_up`` for a late answer."""
-        answer = _Answer()
-        answered_at = None
-        until = deadline
-        while not answer.complete:
-            try:
-                data = await conn.read(until)
-            except _Expired:
-                if phase is not None:
-                    phase.time_is_up()
-                if give_up is not None and until is not None and give_up > until:
-                    until = give_up  # no answer in time: a timeout, but a late answer is still worth having
-                    continue
-                raise ReadTimeout(f"no complete answer from {self.host_header} within the deadline") from None
-            if not data:
-                if answer.headers_done and answer.delimited_by_close():
-                    break
-                raise RemoteProtocolError("the server closed the connection without a complete answer"
-                                          if answered_at is not None else
-                                          "the server closed the connection without answering")
-            answered_at = conn._stamp
-            try:
-                answer.parser.feed_data(data)
-            except httptools.HttpParserUpgrade:
-                raise RemoteProtocolError("the server switched protocols") from None
-            except httptools.HttpParserError as exc:
-                raise RemoteProtocolError(f"malformed answer: {exc}") from None
-        late = deadline is not None and answered_at is not None and answered_at > deadline
-        if late:
+    async def _feed(self, conn: _Connection, answer: "_Answer", reading: "_Reading", phase) -> None:
+        """One read from the socket into the answer's parser, stamped in ``reading``.
+
+        At the deadline with nothing waiting: the provider's timeout; a
+        lingering phase (a create) keeps reading until ``give_up`` for a late
+        answer. A close-delimited answer completes at the close."""
+        try:
+            data = await conn.read(reading.until)
+        except _Expired:
             if phase is not None:
                 phase.time_is_up()
-            if give_up is None or give_up <= deadline:
-                raise ReadTimeout(f"the answer from {self.host_header} came after the deadline")
-        reusable = answer.complete and answer.keep_alive and not answer.trailing
-        return answer, answered_at, reusable, late
+            if reading.give_up is not None and reading.until is not None and reading.give_up > reading.until:
+                reading.until = reading.give_up  # no answer in time: a timeout, but a late answer is still worth having
+                return
+            raise ReadTimeout(f"no complete answer from {self.host_header} within the deadline") from None
+        if not data:
+            if answer.headers_done and answer.delimited_by_close():
+                answer.complete = True  # (keep_alive stays False: the connection is not reused)
+                return
+            raise RemoteProtocolError("the server closed the connection without a complete answer"
+                                      if reading.answered_at is not None else
+                                      "the server closed the connection without answering")
+        reading.answered_at = conn._stamp
+        try:
+            answer.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            raise RemoteProtocolError("the server switched protocols") from None
+        except httptools.HttpParserError as exc:
+            raise RemoteProtocolError(f"malformed answer: {exc}") from None
+
+    def _judge(self, reading: "_Reading", phase) -> bool:
+        """Whether the bytes read so far came after the deadline (by their kernel stamp): then the
+        provider's timeout, raised unless the phase lingers for a late answer. Returns ``late``."""
+        deadline, answered_at = reading.deadline, reading.answered_at
+        if deadline is None or answered_at is None or answered_at <= deadline:
+            return False
+        if phase is not None:
+            phase.time_is_up()
+        if reading.give_up is None or reading.give_up <= deadline:
+            raise ReadTimeout(f"the answer from {self.host_header} came after the deadline")
+        return True
+
+
+class _Reading:
+    """An answer's deadlines, and the kernel's stamp of its latest bytes."""
+
+    __slots__ = ("deadline", "give_up", "until", "answered_at")
+
+    def __init__(self, deadline: Optional[float], give_up: Optional[float]):
+        self.deadline = deadline
+        self.give_up = give_up
+        self.until = deadline
+        self.answered_at: Optional[float] = None
+
+
+class _Sending:
+    """One exchange in flight: its connection, when it went out, and how a failure is recorded."""
+
+    __slots__ = ("client", "phase", "conn", "sent_at", "setup_s", "syn", "connect_s", "reading", "budget", "step",
+                 "recorded")
+
+    def __init__(self, client: "WireClient", phase):
+        self.client = client
+        self.phase = phase
+        self.conn: Optional[_Connection] = None
+        self.sent_at: Optional[float] = None
+        self.setup_s, self.syn, self.connect_s = 0.0, 0, 0.0
+        self.reading: Optional[_Reading] = None
+        self.budget = None
+        self.step = "connect"
+        self.recorded: Optional[Exchange] = None
+
+    def record(self, answered_at: Optional[float], late: bool) -> None:
+        """The exchange on the phase, as answered by ``answered_at`` (None: not answered); called again
+        (a stream handing out more bytes), it updates the one record."""
+        recorded = self.recorded
+        if recorded is not None:
+            recorded.answered, recorded.late = answered_at, late
+        elif self.phase is not None:
+            recorded = self.recorded = Exchange(self.sent_at, answered_at, self.setup_s, self.syn, late=late)
+            self.phase.record(recorded)
+
+    def fail(self, exc: BaseException) -> Optional[BaseException]:
+        """Close the connection and record the unanswered exchange (if it was sent); the error to raise
+        instead of ``exc`` (a bare timeout, named for where it happened), or None to raise ``exc``."""
+        if self.conn is not None:
+            self.conn.close()
+        if self.sent_at is not None:
+            self.record(None, isinstance(exc, ReadTimeout))
+        if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) and not isinstance(exc, WireError):
+            host = self.client.host_header
+            if self.step == "connect":
+                return ConnectTimeout(f"connect to {host} timed out")
+            return ReadTimeout(f"no complete answer from {host} in {self.budget} s")
+        return None
+
+
+class WireStream:
+    """An answer read as it arrives: ``status`` and ``headers`` at once, the body by ``read``.
+
+    What "answered" means for a stream: the kernel's stamp of the last bytes
+    the caller took. A caller that reads to the end (an SSE stream the server
+    closes, a chunked body) gets the stamp of the body's last bytes; one that
+    stops as soon as it has what it needs (the event with the exit code) gets
+    the stamp of the bytes that carried it, however long the server then
+    keeps the stream open. Deadlines are judged on the same stamps, chunk by
+    chunk. The exchange is on the phase from the head on, and its answer
+    time moves with every read, so it is right even before the stream is
+    closed (an SDK that stops iterating an async generator closes it only
+    when the generator is collected). Closing reads what is already waiting
+    in the socket, without waiting for more, and the connection goes back to
+    the pool only if the whole answer was in by then."""
+
+    __slots__ = ("_client", "_sending", "_answer", "_done", "status", "headers", "sent_at", "answered_at",
+                 "connect_s", "setup_s", "kernel_stamped", "syn_retransmits", "late")
+
+    def __init__(self, client: WireClient, sending: _Sending, answer: _Answer, late: bool):
+        self._client, self._sending, self._answer = client, sending, answer
+        self._done = False
+        self.status = answer.parser.get_status_code()
+        self.headers = answer.headers
+        self.sent_at = sending.sent_at
+        self.answered_at = sending.reading.answered_at  # the head's, until body bytes are read
+        self.connect_s, self.setup_s, self.syn_retransmits = sending.connect_s, sending.setup_s, sending.syn
+        self.kernel_stamped = sending.conn.stamped
+        self.late = late
+        sending.record(self.answered_at, late)
+
+    @property
+    def complete(self) -> bool:
+        """The whole answer is in (nothing left to read from the socket)."""
+        return self._answer.complete
+
+    async def read(self) -> bytes:
+        """The next body bytes; b"" at the end of the answer."""
+        answer, sending = self._answer, self._sending
+        if self._done:
+            return b""
+        try:
+            while not answer.body and not answer.complete:
+                await self._client._feed(sending.conn, answer, sending.reading, sending.phase)
+            if answer.body:
+                chunk = b"".join(answer.body) if len(answer.body) != 1 else answer.body[0]
+                answer.body.clear()
+                self.answered_at = sending.reading.answered_at
+                self.late = self._client._judge(sending.reading, sending.phase) or self.late
+                sending.record(self.answered_at, self.late)
+                return chunk
+        except BaseException as exc:
+            self._done = True
+            mapped = sending.fail(exc)
+            if mapped is None:
+                raise
+            raise mapped from None
+        self._finish()
+        return b""
+
+    async def aclose(self) -> None:
+        """Stop reading: the exchange stays answered as of the last bytes read."""
+        if self._done:
+            return
+        answer, conn = self._answer, self._sending.conn
+        try:
+            while not answer.complete:  # only what is already waiting: the rest of the answer is not needed
+                answer.body.clear()
+                try:
+                    data = await conn.read(0.0)
+                except _Expired:
+                    break
+                if not data:
+                    break
+                answer.parser.feed_data(data)
+        except Exception:  # noqa: BLE001 - the caller has what it needed; the connection is just not reused
+            answer.complete = False
+        self._finish()
+
+    def _finish(self) -> None:
+        self._done = True
+        if self._answer.complete:
+            self._client._release(self._sending.conn, self._answer)
+        else:
+            self._sending.conn.close()
 
 
 def handshake(sock: socket.socket, connect_called: float) -> tuple[float, int]:
@@ -619,6 +796,12 @@ class WirePool:
         """WireClient.request on the client of ``url``'s origin (an absolute http(s) URL)."""
         client, target = self._client_and_target(url)
         return await client.request(method, target, headers, body, timeout)
+
+    async def stream(self, method: str, url: str, headers: dict, body: Optional[bytes] = None,
+                     timeout: Optional[float] = None) -> WireStream:
+        """WireClient.stream on the client of ``url``'s origin."""
+        client, target = self._client_and_target(url)
+        return await client.stream(method, target, headers, body, timeout)
 
     def client(self, url: str) -> WireClient:
         """The client of ``url``'s origin (its path is ignored)."""

@@ -73,6 +73,15 @@ def http2_requested() -> bool:
     return os.environ.get(HTTP2_ENV, "").lower() in ("1", "true", "yes")
 
 
+def transport_choice(variable: str) -> str:
+    """The HTTP transport an adapter's SDK sends on: ``wire`` (loadgen.net's timed client, the default)
+    or ``sdk`` (the SDK's own, from ``variable`` = ``sdk``, or with ``LOADGEN_HTTP2=1``: the timed client
+    speaks HTTP/1.1 only, so HTTP/2 is the SDK's transport)."""
+    if os.environ.get(variable, "").strip().lower() == "sdk" or http2_requested():
+        return "sdk"
+    return "wire"
+
+
 def httpx_versions(base_url: Optional[str]) -> dict:
     """httpx's ``http1``/``http2`` switches for a client of ``base_url``: HTTP/1.1 unless HTTP/2 was asked for;
     then ALPN chooses over TLS (the SDK's default URL is https), and a cleartext URL gets HTTP/2 with prior
@@ -123,10 +132,13 @@ class Provider:
         """Size pools, build clients. Called once per process, before the first create."""
 
     def prepare(self) -> None:
-        """What the lifecycle calls: the adapter's setup, plus the asyncio bridge it will need."""
+        """What the lifecycle calls: the adapter's setup, plus the asyncio bridge it will need (its
+        operations', or, for a sync adapter on the timed transport, its exchanges')."""
         if self.asynchronous:
             get_bridge()
         self.setup()
+        if self.wire_verdicts:
+            get_bridge()
 
     # -- the four operations -------------------------------------------------
     def create(self, tags: dict[str, str]) -> Any:
@@ -163,9 +175,10 @@ class Provider:
 
     # -- plumbing --------------------------------------------------------------
     def threadsafe(self, fn):
-        """``fn``, safe to call from where this adapter's operations run (the asyncio bridge's
-        thread for an asynchronous adapter, where the timed transport reports its verdicts)."""
-        return get_bridge().hub_callback(fn) if self.asynchronous else fn
+        """``fn``, safe to call from where the timed transport reports its verdicts: the asyncio
+        bridge's thread, for an asynchronous adapter and for a sync one whose exchanges run there
+        (loadgen.net.greenwire)."""
+        return get_bridge().hub_callback(fn) if self.asynchronous or self.wire_verdicts else fn
 
     def start_call(self, method, *args, phase: Optional[exchange.Phase] = None) -> Pending | "GreenletCall":
         """Start an operation without waiting: the lifecycle decides how long to wait,

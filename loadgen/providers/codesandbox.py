@@ -38,6 +38,27 @@ The rules of base.py, and how they are kept here:
   `--tls` is trusted). HTTP/1.1, as the SDK's httpx default, unless
   `LOADGEN_HTTP2=1` (base.httpx_versions).
 - Tags: the create carries `tags={"run_id", "sandbox_idx"}`.
+
+Measurement: every client's transport is loadgen's timed client
+(`loadgen.net.wirehttpx.WireAsyncTransport`, one pool for the process, on
+the bridge's loop), so each exchange is timed by the kernel's stamps and
+judged on the wire (`wire_verdicts`): a busy generator never turns an answer
+that arrived in time into a timeout, and the latency leaves out this
+process's queueing (`loadgen.net.exchange`). The exec's SSE stream is read
+as it arrives; it counts as answered when the event with the exit code
+arrived (the last bytes the SDK read). Each operation is several exchanges
+(create and wait, exec and its stream, terminate and wait): it is timed by
+the time they were on the wire, the SDK's work between them left out. The
+SDK still builds every request and parses every answer. With the timed
+client, one management client serves every sandbox (its pool has no
+per-request scan); each sandbox still gets its own agent client, on the
+same pool.
+
+`LOADGEN_CODESANDBOX_TRANSPORT=sdk` sends on the SDK's own httpx transports
+instead (the per-sandbox clients above; latency timed around each SDK call,
+by the greenlet's clock), for A/B measurements and as an escape hatch should
+an SDK upgrade break the timed one. `LOADGEN_HTTP2=1` implies it: the timed
+client speaks HTTP/1.1 only.
 """
 
 from __future__ import annotations
@@ -46,11 +67,14 @@ import logging
 import os
 import uuid
 
-from loadgen.providers.base import CommandResult, httpx_versions, Provider
+from loadgen.net import exchange
+from loadgen.providers.base import CommandResult, httpx_versions, Provider, transport_choice
 from loadgen.result import ErrorInfo, FailureClass, classify_exception, truncate
 
 DEFAULT_BASE_URL = "https://api.bartender.codesandbox.io"  # together_sandbox._configuration.DEFAULT_BASE_URL
 SHELL = ("bash", "-lc")  # the probe runs in a login shell, as e2b's does
+TRANSPORT_ENV = "LOADGEN_CODESANDBOX_TRANSPORT"
+_IDLE_EXPIRY_S = 30.0  # idle connections kept this long by the timed client's pool
 
 
 def _snapshot_args(template):
@@ -64,13 +88,16 @@ def _snapshot_args(template):
 
 
 class Handle:
-    """One sandbox: the SDK's Sandbox plus the management client it was made with."""
+    """One sandbox: the SDK's Sandbox, the management client it was made with (closed with it unless
+    shared), and its operations' times on the wire."""
 
-    __slots__ = ("sandbox", "api")
+    __slots__ = ("sandbox", "api", "owns_api", "wire_create", "wire_run", "wire_destroy")
 
-    def __init__(self, sandbox, api):
+    def __init__(self, sandbox, api, owns_api: bool = True):
         self.sandbox = sandbox
         self.api = api
+        self.owns_api = owns_api
+        self.wire_create = self.wire_run = self.wire_destroy = None
 
     @property
     def sandbox_id(self) -> str:
@@ -78,7 +105,8 @@ class Handle:
 
     async def close(self) -> None:
         await self.sandbox.close()
-        await _close_api(self.api)
+        if self.owns_api:
+            await _close_api(self.api)
 
 
 async def _close_api(api) -> None:
@@ -116,8 +144,20 @@ class CodeSandboxProvider(Provider):
         # the lifecycle puts its own, shorter deadline on every call.
         self._api_timeout = httpx.Timeout(s.create_timeout_s + s.late_create_window_s, connect=s.create_timeout_s)
         self._agent_timeout = httpx.Timeout(s.command_timeout_s + 5.0, connect=s.command_timeout_s)
+        self.transport = transport_choice(TRANSPORT_ENV)
+        self.wire_verdicts = self.transport == "wire"
+        self._wire = self._shared_api = None
+        if self.wire_verdicts:
+            from loadgen.net.wirehttp import WirePool
+            from loadgen.net.wirehttpx import WireAsyncTransport
+
+            self._wire = WireAsyncTransport(WirePool(max_idle_per_origin=max(256, 2 * int(s.users_in_process) + 16),
+                                                     idle_expiry_s=_IDLE_EXPIRY_S))
+            self._shared_api = self._new_api_client()
 
     def _transport(self):
+        if self._wire is not None:
+            return self._wire  # one timed pool for every client (closing a client leaves it open)
         return self._httpx.AsyncHTTPTransport(verify=self._ssl, trust_env=False, **self._versions)
 
     def _new_api_client(self):
@@ -125,43 +165,60 @@ class CodeSandboxProvider(Provider):
                                timeout=self._api_timeout,
                                httpx_args={"transport": self._transport(), "trust_env": False})
 
-    def _connect_agent(self, sandbox, api) -> Handle:
-        """The SDK's sandbox, rebuilt around an agent client on the shared SSL context."""
+    def _api_client(self):
+        """(management client, whether the caller owns it): the shared one on the timed transport."""
+        if self._shared_api is not None:
+            return self._shared_api, False
+        return self._new_api_client(), True
+
+    def _connect_agent(self, sandbox, api, owns_api: bool) -> Handle:
+        """The SDK's sandbox, rebuilt around an agent client on the shared SSL context (or the timed pool)."""
         agent = sandbox.vm_info.agent
         client = self._SandboxClient(base_url=agent.url, token=agent.token, prefix="Bearer")
         client.set_async_httpx_client(self._httpx.AsyncClient(
             base_url=agent.url, headers={"Authorization": f"Bearer {agent.token}"},
             transport=self._transport(), timeout=self._agent_timeout, trust_env=False))
-        return Handle(self._Sandbox(sandbox.vm_info, client, api, retry=self._retry), api)
+        return Handle(self._Sandbox(sandbox.vm_info, client, api, retry=self._retry), api, owns_api)
 
     async def create(self, tags: dict[str, str]) -> Handle:
-        api = self._new_api_client()
+        api, owns_api = self._api_client()
         try:
-            sandbox = await self._Namespace(api, retry=self._retry).create(
-                ttl=int(self.settings.sandbox_lifetime_s), tags=tags,
-                **_snapshot_args(self.settings.template or self.default_template))
+            with exchange.recording() as phase:
+                sandbox = await self._Namespace(api, retry=self._retry).create(
+                    ttl=int(self.settings.sandbox_lifetime_s), tags=tags,
+                    **_snapshot_args(self.settings.template or self.default_template))
         except BaseException:
-            await _close_api(api)
+            if owns_api:
+                await _close_api(api)
             raise
-        return self._connect_agent(sandbox, api)
+        handle = self._connect_agent(sandbox, api, owns_api)
+        handle.wire_create = phase.span(include_setup=False)
+        return handle
 
     async def run(self, handle: Handle, command: str, timeout: float) -> CommandResult:
-        result = await handle.sandbox.execs.exec(SHELL[0], [SHELL[1], command])
+        handle.wire_run = None
+        with exchange.recording() as phase:
+            result = await handle.sandbox.execs.exec(SHELL[0], [SHELL[1], command])
+        handle.wire_run = phase.span(include_setup=True)
         return CommandResult(result["exit_code"], result.get("output") or "", "")
 
     async def destroy(self, handle: Handle, timeout: float) -> bool:
+        handle.wire_destroy = None
+        gone = False
         try:
-            await handle.sandbox.terminate(snapshot=None)  # ephemeral teardown: no snapshot is taken
+            with exchange.recording() as phase:
+                await handle.sandbox.terminate(snapshot=None)  # ephemeral teardown: no snapshot is taken
         except self._HttpError as exc:
-            if exc.status == 404:
-                return False
-            raise
+            if exc.status != 404:
+                raise
+            gone = True
         finally:
             await handle.close()
-        return True
+        handle.wire_destroy = phase.span(include_setup=False)
+        return not gone
 
     async def destroy_id(self, sandbox_id: str, timeout: float) -> bool:
-        api = self._new_api_client()
+        api, owns_api = self._api_client()
         try:
             await self._Namespace(api, retry=self._retry).terminate(sandbox_id, snapshot=None)  # ephemeral
         except self._HttpError as exc:
@@ -169,8 +226,17 @@ class CodeSandboxProvider(Provider):
                 return False
             raise
         finally:
-            await _close_api(api)
+            if owns_api:
+                await _close_api(api)
         return True
+
+    def wire_times(self, handle: Handle, operation="create"):
+        """(sent, answered) of the latest create, command ("run") or terminate on ``handle``, as the timed
+        transport saw their exchanges (epoch seconds; the SDK's work between them left out; a command's
+        from its connection's set-up), or None on the SDK's own transports."""
+        if not self.wire_verdicts:
+            return None
+        return getattr(handle, "wire_" + operation, None)
 
     def sandbox_id(self, handle: Handle):
         return handle.sandbox_id

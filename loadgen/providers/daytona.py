@@ -37,10 +37,29 @@ What the SDK does on its own, and what this adapter does about it:
 - Lifetime. ``auto_stop_interval=0`` (no idle stop; the default is 15 min) and
   ``ttl_minutes`` = the run's sandbox lifetime, so a sandbox outlives the run
   and a leaked one still goes away.
+
+Measurement: both generated clients' ``rest_client.pool_manager`` is
+``loadgen.net.wireurllib3.WirePoolManager``, which sends each request on
+loadgen's timed client (on the process's asyncio bridge; the greenlet waits
+for it) and hands the SDK a ``urllib3.HTTPResponse`` of the bytes received.
+So every create, command and delete is timed by the kernel's stamps of its
+exchange and judged on the wire (``wire_verdicts``): a busy generator never
+turns an answer that arrived in time into a timeout, and the latency leaves
+out this process's queueing (``loadgen.net.exchange``). The SDK still builds
+every request and parses every answer; its urllib3 errors are the ones its
+pool would raise. Inside a lifecycle phase the wire's deadline is the only
+one (no ``gevent.Timeout`` on the greenlet's clock); outside one (``loadgen
+reap``, a direct call) the ``gevent.Timeout`` bounds stay.
+
+``LOADGEN_DAYTONA_TRANSPORT=sdk`` sends on urllib3's own pools instead
+(latency timed around each SDK call, by this greenlet's clock), for A/B
+measurements and as an escape hatch should an SDK upgrade break the timed
+one. (urllib3 speaks HTTP/1.1 only: ``LOADGEN_HTTP2`` changes nothing here.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -51,6 +70,7 @@ from typing import Any, Optional
 
 import gevent
 
+from loadgen.net import exchange
 from loadgen.providers.sdk_import import reclaim_sdk
 from loadgen.providers.base import attributes, CommandResult, Provider
 from loadgen.result import ErrorInfo, FailureClass, classify_exception, truncate
@@ -59,6 +79,8 @@ log = logging.getLogger("loadgen.providers.daytona")
 
 _POOL_FLOOR = 256
 _EVENTS_WAIT_S = 5.0
+_IDLE_EXPIRY_S = 30.0  # idle connections kept this long by the timed client's pool
+TRANSPORT_ENV = "LOADGEN_DAYTONA_TRANSPORT"
 
 
 def load_sdk(locustfile: Optional[str] = None):
@@ -85,6 +107,13 @@ class DaytonaProvider(Provider):
     def setup(self) -> None:
         s = self.settings
         self.pool_size = max(_POOL_FLOOR, int(s.users_in_process) + 16)
+        self.transport = "sdk" if os.environ.get(TRANSPORT_ENV, "").strip().lower() == "sdk" else "wire"
+        self.wire_verdicts = self.transport == "wire"
+        self._wire_pool = None
+        if self.wire_verdicts:
+            from loadgen.net.wirehttp import WirePool
+
+            self._wire_pool = WirePool(max_idle_per_origin=self.pool_size, idle_expiry_s=_IDLE_EXPIRY_S)
         if s.base_url:
             self.api_url = api_url_for_emulator(s.base_url)
         else:
@@ -105,8 +134,8 @@ class DaytonaProvider(Provider):
                 client = self._build_client(True)
         self.events = "polling" if polling else "socket.io"
         self.client = client
-        log.info("daytona: api %s, pool %d, state updates by %s", self.api_url or "(SDK default)",
-                 self.pool_size, self.events)
+        log.info("daytona: api %s, pool %d (%s transport), state updates by %s", self.api_url or "(SDK default)",
+                 self.pool_size, self.transport, self.events)
 
     def _build_client(self, polling: bool):
         import urllib3
@@ -130,7 +159,18 @@ class DaytonaProvider(Provider):
             assert isinstance(pool_manager, urllib3.PoolManager)
             pool_manager.connection_pool_kw["retries"] = False
             pool_manager.connection_pool_kw["maxsize"] = self.pool_size
+            if self._wire_pool is not None:
+                from loadgen.net.wireurllib3 import WirePoolManager
+
+                api_client.rest_client.pool_manager = WirePoolManager(pool_manager, self._wire_pool)
         return client
+
+    def _bound(self, seconds: float):
+        """The greenlet's own bound on an SDK call: none inside a wire-judged phase (the wire's deadline
+        is the verdict), else a ``gevent.Timeout`` (the SDK's own timeout machinery is off)."""
+        if self.wire_verdicts and exchange.current() is not None:
+            return contextlib.nullcontext()
+        return gevent.Timeout(seconds)
 
     @staticmethod
     def _wait_for_events(dispatcher) -> bool:
@@ -154,22 +194,34 @@ class DaytonaProvider(Provider):
         )
         # The SDK's own timeout machinery is off (timeout=0); the late-create
         # window is the longest we would still adopt a sandbox, so no request outlives it.
-        with gevent.Timeout(s.create_timeout_s + s.late_create_window_s):
-            return self.client.create(params, timeout=0)
+        bound = self._bound(s.create_timeout_s + s.late_create_window_s)  # (before a bare phase is made)
+        with bound, exchange.recording() as phase:
+            sandbox = self.client.create(params, timeout=0)
+        sandbox._loadgen_wire_create = phase.span(include_setup=False)
+        return sandbox
 
     def run(self, handle, command: str, timeout: float) -> CommandResult:
-        # exec's HTTP timeout is timeout + 5 s; the lifecycle gives up at timeout + 1 s.
-        response = handle.process.exec(command, timeout=max(1, math.ceil(timeout)))
+        # exec's HTTP timeout is timeout + 5 s; the lifecycle gives up at timeout + 1 s (at the wire's
+        # deadline, when wire-judged).
+        handle._loadgen_wire_run = None
+        with exchange.recording() as phase:
+            response = handle.process.exec(command, timeout=max(1, math.ceil(timeout)))
+        handle._loadgen_wire_run = phase.span(include_setup=True)
         exit_code = response.exit_code
         return CommandResult(exit_code, response.result or "", "")
 
     def destroy(self, handle, timeout: float) -> bool:
-        try:
-            with gevent.Timeout(timeout):
-                self.client.delete(handle, timeout=0)
-        except load_sdk().DaytonaNotFoundError:
-            return False
-        return True
+        handle._loadgen_wire_destroy = None
+        gone = False
+        bound = self._bound(timeout)  # (before a bare phase is made)
+        with exchange.recording() as phase:
+            try:
+                with bound:
+                    self.client.delete(handle, timeout=0)
+            except load_sdk().DaytonaNotFoundError:
+                gone = True
+        handle._loadgen_wire_destroy = phase.span(include_setup=False)
+        return not gone
 
     def destroy_id(self, sandbox_id: str, timeout: float) -> bool:
         # The SDK deletes only a Sandbox object: get it by id, then delete it, both
@@ -185,6 +237,14 @@ class DaytonaProvider(Provider):
         return True
 
     # -- describing results ---------------------------------------------------------
+    def wire_times(self, handle, operation="create"):
+        """(sent, answered) of the latest create, command ("run") or delete on ``handle``, as the timed
+        transport saw its exchange (epoch seconds; a command's from its connection's set-up), or None
+        on urllib3's own pools."""
+        if not self.wire_verdicts:
+            return None
+        return getattr(handle, "_loadgen_wire_" + operation, None)
+
     def sandbox_id(self, handle) -> Optional[str]:
         return getattr(handle, "id", None)
 

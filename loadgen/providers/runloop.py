@@ -38,6 +38,25 @@ What the SDK does on its own, and what this adapter does about it:
   them once each (1,000 forks, 7 s of CPU). ``setup`` fills the SDK's cache.
 - ``shutdown`` takes no per-call timeout: the client's default timeout (the
   destroy timeout) applies to it.
+
+Measurement: the SDK's HTTP goes through loadgen's timed client
+(``loadgen.net.wirehttpx.WireSyncTransport`` under its ``httpx.Client``; the
+exchange runs on the process's asyncio bridge, the greenlet waits for it), so
+every create, command and shutdown is timed by the kernel's stamps of its
+exchanges and judged on the wire (``wire_verdicts``): a busy generator never
+turns an answer that arrived in time into a timeout, and the latency leaves
+out this process's queueing (``loadgen.net.exchange``). A call of several
+exchanges (a long poll after the first answer) is timed by the time its
+exchanges were on the wire. The SDK still builds every request and parses
+every answer. One ``httpx.Client`` then serves every sandbox (the timed
+client's pool has no per-request scan, so the sharding below is for the
+SDK's own transport only).
+
+``LOADGEN_RUNLOOP_TRANSPORT=sdk`` sends on the SDK's own httpx transport
+instead (sharded clients as above; latency timed around each SDK call, by
+this greenlet's clock), for A/B measurements and as an escape hatch should an
+SDK upgrade break the timed one. ``LOADGEN_HTTP2=1`` implies it: the timed
+client speaks HTTP/1.1 only.
 """
 
 from __future__ import annotations
@@ -47,7 +66,8 @@ import math
 import os
 from typing import Any, Optional
 
-from loadgen.providers.base import attributes, CommandResult, httpx_versions, Provider
+from loadgen.net import exchange
+from loadgen.providers.base import attributes, CommandResult, httpx_versions, Provider, transport_choice
 from loadgen.result import ErrorInfo, FailureClass, classify_exception, truncate
 
 log = logging.getLogger("loadgen.providers.runloop")
@@ -55,17 +75,21 @@ log = logging.getLogger("loadgen.providers.runloop")
 _POOL_FLOOR = 256
 _SHARD_USERS = 4  # sandboxes per httpx client (see the module docstring)
 _MAX_KEEP_ALIVE_S = 172800  # Runloop's documented maximum (48 h)
+_IDLE_EXPIRY_S = 60.0  # idle connections kept this long (httpx's keepalive_expiry, as before)
+TRANSPORT_ENV = "LOADGEN_RUNLOOP_TRANSPORT"
 
 
 class Devbox:
     """A created devbox (the SDK's DevboxView) and the client it is pinned to."""
 
-    __slots__ = ("view", "client", "id")
+    __slots__ = ("view", "client", "id", "wire_create", "wire_run", "wire_destroy")
 
-    def __init__(self, view, client):
+    def __init__(self, view, client, wire_create=None):
         self.view = view
         self.client = client
         self.id = view.id
+        self.wire_create = wire_create  # (sent, answered) on the wire, when timed there
+        self.wire_run = self.wire_destroy = None
 
 
 class RunloopProvider(Provider):
@@ -88,11 +112,21 @@ class RunloopProvider(Provider):
         default_timeout = httpx.Timeout(s.destroy_timeout_s, connect=min(10.0, s.destroy_timeout_s))
         limits = httpx.Limits(max_connections=self.pool_size, max_keepalive_connections=self.pool_size,
                               keepalive_expiry=60.0)
-        ssl_context = httpx.create_ssl_context()  # one for all clients: each costs ~20 ms of CPU
+        self.transport = transport_choice(TRANSPORT_ENV)
+        self.wire_verdicts = self.transport == "wire"
+        if self.wire_verdicts:
+            from loadgen.net.wirehttp import WirePool
+            from loadgen.net.wirehttpx import WireSyncTransport
+
+            wire = WireSyncTransport(WirePool(max_idle_per_origin=self.pool_size, idle_expiry_s=_IDLE_EXPIRY_S))
+            shards, client_args = 1, {"transport": wire}
+        else:
+            ssl_context = httpx.create_ssl_context()  # one for all clients: each costs ~20 ms of CPU
+            shards = max(1, math.ceil(int(s.users_in_process) / _SHARD_USERS))
+            client_args = {"limits": limits, "verify": ssl_context, **httpx_versions(base_url)}
         self.clients = []
-        for _ in range(max(1, math.ceil(int(s.users_in_process) / _SHARD_USERS))):
-            http_client = httpx.Client(limits=limits, timeout=default_timeout, follow_redirects=True,
-                                       verify=ssl_context, **httpx_versions(base_url))
+        for _ in range(shards):
+            http_client = httpx.Client(timeout=default_timeout, follow_redirects=True, **client_args)
             self.clients.append(Runloop(
                 bearer_token=os.environ.get("RUNLOOP_API_KEY"),
                 base_url=base_url,
@@ -112,8 +146,8 @@ class RunloopProvider(Provider):
         if s.sandbox_lifetime_s > _MAX_KEEP_ALIVE_S:
             log.warning("runloop: sandbox lifetime %d s is above Runloop's maximum keep-alive; using %d s",
                         s.sandbox_lifetime_s, _MAX_KEEP_ALIVE_S)
-        log.info("runloop: api %s, %d clients of %d connections, keep-alive %d s", base_url or "(SDK default)",
-                 len(self.clients), self.pool_size, self.keep_alive_s)
+        log.info("runloop: api %s, %d clients of %d connections (%s transport), keep-alive %d s",
+                 base_url or "(SDK default)", len(self.clients), self.pool_size, self.transport, self.keep_alive_s)
 
     def _client_for(self, tags: dict[str, str]):
         try:
@@ -129,37 +163,53 @@ class RunloopProvider(Provider):
         if self.settings.template:
             kwargs["blueprint_name"] = self.settings.template
         client = self._client_for(tags)
-        view = client.devboxes.create_and_await_running(
-            launch_parameters={"keep_alive_time_seconds": self.keep_alive_s},
-            metadata=dict(tags),
-            polling_config=self.create_polling,
-            timeout=self.create_window_s,
-            **kwargs,
-        )
-        return Devbox(view, client)
+        with exchange.recording() as phase:
+            view = client.devboxes.create_and_await_running(
+                launch_parameters={"keep_alive_time_seconds": self.keep_alive_s},
+                metadata=dict(tags),
+                polling_config=self.create_polling,
+                timeout=self.create_window_s,
+                **kwargs,
+            )
+        return Devbox(view, client, phase.span(include_setup=False))
 
     def run(self, handle, command: str, timeout: float) -> CommandResult:
         from runloop_api_client.lib.polling import PollingConfig
 
         optimistic = int(max(1, min(25, math.ceil(timeout))))
-        result = handle.client.devboxes.execute_and_await_completion(
-            handle.id,
-            command=command,
-            optimistic_timeout=optimistic,
-            polling_config=PollingConfig(interval_seconds=0.5, max_attempts=max(1, math.ceil(timeout * 2)),
-                                         timeout_seconds=timeout),
-            timeout=timeout + 5.0,
-        )
+        handle.wire_run = None
+        with exchange.recording() as phase:
+            result = handle.client.devboxes.execute_and_await_completion(
+                handle.id,
+                command=command,
+                optimistic_timeout=optimistic,
+                polling_config=PollingConfig(interval_seconds=0.5, max_attempts=max(1, math.ceil(timeout * 2)),
+                                             timeout_seconds=timeout),
+                timeout=timeout + 5.0,
+            )
+        handle.wire_run = phase.span(include_setup=True)
         return CommandResult(result.exit_status, result.stdout or "", result.stderr or "")
 
     def destroy(self, handle, timeout: float) -> bool:
         from runloop_api_client import NotFoundError
 
-        try:
-            handle.client.devboxes.shutdown(handle.id)
-        except NotFoundError:
-            return False
-        return True
+        handle.wire_destroy = None
+        with exchange.recording() as phase:
+            try:
+                handle.client.devboxes.shutdown(handle.id)
+                gone = False
+            except NotFoundError:
+                gone = True
+        handle.wire_destroy = phase.span(include_setup=False)
+        return not gone
+
+    def wire_times(self, handle, operation="create"):
+        """(sent, answered) of the latest create, command ("run") or shutdown on ``handle``, as the timed
+        transport saw its exchanges (epoch seconds; a command's from its connection's set-up), or None
+        on the SDK's own transport."""
+        if not self.wire_verdicts:
+            return None
+        return getattr(handle, "wire_" + operation, None)
 
     def destroy_id(self, sandbox_id: str, timeout: float) -> bool:
         from runloop_api_client import NotFoundError

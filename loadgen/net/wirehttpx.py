@@ -1,0 +1,143 @@
+"""httpx transports on loadgen's timed client: an SDK built on httpx, timed on the wire.
+
+An httpx SDK (Runloop's, together-sandbox's) keeps its whole request path:
+its client builds every request (URL, headers, auth, body) and parses every
+answer; only the exchange itself, below httpx's client, goes through
+``loadgen.net.wirehttp``, which takes its times from the kernel's stamps and
+judges the lifecycle phase's deadline by them (``loadgen.net.exchange``).
+
+- ``WireAsyncTransport`` for an ``httpx.AsyncClient`` on the asyncio bridge's
+  loop. An answer already whole when its head is in (the common, small JSON
+  answer) is handed over as bytes; any other (an SSE stream, a long chunked
+  body) is handed over as it arrives, as httpx's own transport would, and
+  its exchange is answered by the stamp of the last bytes the SDK read
+  before it closed the response (``wirehttp.WireStream``): for the together
+  SDK's exec stream, the event that carries the exit code.
+- ``WireSyncTransport`` for an ``httpx.Client`` used from gevent greenlets:
+  the exchange runs on the bridge (``loadgen.net.greenwire``) and the answer
+  is read whole.
+
+Either way the body is handed to httpx as received (``stream=``), so httpx
+decodes its content-encoding as it would its own transport's.
+
+Errors are httpx's own classes of the same names (``ConnectError``,
+``ReadTimeout``...), raised with the request, so an SDK maps them as it maps
+httpx's; a failure that is the generator's (``GeneratorError``, ``NotSent``)
+is raised as it is, to be found in the SDK's exception chain. Timeouts: the
+request's read timeout (else its connect timeout) bounds the connect and the
+answer from the wire start, unless a lifecycle phase gives its own. What the
+timed client does not do (HTTP/2, proxies, redirects are httpx's and work
+unchanged) stays the SDK's choice of transport: see each adapter's escape
+hatch.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import httpx
+
+from loadgen.net import greenwire
+from loadgen.net.wirehttp import WireError, WirePool, WireStream
+
+_HTTP11 = {"http_version": b"HTTP/1.1"}
+
+
+def _headers(request: httpx.Request) -> dict:
+    headers: dict = {}
+    for name, value in request.headers.raw:
+        key = name.decode("latin-1")
+        text = value.decode("latin-1")
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    return headers
+
+
+def _timeout(request: httpx.Request) -> Optional[float]:
+    timeouts = request.extensions.get("timeout") or {}
+    read = timeouts.get("read")
+    return read if read is not None else timeouts.get("connect")
+
+
+def _as_httpx(error: WireError, request: httpx.Request) -> Exception:
+    """httpx's exception of the same name, or the error itself (the generator's own: it stays ours)."""
+    twin = getattr(httpx, type(error).__name__, None)
+    if twin is None or not issubclass(twin, httpx.TransportError):
+        return error
+    return twin(str(error), request=request)
+
+
+class _StreamBody(httpx.AsyncByteStream):
+    """A WireStream as httpx's response stream; closing it ends the exchange."""
+
+    def __init__(self, stream: WireStream, request: httpx.Request):
+        self._stream, self._request = stream, request
+
+    async def __aiter__(self):
+        while True:
+            try:
+                chunk = await self._stream.read()
+            except WireError as error:
+                mapped = _as_httpx(error, self._request)
+                if mapped is error:
+                    raise
+                raise mapped from error
+            if not chunk:
+                return
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+class WireAsyncTransport(httpx.AsyncBaseTransport):
+    """An ``httpx.AsyncClient``'s transport on a ``WirePool``: its own, or one shared by many clients on
+    one loop (then closing a client leaves the shared pool open)."""
+
+    def __init__(self, pool: Optional[WirePool] = None):
+        self._owns_pool = pool is None
+        self._pool = pool if pool is not None else WirePool()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        body = await request.aread()
+        try:
+            stream = await self._pool.stream(request.method, str(request.url), _headers(request), body or None,
+                                             _timeout(request))
+        except WireError as error:
+            mapped = _as_httpx(error, request)
+            if mapped is error:
+                raise
+            raise mapped from error
+        if stream.complete:  # the whole answer came with its head: bytes, and the exchange is over
+            content = await stream.read()
+            await stream.aclose()
+            return httpx.Response(stream.status, headers=stream.headers, stream=httpx.ByteStream(content),
+                                  request=request, extensions=_HTTP11)
+        return httpx.Response(stream.status, headers=stream.headers, stream=_StreamBody(stream, request),
+                              request=request, extensions=_HTTP11)
+
+    async def aclose(self) -> None:
+        if self._owns_pool:
+            self._pool.close()
+
+
+class WireSyncTransport(httpx.BaseTransport):
+    """An ``httpx.Client``'s transport for greenlets: each exchange on the bridge's loop, read whole."""
+
+    def __init__(self, pool: Optional[WirePool] = None):
+        self._pool = pool if pool is not None else WirePool()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        body = request.read()
+        try:
+            answer = greenwire.call(self._pool.request(request.method, str(request.url), _headers(request),
+                                                       body or None, _timeout(request)))
+        except WireError as error:
+            mapped = _as_httpx(error, request)
+            if mapped is error:
+                raise
+            raise mapped from error
+        return httpx.Response(answer.status, headers=answer.headers, stream=httpx.ByteStream(answer.content),
+                              request=request, extensions=_HTTP11)
+
+    def close(self) -> None:
+        greenwire.close(self._pool)
