@@ -37,7 +37,8 @@ sys.path.insert(0, str(REPO))
 LOCUST = str(Path(sys.executable).with_name("locust"))
 
 BASELINE_LOCUSTFILE = r'''
-"""FastHttpUser baseline: the e2b wire exchanges of one sandbox lifecycle, one per user."""
+"""FastHttpUser baseline: the wire exchanges of one sandbox lifecycle, one per user (BENCH_WIRE: e2b's by
+default, or daytona's, runloop's or codesandbox's: the exchanges that provider's adapter makes)."""
 import os, time
 import gevent
 import orjson
@@ -45,6 +46,8 @@ from locust import FastHttpUser, task, constant, events
 from locust.runners import MasterRunner, WorkerRunner
 
 MODE = os.environ.get("BENCH_MODE", "lifecycle")      # lifecycle | create
+WIRE = os.environ.get("BENCH_WIRE", "e2b")            # e2b | daytona | runloop | codesandbox
+VERSION = b"v20.18.1"
 OUT = os.environ.get("BENCH_OUT")                      # per-process jsonl of measured create latencies
 START_MSG = b'{"process":{"cmd":"/bin/bash","args":["-l","-c","node -v"]},"stdin":false}'
 START_BODY = bytes([0]) + len(START_MSG).to_bytes(4, "big") + START_MSG
@@ -113,6 +116,14 @@ class BaselineUser(FastHttpUser):
             gevent.sleep(3600)
             return
         self.did = True
+        if WIRE != "e2b":
+            try:
+                getattr(self, WIRE)({"run_id": RUN_ID, "sandbox_idx": str(self.idx)})
+            except Exception:
+                state["failed"] += 1
+            finally:
+                _finished(self.environment)
+            return
         try:
             body = orjson.dumps({"templateID": "base", "timeout": 3600,
                                  "metadata": {"run_id": RUN_ID, "sandbox_idx": str(self.idx)}})
@@ -139,6 +150,70 @@ class BaselineUser(FastHttpUser):
             state["failed"] += 1
         finally:
             _finished(self.environment)
+
+    def _post(self, path, body, auth, name, expect=200):
+        r = self.client.post(path, data=orjson.dumps(body), name=name,
+                             headers={"Authorization": auth, "Content-Type": "application/json"})
+        if r.status_code != expect:
+            raise RuntimeError(f"{name}: {r.status_code}")
+        return r
+
+    def _created(self, t0, t1):
+        state["rows"].append({"idx": self.idx, "run_id": RUN_ID, "latency_ms": (t1 - t0) * 1000.0})
+        return MODE in ("lifecycle", "hold")
+
+    def daytona(self, labels):
+        """POST /api/sandbox, two POST /toolbox/{id}/process/execute, DELETE /api/sandbox/{id}."""
+        auth = "Bearer dtn_bench_key"
+        t0 = time.time()
+        info = self._post("/api/sandbox", {"autoStopInterval": 0, "ttlMinutes": 60, "labels": labels}, auth,
+                          "create").json()
+        if not self._created(t0, time.time()):
+            return
+        for _ in range(2):
+            r = self._post(f"/toolbox/{info['id']}/process/execute", {"command": "node -v", "timeout": 30}, auth,
+                           "command")
+            if VERSION not in r.content:
+                raise RuntimeError("no version in the answer")
+        self.client.request("DELETE", f"/api/sandbox/{info['id']}", name="destroy", headers={"Authorization": auth})
+
+    def runloop(self, metadata):
+        """POST create_and_await_running, two POST /execute (answered complete), POST /shutdown."""
+        auth = "Bearer rl_bench_key"
+        t0 = time.time()
+        info = self._post("/v1/devboxes/create_and_await_running",
+                          {"launch_parameters": {"keep_alive_time_seconds": 3600}, "metadata": metadata}, auth,
+                          "create").json()
+        if not self._created(t0, time.time()):
+            return
+        for _ in range(2):
+            r = self._post(f"/v1/devboxes/{info['id']}/execute", {"command": "node -v", "optimistic_timeout": 25},
+                           auth, "command")
+            if VERSION not in r.content:
+                raise RuntimeError("no version in the answer")
+        self._post(f"/v1/devboxes/{info['id']}/shutdown", {}, auth, "destroy")
+
+    def codesandbox(self, tags):
+        """POST /v1/sandboxes and its /wait; per command POST {agent}/api/v1/execs and the SSE stream of its
+        output (read to the end, the exit event); POST /terminate and its /wait."""
+        auth = "Bearer csb_bench_key"
+        t0 = time.time()
+        sid = self._post("/v1/sandboxes", {"ttl": 3600, "tags": tags}, auth, "create", 201).json()["id"]
+        agent = self._post(f"/v1/sandboxes/{sid}/wait", {}, auth, "create")
+        if not self._created(t0, time.time()):
+            return
+        agent = agent.json()["agent"]
+        path = "/" + agent["url"].split("/", 3)[3]
+        token = "Bearer " + agent["token"]
+        for _ in range(2):
+            exec_id = self._post(path + "/api/v1/execs", {"command": "bash", "args": ["-lc", "node -v"],
+                                                          "autostart": True}, token, "command", 201).json()["id"]
+            r = self.client.get(f"{path}/api/v1/stream/execs/{exec_id}/io", name="command",
+                                headers={"Authorization": token, "Accept": "text/event-stream"})
+            if VERSION not in r.content or b'"exitCode"' not in r.content:
+                raise RuntimeError("no exit in the stream")
+        self._post(f"/v1/sandboxes/{sid}/terminate", {"snapshot": None}, auth, "destroy")
+        self._post(f"/v1/sandboxes/{sid}/wait", {}, auth, "destroy")
 '''
 
 
@@ -286,13 +361,15 @@ def run_locust(locustfile: Path, users: int, *, args=(), env=None, workers: int 
 
 
 def run_baseline(users: int, emulator_url: str, mode: str = "lifecycle", workers: int = 0,
-                 timeout: float = 300, hold_s: float = 3.0, env: Optional[dict] = None) -> tuple[LocustResult, list[dict]]:
-    """The FastHttpUser baseline; returns the run and its per-sandbox measured create latencies."""
+                 timeout: float = 300, hold_s: float = 3.0, env: Optional[dict] = None,
+                 wire: str = "e2b") -> tuple[LocustResult, list[dict]]:
+    """The FastHttpUser baseline on ``wire`` (a face's exchanges, BASELINE_WIRES); returns the run and its
+    per-sandbox measured create latencies."""
     workdir = Path(tempfile.mkdtemp(prefix="lgbase-"))
     out = workdir / "latency.jsonl"
     res = run_locust(baseline_locustfile(workdir), users, env={
         **(env or {}), "BENCH_MODE": mode, "BENCH_OUT": str(out), "BENCH_HOST": emulator_url,
-        "BENCH_HOLD": str(hold_s)}, workers=workers, timeout=timeout, loadgen=False)
+        "BENCH_HOLD": str(hold_s), "BENCH_WIRE": wire}, workers=workers, timeout=timeout, loadgen=False)
     rows = []
     for p in workdir.glob("latency.jsonl.*"):
         rows += [orjson.loads(line) for line in p.read_bytes().splitlines() if line.strip()]
@@ -324,9 +401,23 @@ def protocol_env(protocol: str, ca_file: Optional[str]) -> dict:
     return env
 
 
+# The wires the FastHttpUser baseline can make a lifecycle's exchanges on: "baseline" is e2b's,
+# "baseline-<face>" that face's (the same exchanges as that provider's adapter).
+BASELINE_WIRES = ("e2b", "daytona", "runloop", "codesandbox")
+
+
+def baseline_wire(kind: str) -> Optional[str]:
+    """The wire of a baseline row ("baseline", "baseline-daytona"...), or None for an adapter's row."""
+    if kind == "baseline":
+        return "e2b"
+    if kind.startswith("baseline-") and kind[len("baseline-"):] in BASELINE_WIRES:
+        return kind[len("baseline-"):]
+    return None
+
+
 def face_of(kind: str) -> str:
     """The emulator face a bench row talks to ("baseline" is FastHttpUser on the e2b wire)."""
-    return "e2b" if kind == "baseline" else VARIANTS.get(kind, (kind,))[0]
+    return baseline_wire(kind) or VARIANTS.get(kind, (kind,))[0]
 
 
 def run_loadgen(users: int, emulator_url: str, provider: str = "e2b", args=(), workers: int = 0,

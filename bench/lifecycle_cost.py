@@ -10,8 +10,11 @@ thread, from the process's rusage), not wall time, and it is differential:
 so that interpreter start-up, imports and shutdown cancel out. For loadgen it
 is the whole generator (adapter, SDK, asyncio bridge, records, journal,
 barrier, statistics at the end); for the baseline it is Locust's FastHttpUser
-making the same four exchanges on the e2b wire (see bench/_harness.py). Each
-configuration runs --repeat times, interleaved, and the median is reported.
+making the same four exchanges on the e2b wire (see bench/_harness.py), and,
+for each adapter of another face (daytona, runloop, codesandbox), FastHttpUser
+making that adapter's own exchanges on its face's wire (`baseline-<face>`):
+the ratio "on the same exchanges" is against that one. Each configuration
+runs --repeat times, interleaved, and the median is reported.
 
 Protocols (--protocols, each row is run over each): `h1` (HTTP/1.1 in
 cleartext, the default), `tls` (the emulator started with --tls, its CA
@@ -49,8 +52,9 @@ def one(kind: str, n: int, emu, protocol: str) -> tuple[float, dict]:
     emu.reset()
     env = H.protocol_env(protocol, emu.ca_file)
     before = emu.stats()["server"]
-    if kind == "baseline":
-        res, _ = H.run_baseline(n, emu.url, env=env)
+    wire = H.baseline_wire(kind)
+    if wire is not None:
+        res, _ = H.run_baseline(n, emu.url, env=env, wire=wire)
     else:
         res = H.run_loadgen(n, emu.url, provider=kind, env=env)
     stats = emu.stats()
@@ -72,7 +76,11 @@ def main() -> int:
     ap.add_argument("--providers", default="e2b,e2b-plain,daytona")
     ap.add_argument("--protocols", default="h1", help="comma-separated: " + ", ".join(H.PROTOCOLS))
     args = ap.parse_args()
-    kinds = ["baseline"] + args.providers.split(",")
+    providers = args.providers.split(",")
+    # FastHttpUser on each adapter's own exchanges too, where the baseline knows them
+    same_wire = [f"baseline-{face}" for face in dict.fromkeys(H.face_of(k) for k in providers)
+                 if face != "e2b" and face in H.BASELINE_WIRES]
+    kinds = ["baseline"] + same_wire + providers
     protocols = args.protocols.split(",")
     unknown = [p for p in protocols if p not in H.PROTOCOLS]
     if unknown:
@@ -103,12 +111,18 @@ def main() -> int:
     for kind, protocol in rows_of:
         med = statistics.median(per[(kind, protocol)])
         same = statistics.median(per[("baseline", protocol)])  # (FastHttpUser is HTTP/1.1 in an h2 row too)
+        own = f"baseline-{H.face_of(kind)}"
+        exchanges = statistics.median(per[(own, protocol)]) if (own, protocol) in per else same
         h1_conns, h2_conns = handshakes[(kind, protocol)]
-        rows.append([kind if kind != "baseline" else "FastHttpUser (baseline)", protocol, med,
-                     ", ".join(f"{v:.3f}" for v in per[(kind, protocol)]), f"{med / same:.2f}x",
-                     f"{med / base_h1:.2f}x", f"{h1_conns:.2f} + {h2_conns:.2f}"])
+        label = {"baseline": "FastHttpUser (baseline)"}.get(kind, kind)
+        if H.baseline_wire(kind) not in (None, "e2b"):
+            label = f"FastHttpUser ({H.baseline_wire(kind)} wire)"
+        rows.append([label, protocol, med, ", ".join(f"{v:.3f}" for v in per[(kind, protocol)]),
+                     f"{med / exchanges:.2f}x", f"{med / same:.2f}x", f"{med / base_h1:.2f}x",
+                     f"{h1_conns:.2f} + {h2_conns:.2f}"])
     print()
-    print(H.table(["client", "protocol", "CPU ms / lifecycle (median)", "runs", "vs baseline (same protocol)",
+    print(H.table(["client", "protocol", "CPU ms / lifecycle (median)", "runs",
+                   "vs FastHttpUser on the same exchanges (same protocol)", "vs baseline, e2b wire (same protocol)",
                    f"vs baseline ({protocols[0]})", "connections / lifecycle (HTTP/1.1 + HTTP/2)"], rows))
     return 0
 

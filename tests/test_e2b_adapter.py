@@ -21,6 +21,7 @@ from loadgen.providers.base import ProviderSettings
 from loadgen.providers.e2b import E2BProvider
 from tests.adapter_matrix import run_matrix
 from tests.protocol_fixtures import client_env, speaking, spoke, uses_tls
+from tests.wire_timing import wire_errors
 
 
 def make_adapter(url, **kw):
@@ -148,15 +149,7 @@ def test_create_command_and_destroy_are_timed_on_the_wire_even_when_the_client_i
         server = {row["metadata"]["sandbox_idx"]: row for row in emu.sandboxes()
                   if (row.get("metadata") or {}).get("run_id") == "busy"}
     assert len(server) == n
-    for operation, received, answered in (("create", "t_received", "t_answered"), ("run", "t_start", "t_end"),
-                                          ("destroy", "t_kill_received", "t_kill_answered")):
-        errors = []
-        for i, handle in enumerate(handles):
-            sent, answer = adapter.wire_times(handle, operation)
-            row = server[str(i)]
-            if operation == "run":
-                row = row["execs"][-1]
-            errors.append((answer - sent) - (row[answered] - row[received]))
+    for operation, errors in wire_errors(adapter, handles, server).items():
         assert max(abs(e) for e in errors) < 0.015, (operation, sorted(errors)[-5:])
 
 

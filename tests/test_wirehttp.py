@@ -25,7 +25,9 @@ class ScriptedServer:
     """Accepts connections on 127.0.0.1 and answers each request with `script(request_bytes, n)`.
 
     `script` returns what to do: bytes to send (then keep the connection), or
-    ("close", bytes) to send then close, ("rst",) to reset, ("hang",) to never answer.
+    ("close", bytes) to send then close, ("rst",) to reset, ("hang",) to never answer,
+    ("stream", [bytes, seconds, bytes, ...]) to send parts with pauses between them
+    (each part's send time is in `sent_at`).
     """
 
     def __init__(self, script, delay_s: float = 0.0, tls: ssl.SSLContext = None):
@@ -99,6 +101,18 @@ class ScriptedServer:
                 if action[0] == "rst":
                     conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     return
+                if action[0] == "stream":
+                    try:
+                        for part in action[1]:
+                            if isinstance(part, float):
+                                time.sleep(part)
+                            else:
+                                self.sent_at.append(time.time())
+                                conn.sendall(part)
+                    except OSError:
+                        self.closed_by_client += 1
+                        return
+                    continue
                 self.sent_at.append(time.time())
                 conn.sendall(action[1])
                 if action[0] == "close":
@@ -153,6 +167,78 @@ def test_answer_time_is_the_kernels_arrival_not_when_a_busy_loop_reads_it(server
     assert read_at - answer.answered_at > 0.3, "the loop was not stalled: the test proves nothing"
     assert 0 <= answer.answered_at - srv.sent_at[0] < 0.02
     assert 0.09 < answer.answered_at - answer.sent_at < 0.2
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+SSE_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+
+
+def test_a_stream_is_answered_by_the_last_bytes_the_caller_needed(server_factory):
+    """An SSE stream: an output event at once, the exit event 0.2 s later (while the loop is stalled),
+    then the server keeps the stream open for 5 s more. The caller reads until the exit event and
+    closes: the exchange is answered by the exit event's arrival (the kernel's stamp, recorded on
+    the phase before the close), the call does not wait for the stream's end, and the connection,
+    its answer unfinished, is not reused."""
+    from loadgen.net.exchange import Phase, within
+
+    srv = server_factory(lambda req, n: ("stream", [SSE_HEAD + _chunk(b'data: {"output":"v20"}\n\n'), 0.2,
+                                                    _chunk(b'data: {"exitCode":0}\n\n'), 5.0, b"0\r\n\r\n"]))
+    client = wirehttp.WireClient(srv.url)
+
+    async def scenario():
+        async def stall_the_loop():
+            await asyncio.sleep(0.1)
+            time.sleep(0.5)  # the loop is busy while the exit event arrives (at ~0.2 s)
+
+        with within(Phase()) as phase:
+            stream = await client.stream("GET", "/io", {}, timeout=10)
+            staller = asyncio.ensure_future(stall_the_loop())
+            got = b""
+            while b"exitCode" not in got:
+                got += await stream.read()
+            read_at, before_close = time.time(), phase.exchanges[0].answered
+            await stream.aclose()
+            await staller
+        return stream, got, phase, read_at, before_close
+
+    started = time.time()
+    stream, got, phase, read_at, before_close = run(scenario())
+    assert time.time() - started < 3, "the caller waited for the end of the stream"
+    assert stream.status == 200 and b'"output":"v20"' in got
+    (x,) = phase.exchanges
+    assert x.answered == before_close == stream.answered_at
+    assert read_at - x.answered > 0.2, "the loop was not stalled: the test proves nothing"
+    assert 0 <= x.answered - srv.sent_at[1] < 0.02  # the exit event's arrival
+    assert 0.15 < x.answered - x.sent < 0.4
+    assert not client._idle  # unfinished: closed, not pooled
+
+
+def test_a_stream_read_to_its_end_keeps_its_connection(server_factory):
+    srv = server_factory(lambda req, n: ("stream", [SSE_HEAD + _chunk(b"data: 1\n\n"), 0.05,
+                                                    _chunk(b"data: 2\n\n") + b"0\r\n\r\n"]))
+    client = wirehttp.WireClient(srv.url)
+
+    async def scenario():
+        bodies = []
+        for _ in range(2):
+            stream = await client.stream("GET", "/io", {}, timeout=10)
+            body = b""
+            while True:
+                chunk = await stream.read()
+                if not chunk:
+                    break
+                body += chunk
+            await stream.aclose()
+            bodies.append((body, stream.answered_at, stream.sent_at))
+        return bodies
+
+    bodies = run(scenario())
+    assert [b for b, _, _ in bodies] == [b"data: 1\n\ndata: 2\n\n"] * 2
+    assert all(0.04 < answered - sent < 0.5 for _, answered, sent in bodies)
+    assert srv.connections == 1  # the whole answer was read: the connection went back to the pool
 
 
 def test_request_carries_host_headers_and_body(server_factory):
