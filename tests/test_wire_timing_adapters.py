@@ -96,3 +96,28 @@ def test_latencies_are_the_wire_even_when_the_client_is_stalled(provider, protoc
     for operation, errors in wire_errors(adapter, handles, truth).items():
         assert max(abs(e) for e in errors) < TOLERANCE_S, (provider, protocol, operation, sorted(errors)[-5:],
                                                             sorted(errors)[:3], os.getloadavg())
+
+
+TRANSPORT_VARIABLES = {"daytona": "LOADGEN_DAYTONA_TRANSPORT", "runloop": "LOADGEN_RUNLOOP_TRANSPORT",
+                       "codesandbox": "LOADGEN_CODESANDBOX_TRANSPORT"}
+
+
+@pytest.mark.parametrize("provider", ["daytona", "runloop", "codesandbox"])
+def test_the_escape_hatch_sends_on_the_sdks_own_transport(provider, monkeypatch):
+    """LOADGEN_<PROVIDER>_TRANSPORT=sdk: a whole lifecycle on the SDK's own HTTP stack, timed around the
+    SDK call (no wire times, no wire verdicts)."""
+    cls = get_provider_class(provider)
+    for name in cls.required_env:
+        monkeypatch.setenv(name, f"{provider}_test_key")
+    monkeypatch.setenv(TRANSPORT_VARIABLES[provider], "sdk")
+    with start_emulator("fast", faces=FACES[provider]) as emu:
+        adapter = cls(ProviderSettings(base_url=emu.url, users_in_process=2))
+        adapter.prepare()
+        assert not adapter.wire_verdicts
+        handle = adapter.start_call(adapter.create, {"run_id": "hatch", "sandbox_idx": "0"}).wait(60)
+        result = adapter.start_call(adapter.run, handle, "node -v", 10).wait(60)
+        destroyed = adapter.start_call(adapter.destroy, handle, 10).wait(60)
+        stats = emu.stats()
+    assert (result.exit_code, result.stdout.strip(), destroyed) == (0, "v20.18.1", True)
+    assert stats["created"] == 1 and stats["live"] == 0
+    assert all(adapter.wire_times(handle, op) is None for op in ("create", "run", "destroy"))
