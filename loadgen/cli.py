@@ -4,7 +4,8 @@ A run itself starts with Locust, on one of the locustfiles:
   locust -f locustfiles/local.py --headless -u 1000 -r 1000     (the embedded emulator)
   locust -f locustfiles/e2b.py --headless -u 1000 -r 1000       (the real e2b service)
   locust -f locustfiles/local.py                                (the web UI on http://localhost:8089)
-`locust -f locustfiles/<provider>.py --help` lists loadgen's run options.
+`loadgen options` lists loadgen's run options (Locust's own --help cannot: it prints
+before it reads the locustfile).
 
 Usage:
   loadgen <command> [<args>...]
@@ -21,6 +22,7 @@ Commands:
   db          Postgres schema and replay (migrate, replay).
   store       Object storage upload and fetch (upload, fetch).
   providers   List providers and the environment variables each needs.
+  options     List loadgen's run options (what `locust -f locustfiles/<provider>.py` takes).
 
 Run `loadgen <command> --help` for a command's own options.
 """
@@ -47,6 +49,7 @@ COMMANDS = {
     "db": "loadgen.sinks.pg_command:main",
     "store": "loadgen.sinks.s3_command:main",
     "providers": "loadgen.providers:main",
+    "options": "loadgen.engine.options:print_options",
 }
 
 

@@ -25,3 +25,24 @@ def test_providers_lists_variables_without_their_values():
 def test_unknown_command_is_a_clear_error():
     result = loadgen("frobnicate")
     assert result.returncode == 2 and "unknown command" in result.stderr
+
+
+def test_options_lists_every_run_option_and_the_readme_table_has_each():
+    """`loadgen options` prints the run options Locust's --help cannot (it prints before reading the
+    locustfile), and README's Options table documents exactly those."""
+    import re
+    from pathlib import Path
+
+    result = loadgen("options")
+    assert result.returncode == 0, result.stderr
+    listed = set(re.findall(r"^\s+(--[a-z][a-z0-9-]*)", result.stdout, re.M))
+    assert {"--max-cost", "--price-file", "--arrival-rate", "--ramp", "--destroy-retries", "--mode",
+            "--emulator-profile"} <= listed
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = readme[readme.index("| option | default | meaning |"):]
+    table = table[:table.index("\n\n")]
+    documented = set()
+    for row in table.splitlines()[2:]:
+        documented |= set(re.findall(r"`(--[a-z][a-z0-9-]*)", row.split("|")[1]))
+    assert documented == listed, (sorted(listed - documented), sorted(documented - listed))
+    assert "`loadgen options`" in readme

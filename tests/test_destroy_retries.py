@@ -1,7 +1,10 @@
 """Leaks a retry can prevent: destroy retries against the emulator's transient and permanent kill failures."""
 
 from loadgen.emulator import start_emulator
+from loadgen.result import parse_iso
 from tests.locust_harness import run_locust
+
+SLACK_S = 0.05  # timestamps of one greenlet's clock, rounded to the microsecond, and the wire's stamps before them
 
 
 def test_transient_kill_failures_are_retried_and_nothing_is_left_alive(tmp_path):
@@ -19,6 +22,10 @@ def test_transient_kill_failures_are_retried_and_nothing_is_left_alive(tmp_path)
         assert [a["ok"] for a in r["destroy_retries"]] == [False, True], r["destroy_retries"]
         assert all(a["started_at"] and a["ended_at"] and a["ms"] is not None for a in r["destroy_retries"])
         assert r["destroy_retries"][0]["failure_class"] == "http_error"
+        # a bounded backoff: 1 s before the first retry, 2 s before the second (the greenlet sleeps at least that)
+        first, second = r["destroy_retries"]
+        assert parse_iso(first["started_at"]) - parse_iso(r["destroy_ended_at"]) >= 1.0 - SLACK_S
+        assert parse_iso(second["started_at"]) - parse_iso(first["ended_at"]) >= 2.0 - SLACK_S
     meta = run.meta
     assert meta["leak_count"] == 0 and meta["leaks"] == []
     assert meta["destroy_retried"] == {"sandboxes": 10, "destroyed_by_retry": 10}
@@ -40,3 +47,8 @@ def test_permanent_kill_failures_are_listed_by_id_with_reap_suggested(tmp_path):
     leaked_line = next(line for line in run.output.splitlines() if "[summary] LEAKED: 4 sandboxes" in line)
     assert all(sandbox_id in leaked_line for sandbox_id in ids)
     assert f"loadgen reap {run.run_path}" in run.output
+    # each leak costs its whole lifetime: it lives until the provider expires it
+    cost = meta["cost"]
+    lifetime = cost["estimate"]["lifetime_s"]
+    assert cost["leaked"] == 4 and cost["leaked_sandbox_seconds"] == cost["sandbox_seconds"] == 4 * lifetime
+    assert "4 leaked counted at their lifetime" in run.output

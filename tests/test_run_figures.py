@@ -1,4 +1,5 @@
-"""Time to N live, the seed's field names and the cost of a run, on hand-built records."""
+"""Time to N live, the seed's field names and the cost of a run, on hand-built records (and the seed's
+names on a real run's meta.json too)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from loadgen.emulator import start_emulator
 from loadgen.providers.prices import PRICES, Price, PriceFileError, load_price_file, price_for
 from loadgen.report import stats
 from loadgen.report.concurrency import time_to_live
 from loadgen.report.cost import estimate, run_cost
-from loadgen.report.percentiles import SEED_NAMES
 from loadgen.result import iso
+from tests.locust_harness import run_locust
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 T0 = 1_800_000_000.0
@@ -78,22 +80,88 @@ def test_time_to_live_in_meta_on_a_hand_built_run():
     assert stats.compute(records)["time_to_live"]["peak_live_during_hold"] == 3
 
 
+# The seed's names, written out here as the seed's meta.json spells them (not taken from loadgen's code).
+SEED_DISTRIBUTION_KEYS = ("min_ms", "p10_ms", "p25_ms", "p50_ms", "p75_ms", "p90_ms", "p95_ms", "p99_ms",
+                          "p999_ms", "max_ms", "mean_ms")
+LOADGEN_DISTRIBUTION_KEYS = ("min", "p10", "p25", "p50", "p75", "p90", "p95", "p99", "p99_9", "max", "mean")
+DISTRIBUTIONS = ("latency_distribution", "first_command_distribution", "tti_distribution",
+                 "liveness_distribution", "destroy_distribution", "lateness_distribution")
+FIGURES = ("p50 create", "p99 create", "succeeded", "partial", "readiness failed", "create failed",
+           "create timeouts", "create http errors", "create network errors")
+
+
+def read_as_the_seed(meta: dict) -> dict:
+    """What a script written for the seed's meta.json reads, by the seed's names only."""
+    out = dict(zip(FIGURES, (meta["p50_latency_ms"], meta["p99_latency_ms"], meta["sandboxes_succeeded"],
+                             meta["partials"], meta["readiness_failures"], meta["failures"], meta["timeouts"],
+                             meta["http_errors"], meta["network_errors"])))
+    for dist in DISTRIBUTIONS:
+        out.update({f"{dist} {i}": meta[dist][key] for i, key in enumerate(SEED_DISTRIBUTION_KEYS)})
+    return out
+
+
+def read_as_loadgen(meta: dict) -> dict:
+    """The same figures by loadgen's own names."""
+    statuses, creates = meta["status_histogram"], meta["create_failure_class"]
+    out = dict(zip(FIGURES, (meta["latency_distribution"]["p50"], meta["latency_distribution"]["p99"],
+                             statuses["success"], statuses["partial"], statuses["readiness_failed"],
+                             statuses["failed"], creates["timeout"], creates["http_error"],
+                             creates["network_error"])))
+    for dist in DISTRIBUTIONS:
+        out.update({f"{dist} {i}": meta[dist][key] for i, key in enumerate(LOADGEN_DISTRIBUTION_KEYS)})
+    return out
+
+
+def _seed_counts(records) -> dict:
+    """The seed's own definitions, from the records: statuses, and failed creates by class."""
+    failed = [r for r in records if r["status"] == "failed"]
+    return {"succeeded": sum(r["status"] == "success" for r in records),
+            "partial": sum(r["status"] == "partial" for r in records),
+            "readiness failed": sum(r["status"] == "readiness_failed" for r in records),
+            "create failed": len(failed),
+            **{f"create {name}": sum(r["failure_class"] == cls for r in failed)
+               for name, cls in (("timeouts", "timeout"), ("http errors", "http_error"),
+                                 ("network errors", "network_error"))}}
+
+
 def test_a_meta_json_read_with_the_seeds_names_gives_the_same_figures():
-    records = [_record(i, 0.0, 0.1 * (i + 1), 0.1 * (i + 1) + 0.05, 5.0, 6.0) for i in range(10)]
-    records[8].update(status="failed", failure_class="timeout", sandbox_id=None)
-    records[9].update(status="failed", failure_class="http_error", http_status=503, sandbox_id=None)
-    records[7].update(status="partial", failure_class="network_error")
+    records = [_record(i, 0.0, 0.1 * (i + 1), 0.1 * (i + 1) + 0.05, 5.0, 6.0, start_lateness_ms=float(i))
+               for i in range(10)]
+    records[9].update(status="failed", failure_class="timeout", sandbox_id=None)
+    records[8].update(status="failed", failure_class="http_error", http_status=503, sandbox_id=None)
+    records[7].update(status="failed", failure_class="network_error", sandbox_id=None)
+    records[6].update(status="partial", failure_class="network_error", failed_phase="liveness")
+    records[5].update(status="readiness_failed", failure_class="timeout", failed_phase="readiness")
     meta = orjson.loads(orjson.dumps(stats.compute(records)))  # as a reader of meta.json sees it
     assert meta["schema_version"] == 2
-    for key in [k for k in meta if k.endswith("_distribution")]:
-        for ours, seed in SEED_NAMES.items():
-            assert meta[key][seed] == meta[key][ours], (key, seed)
-    assert meta["p50_latency_ms"] == meta["latency_distribution"]["p50"] is not None
-    assert meta["p99_latency_ms"] == meta["latency_distribution"]["p99"]
-    assert meta["sandboxes_succeeded"] == meta["status_histogram"]["success"] == 7
-    assert meta["failures"] == meta["status_histogram"]["failed"] == 2
-    assert (meta["timeouts"], meta["http_errors"], meta["network_errors"]) == (1, 1, 1)
-    assert meta["lateness_distribution"]["p999_ms"] == meta["lateness_distribution"]["p99_9"]
+    seed = read_as_the_seed(meta)
+    assert seed == read_as_loadgen(meta)
+    # creates that succeeded: 100, 200, ... 700 ms; nearest rank p50 is the 4th of 7
+    assert seed["p50 create"] == pytest.approx(400.0) and seed["latency_distribution 10"] == pytest.approx(400.0)
+    # the seed's timeouts / http_errors / network_errors sub-classify the failed creates only
+    assert {k: seed[k] for k in _seed_counts(records)} == _seed_counts(records) == {
+        "succeeded": 5, "partial": 1, "readiness failed": 1, "create failed": 3,
+        "create timeouts": 1, "create http errors": 1, "create network errors": 1}
+
+
+def test_a_real_runs_meta_json_read_with_the_seeds_names_gives_the_same_figures(tmp_path):
+    """A run against an emulator that fails creates three ways, readiness and liveness: the master's own
+    meta.json, read by the seed's names and by loadgen's, gives the same figures, and the seed's
+    counts are the seed's definitions over the run's records."""
+    with start_emulator("fast", seed=3, fault_create_5xx=0.15, fault_create_hang=0.1, fault_reset=0.1,
+                        fault_readiness=0.1, fault_died=0.1) as emu:
+        run = run_locust("local.py", 60, tmp_path, ["--emulator-url", emu.url, "--run-id", "seed-names-run",
+                                                    "--create-timeout", "2", "--late-create-window", "0"],
+                         timeout=180)
+    assert run.returncode == 0, run.output[-3000:]
+    meta = run.meta
+    assert meta["schema_version"] == 2
+    seed = read_as_the_seed(meta)
+    assert seed == read_as_loadgen(meta)
+    counts = _seed_counts(run.records)
+    assert {k: seed[k] for k in counts} == counts
+    assert all(counts[k] > 0 for k in counts), counts  # every figure is exercised (the draws are seeded)
+    assert seed["p50 create"] is not None and seed["lateness_distribution 3"] is not None
 
 
 PRICE = Price("e2b", 0.00003025, "2 vCPU", "test", "https://e2b.dev/pricing")
@@ -129,3 +197,24 @@ def test_the_price_table_and_a_price_file(tmp_path):
     with pytest.raises(PriceFileError, match="must be a number"):
         load_price_file(str(path))
 
+
+
+def test_a_run_is_behind_schedule_when_its_start_lateness_p99_is_above_100_ms_and_the_summary_says_so_readably():
+    from loadgen.engine.coordinator import schedule_summary_lines
+
+    def meta_with(lateness_ms):
+        records = [_record(i, 0.0, 1.0, 1.5, 5.0, 6.0, start_lateness_ms=v) for i, v in enumerate(lateness_ms)]
+        return stats.compute(records)
+
+    on_time = meta_with([5.0] * 99 + [900.0])  # p99 is the 99th of 100: one late create is not p99
+    assert on_time["behind_schedule"] is False and on_time["lateness_summary"]["reason"] is None
+    assert on_time["lateness_summary"]["over_limit"] == 1
+    assert not any("WARNING" in line for line in schedule_summary_lines(on_time))
+    at_the_bound = meta_with([5.0] * 98 + [100.0] * 2)
+    assert at_the_bound["behind_schedule"] is False  # the bound itself is on time
+    late = meta_with([5.0] * 98 + [1523.4567, 2000.0])
+    assert late["behind_schedule"] is True and late["lateness_distribution"]["p99"] == 1523.4567
+    reason = "start lateness p99 1.52 s > 100 ms (2 of 100 creates more than 100 ms late)"
+    assert late["lateness_summary"] == {"limit_ms": 100.0, "over_limit": 2, "behind_schedule": True, "reason": reason}
+    assert f"[summary] WARNING: creates started behind their schedule: {reason}" in schedule_summary_lines(late)
+    assert "p99 1.52 s, max 2 s" in schedule_summary_lines(late)[0]

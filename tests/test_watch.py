@@ -1,4 +1,4 @@
-"""`loadgen watch` against a live run (run directory and Postgres), its exit codes, and object storage."""
+"""`loadgen watch` against a live run (run directory, Postgres and object storage), and its exit codes."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 
 import orjson
 
 from loadgen import rundir
+from loadgen.report.human import duration_ms
 from loadgen.result import iso
 from tests.locust_harness import REPO, finish, kill_all, start_locust, wait_for
 from tests.pg_fixtures import fresh_database
@@ -18,9 +20,12 @@ from tests.pg_fixtures import fresh_database
 LOADGEN = [sys.executable, "-m", "loadgen.cli", "watch"]
 
 
+def _env() -> dict:
+    return {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}  # the sources are the arguments
+
+
 def watch(*args, timeout=60) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}  # the sources are the arguments
-    return subprocess.run([*LOADGEN, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
+    return subprocess.run([*LOADGEN, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO, env=_env())
 
 
 def watch_json(*args) -> tuple[int, list]:
@@ -29,56 +34,121 @@ def watch_json(*args) -> tuple[int, list]:
     return out.returncode, [orjson.loads(line) for line in out.stdout.splitlines() if line.strip()]
 
 
+# What `loadgen watch --json` shows of a running run, and where heartbeat.json has it.
+FROM_HEARTBEAT = ("expected", "done", "in_flight", "held", "waiting", "by_status", "rate_per_s", "eta_s", "barrier")
+LATENCY_SO_FAR = ("create_p50_ms", "create_p99_ms", "tti_p50_ms", "tti_p99_ms")
+
+
 def _same_as_heartbeat(status: dict, hb: dict) -> None:
-    assert status["state"] == "running"
-    for key in ("expected", "done", "in_flight", "held", "by_status", "rate_per_s"):
-        assert status[key] == hb[key], key
-    assert status["barrier"] == hb["barrier"]
-    for key in ("create_p50_ms", "create_p99_ms", "tti_p50_ms", "tti_p99_ms"):
-        assert status[key] == hb["latency_so_far"][key] is not None, key
+    assert status["state"] == "running" and status["heartbeat_ts"] == hb["ts"]
+    for key in FROM_HEARTBEAT:
+        assert status[key] == hb[key], (key, status[key], hb[key])
+    for key in LATENCY_SO_FAR:
+        assert status[key] == hb["latency_so_far"][key], key
+    assert status["mode"] == hb["schedule"]["mode"]
     assert status["workers"] == len(hb["workers"]) == 1 and status["stale_workers"] == []
 
 
-def test_watch_follows_a_live_run_from_its_directory_and_from_postgres(tmp_path, emulator):
-    with fresh_database() as url:
-        master, workers, _ = start_locust("local.py", 30, tmp_path, [
-            "--emulator-url", emulator.url, "--hold", "10", "--database-url", url])
+class HeartbeatLog:
+    """Every heartbeat.json the master writes, by its timestamp (read every 50 ms in a thread), so that
+    each of watch's answers can be checked against the very heartbeat it showed."""
+
+    def __init__(self, run_dir):
+        self.run_dir, self.beats, self.stop = run_dir, {}, threading.Event()
+        self.thread = threading.Thread(target=self._follow, daemon=True)
+        self.thread.start()
+
+    def _follow(self):
+        while not self.stop.wait(0.05):
+            for path in self.run_dir.glob("*/heartbeat.json"):
+                try:
+                    hb = orjson.loads(path.read_bytes())
+                except (OSError, orjson.JSONDecodeError):
+                    continue
+                self.beats.setdefault(hb["ts"], hb)
+
+    def close(self):
+        self.stop.set()
+        self.thread.join()
+
+
+def test_watch_follows_a_live_run_from_its_directory_postgres_and_object_storage(tmp_path, emulator):
+    """30 sandboxes at 3 creates/s, held 8 s: watch's figures from each source are those of the heartbeat
+    they were read from, while the creates arrive, while the sandboxes are held, and once the run is over."""
+    from tests.s3_fixtures import moto_server, new_bucket
+
+    runs = tmp_path / "runs"
+    with fresh_database() as url, moto_server() as endpoint:
+        bucket = new_bucket(endpoint)
+        remote = {"postgres": ["--database-url", url], "bucket": ["--bucket", bucket, "--prefix", "lg"]}
+        master, workers, _ = start_locust("local.py", 30, runs, [
+            "--emulator-url", emulator.url, "--arrival-rate", "3", "--hold", "8",
+            "--database-url", url, "--bucket", bucket, "--prefix", "lg"])
+        log = HeartbeatLog(runs)
+        follow = None
+        seen = {"dir": [], "postgres": [], "bucket": []}
         try:
-            def held():
-                beats = list(tmp_path.glob("*/heartbeat.json"))
-                hb = beats and orjson.loads(beats[0].read_bytes())
-                return hb and hb["held"] == 30 and hb["latency_so_far"]["count"] == 30 and beats[0].parent
-            run_path = wait_for(held, 90, what="30 sandboxes held")
+            run_path = wait_for(lambda: next(iter(runs.glob("*/heartbeat.json")), None), 90,
+                                what="the run's heartbeat.json").parent
             run_id = run_path.name
-
-            code, (status,) = watch_json(str(run_path))
-            _same_as_heartbeat(status, rundir.read_json(run_path / rundir.HEARTBEAT))
-            assert code == 2 and status["done"] == 0 and status["held"] == 30
-
-            # the Postgres copy of the heartbeat follows within a sink interval or two
-            def from_postgres():
-                code, (status,) = watch_json(run_id, "--database-url", url)
-                return status.get("held") == 30 and (code, status)
-            code, status = wait_for(from_postgres, 30, interval=0.5, what="the heartbeat in Postgres")
-            _same_as_heartbeat(status, rundir.read_json(run_path / rundir.HEARTBEAT))
-            assert code == 2 and status["source"] == "postgres"
-
-            text = watch(str(run_path), "--once")
-            assert text.returncode == 2 and f"{run_id} (e2b) running: done 0/30 (0%)" in text.stdout
-            assert "held 30" in text.stdout and "barrier released by count" in text.stdout
-
-            # without --once it refreshes until the run is over, then exits 0
-            follow = watch(str(run_path), "--interval", "0.5", timeout=120)
-            run = finish(master, workers, tmp_path, timeout=120)
+            # without --once it refreshes until the run is over
+            follow = subprocess.Popen([*LOADGEN, str(run_path), "--interval", "0.5"], stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True, cwd=REPO, env=_env(),
+                                      start_new_session=True)
+            text = None
+            deadline = time.time() + 120
+            while not (run_path / rundir.META).exists() and master.poll() is None and time.time() < deadline:
+                hb = rundir.read_json(run_path / rundir.HEARTBEAT)
+                if text is None and hb["held"] == 30 and hb["barrier"]["released"]:
+                    # the text lines, while the held sandboxes keep every figure still (checked after)
+                    out = watch(str(run_path), "--once")
+                    after = rundir.read_json(run_path / rundir.HEARTBEAT)
+                    if all(after[k] == hb[k] for k in ("latency_so_far", "held", "done", "in_flight")):
+                        text = (out, hb)
+                for source, args in (("dir", [str(run_path)]), *((k, [run_id, *v]) for k, v in remote.items())):
+                    code, statuses = watch_json(*args)
+                    if statuses and statuses[0]["state"] == "running" and statuses[0]["heartbeat_ts"]:
+                        assert code == 2 and statuses[0]["run_id"] == run_id
+                        seen[source].append(statuses[0])
+            run = finish(master, workers, runs, timeout=120)
+            followed = follow.communicate(timeout=120)[0]
         finally:
-            kill_all([master, *workers])
+            log.close()
+            kill_all([master, *workers, *([follow] if follow else [])])
         assert run.returncode == 0, run.output[-3000:]
-        assert follow.returncode == 0, follow.stdout[-2000:]
-        frames = follow.stdout.strip().split("\n\n")
+        for source, statuses in seen.items():
+            for status in statuses:
+                assert status["heartbeat_ts"] in log.beats, (source, status["heartbeat_ts"])
+                _same_as_heartbeat(status, log.beats[status["heartbeat_ts"]])
+            assert len({s["heartbeat_ts"] for s in statuses}) >= 2, (source, statuses)
+        # the directory's view went through the arrivals and the hold
+        assert any(s["held"] < 30 and s["waiting"] > 0 for s in seen["dir"]), seen["dir"]
+        assert any(s["held"] == 30 for s in seen["dir"]), seen["dir"]
+        assert {s["source"] for s in seen["postgres"]} == {"postgres"}
+        assert {s["source"] for s in seen["bucket"]} == {f"s3://{bucket}/lg/{run_id}/"}
+
+        assert text is not None, "no heartbeat with all 30 held was seen"
+        out, hb = text
+        assert out.returncode == 2
+        assert f"{run_id} (e2b) running: done 0/30 (0%); success 0, partial 0, readiness_failed 0, failed 0" \
+            in out.stdout
+        lat = hb["latency_so_far"]
+        assert (f"in flight 0, held 30; create p50 {duration_ms(lat['create_p50_ms'])} "
+                f"p99 {duration_ms(lat['create_p99_ms'])}; TTI p50 {duration_ms(lat['tti_p50_ms'])} "
+                f"p99 {duration_ms(lat['tti_p99_ms'])}") in out.stdout
+        assert "barrier released by count" in out.stdout and "workers 1" in out.stdout
+
+        assert follow.returncode == 0, followed[-2000:]
+        frames = followed.strip().split("\n\n")
         assert len(frames) >= 2 and "running" in frames[0]
         assert f"{run_id} (e2b) done, complete True: done 30/30 (100%); success 30" in frames[-1]
-        code, (status,) = watch_json(run_id, "--database-url", url)
-        assert code == 0 and status["state"] == "done" and status["complete"] is True and status["done"] == 30
+        for source, args in remote.items():
+            code, (status,) = watch_json(run_id, *args)
+            assert code == 0 and status["state"] == "done" and status["complete"] is True, (source, status)
+            assert status["done"] == 30 and status["by_status"]["success"] == 30
+            # --recent: the source's newest run
+            code, (status,) = watch_json("--recent", "1", *args)
+            assert code == 0 and status["run_id"] == run_id, source
 
 
 def _run_dir(parent, name, age, *, hb_age=0.0, meta=None, worker_behind=0.0, beats=True):
@@ -115,7 +185,7 @@ def test_watch_exit_codes_for_done_failed_stuck_and_running(tmp_path):
     assert watch("no-such-run", "--run-dir", str(tmp_path), "--once").returncode == 1
 
     text = watch(stuck, running, "--once").stdout
-    assert "r4-stuck (e2b) STUCK" in text and re.search(r"heartbeat 1[2-9]\d\.\d s ago", text)
+    assert "r4-stuck (e2b) STUCK" in text and re.search(r"heartbeat 2 min( \d+ s)? ago", text)
     assert "r5-running (e2b) running: done 4/10 (40%); success 4" in text
     assert "in flight 2, held 3" in text and "barrier holding (7/10 arrived)" in text
     assert "STALE: w2" in text and "STALE: w1" not in text

@@ -66,6 +66,11 @@ def test_a_form_run_reaches_only_the_emulator_it_started(tmp_path):
         expect(panel.locator("#lg-status-failed .v")).to_have_text("0")
         expect(panel.locator("#lg-summary")).to_contain_text(f"{USERS} of {USERS} results received")
         expect(panel.locator("#lg-report")).to_have_attribute("href", "../loadgen/report/report.html")
+        # time to N live and the cost, once the run is over
+        expect(panel.locator("#lg-schedule")).to_contain_text("time to 50% / 90% / 99% / 100% live")
+        expect(panel.locator("#lg-schedule")).to_contain_text("; cost $")
+        expect(panel.locator("#lg-summary")).to_contain_text(f"of {USERS} ever alive; peak {USERS} at")
+        expect(panel.locator("#lg-summary")).to_contain_text("cost: ")
         page.wait_for_timeout(1500)  # the charts' last redraw after the end
         for name in CHARTS:
             drawn = panel.locator(f"#lg-chart-{name}").evaluate(NON_WHITE_PIXELS_JS)
@@ -82,6 +87,10 @@ def test_a_form_run_reaches_only_the_emulator_it_started(tmp_path):
         browser.close()
     assert truth["created"] == USERS and truth["requests"] == USERS and truth["live"] == 0
     assert snap["by_status"]["success"] == USERS and snap["peak_live"] == USERS
+    (meta_path,) = web.run_dir.glob("*/meta.json")
+    meta = orjson.loads(meta_path.read_bytes())
+    assert snap["time_to_live"] == meta["time_to_live"] and snap["time_to_live"]["ever_alive"] == USERS
+    assert snap["cost"] == meta["cost"] and snap["cost"]["usd"] is not None
     records = _records(web.run_dir)
     assert len(records) == USERS and {r["status"] for r in records} == {"success"}
     assert sorted(r["sandbox_idx"] for r in records) == list(range(USERS))

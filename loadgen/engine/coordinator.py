@@ -446,8 +446,10 @@ def summary_lines(meta: dict, run_path: Path) -> list[str]:
 
 
 def _describe_schedule(schedule: dict) -> str:
+    from loadgen.report.human import count
+
     mode = schedule.get("mode")
-    n = schedule.get("sandboxes")
+    n = count(schedule.get("sandboxes"))
     if mode == "staggered":
         return f"staggered, {n} sandboxes {schedule['stagger_ms']:g} ms apart over {schedule['planned_span_s']:g} s"
     if mode == "arrival":
@@ -489,7 +491,7 @@ def generator_lines(meta: dict) -> list[str]:
         worst = share.get("worst") or {}
         lines.append(
             f"[summary] generator's own share: held phases p50 {_ms(held.get('p50'))}, p99 {_ms(held.get('p99'))}; "
-            f"{share.get('delayed', 0)} of {share['sandboxes_measured']} sandboxes delayed by more than "
+            f"{_count(share.get('delayed', 0))} of {_count(share['sandboxes_measured'])} sandboxes delayed by more than "
             f"{share.get('limit_ms', 10):g} ms ({100.0 * (share.get('delayed_share') or 0):.1f}%); worst "
             f"{_ms(worst.get('held_ms'))} (sandbox {worst.get('sandbox_idx')}, {worst.get('phase')}); "
             "latencies are on the wire and leave it out")
@@ -502,6 +504,12 @@ def _ms(value) -> str:
     return duration_ms(value)
 
 
+def _count(value) -> str:
+    from loadgen.report.human import count
+
+    return count(value)
+
+
 LEAKS_LISTED = 20
 
 
@@ -511,12 +519,12 @@ def leak_summary_lines(meta: dict, run_path: Path) -> list[str]:
     leaks = meta.get("leaks") or []
     retried = meta.get("destroy_retried") or {}
     if retried.get("sandboxes"):
-        lines.append(f"[summary] destroy retries: {retried['sandboxes']} sandboxes needed a retry, "
-                     f"{retried['destroyed_by_retry']} of them destroyed by one")
+        lines.append(f"[summary] destroy retries: {_count(retried['sandboxes'])} sandboxes needed a retry, "
+                     f"{_count(retried['destroyed_by_retry'])} of them destroyed by one")
     if leaks:
         ids = ", ".join(f"{leak.get('sandbox_id')} (idx {leak.get('sandbox_idx')})" for leak in leaks[:LEAKS_LISTED])
         more = f" and {len(leaks) - LEAKS_LISTED} more (all in meta.json, leaks)" if len(leaks) > LEAKS_LISTED else ""
-        lines.append(f"[summary] LEAKED: {len(leaks)} sandboxes no destroy removed, possibly still alive "
+        lines.append(f"[summary] LEAKED: {_count(len(leaks))} sandboxes no destroy removed, possibly still alive "
                      f"and billed: {ids}{more}")
         lines.append(f"[summary] destroy them with: loadgen reap {run_path}")
     return lines
@@ -526,9 +534,9 @@ def time_to_live_line(meta: dict) -> str:
     ttl = meta.get("time_to_live") or {}
     return (f"[summary] time to live from the first create: 50% {_ms(ttl.get('to_50pct_ms'))}, "
             f"90% {_ms(ttl.get('to_90pct_ms'))}, 99% {_ms(ttl.get('to_99pct_ms'))}, "
-            f"100% {_ms(ttl.get('to_100pct_ms'))} of {ttl.get('ever_alive', 0)} ever alive; peak "
-            f"{ttl.get('peak_live', 0)} at {_ms(ttl.get('to_peak_ms'))}; peak live during the hold "
-            f"{ttl.get('peak_live_during_hold', 0)}")
+            f"100% {_ms(ttl.get('to_100pct_ms'))} of {_count(ttl.get('ever_alive', 0))} ever alive; peak "
+            f"{_count(ttl.get('peak_live', 0))} at {_ms(ttl.get('to_peak_ms'))}; peak live during the hold "
+            f"{_count(ttl.get('peak_live_during_hold', 0))}")
 
 
 def cost_line(meta: dict) -> str:
@@ -540,7 +548,7 @@ def cost_line(meta: dict) -> str:
     else:
         money = (f"${cost['usd']:,.4f} at {price.get('provider')}'s price (${price.get('usd_per_sandbox_second'):.8f}"
                  f"/sandbox-second, as of {price.get('as_of')}); the worst case was ${worst:,.2f}")
-    leaked = f"; {cost['leaked']} leaked counted at their lifetime" if cost.get("leaked") else ""
+    leaked = f"; {_count(cost['leaked'])} leaked counted at their lifetime" if cost.get("leaked") else ""
     emulator = "; the emulator billed nothing" if cost.get("target") == "emulator" else ""
     from loadgen.report.human import number
 

@@ -90,7 +90,7 @@ def embed_emulator() -> EmbeddedEmulator:
         for name, value in PLACEHOLDER_KEYS.items():
             os.environ.setdefault(name, value)
         _embedded = EmbeddedEmulator()
-        events.init_command_line_parser.add_listener(_add_profile_option)
+        events.init_command_line_parser.add_listener(add_local_arguments)
         events.quit.add_listener(lambda **kw: _embedded.stop())
         atexit.register(_embedded.stop)
     return _embedded
@@ -109,7 +109,8 @@ def processes_for(options) -> int:
     return 1
 
 
-def _add_profile_option(parser) -> None:
+def add_local_arguments(parser) -> None:
+    """The options of locustfiles/local.py, which starts its own emulator."""
     from loadgen.emulator.settings import PROFILES
 
     parser.add_argument("--emulator-profile", default=DEFAULT_PROFILE, choices=sorted(PROFILES),

@@ -19,6 +19,7 @@ A new option is one ``add_argument`` line below (and a check in
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
@@ -99,6 +100,33 @@ def add_arguments(parser) -> None:
     group.add_argument("--ramp", type=float, default=0.0,
                        help="With --arrival-rate: rise linearly from 0 to the rate over this many seconds "
                             "(default 0).")
+
+
+def print_options(argv=None) -> int:
+    """`loadgen options`: print the run options above, as ``locust -f locustfiles/<provider>.py`` takes them.
+
+    Locust prints its ``--help`` before it reads the locustfile, so that help
+    never lists the options a locustfile adds; this prints them from the same
+    ``add_argument`` lines the run uses."""
+    from locust.argument_parser import LocustArgumentParser
+
+    from loadgen.engine.embedded import add_local_arguments
+
+    if argv and any(a not in ("options", "-h", "--help") for a in argv[1:]):
+        print("usage: loadgen options", file=sys.stderr)
+        return 2
+    run = LocustArgumentParser(prog="locust -f locustfiles/<provider>.py", add_help=False,
+                               usage="locust -f locustfiles/<provider>.py [Locust's options] [loadgen's options]",
+                               description="loadgen's run options (Locust's own: locust --help). Each may also be "
+                                           "set as LOCUST_<NAME> in the environment or in a Locust config file.")
+    add_arguments(run)
+    local = LocustArgumentParser(prog="locust -f locustfiles/local.py", add_help=False,
+                                 usage="locust -f locustfiles/local.py [options]",
+                                 description="locustfiles/local.py also takes (it starts its own emulator):")
+    add_local_arguments(local)
+    print(run.format_help())
+    print(local.format_help().rstrip())
+    return 0
 
 
 # A worker that starts thousands of sandboxes at once on a busy host can hold its hub for seconds (every

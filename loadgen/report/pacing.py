@@ -34,6 +34,7 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 from loadgen.report.concurrency import ts
+from loadgen.report.human import count, duration_ms
 from loadgen.report.percentiles import distribution
 
 LATENESS_P99_LIMIT_MS = 100.0
@@ -66,8 +67,9 @@ def lateness(records: Sequence[dict]) -> dict:
             "limit_ms": LATENESS_P99_LIMIT_MS,
             "over_limit": over,
             "behind_schedule": behind,
-            "reason": f"start lateness p99 {dist['p99']:g} ms > {LATENESS_P99_LIMIT_MS:g} ms "
-                      f"({over} of {len(values)} creates more than {LATENESS_P99_LIMIT_MS:g} ms late)"
+            "reason": f"start lateness p99 {duration_ms(dist['p99'])} > {duration_ms(LATENESS_P99_LIMIT_MS)} "
+                      f"({count(over)} of {count(len(values))} creates more than "
+                      f"{duration_ms(LATENESS_P99_LIMIT_MS)} late)"
             if behind else None,
         },
         "behind_schedule": behind,

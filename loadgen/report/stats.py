@@ -328,17 +328,24 @@ def compute(records: Sequence[dict], metrics: Optional[Sequence[dict]] = None, m
 
 
 def seed_figures(figures: dict) -> dict:
-    """The seed system's top-level names for figures meta.json also has under loadgen's own."""
+    """The seed system's top-level names for figures meta.json also has under loadgen's own.
+
+    The seed's ``timeouts``, ``http_errors`` and ``network_errors`` sub-classify
+    the failed creates (they sum to its ``failures``), so they read
+    ``create_failure_class``; ``failure_class_histogram`` (and Postgres's
+    ``runs.timeouts``) count every non-success sandbox instead."""
     statuses = figures["status_histogram"]
-    classes = figures["failure_class_histogram"]
+    creates = figures["create_failure_class"]
     return {
         "p50_latency_ms": figures["latency_distribution"]["p50"],
         "p99_latency_ms": figures["latency_distribution"]["p99"],
         "sandboxes_succeeded": statuses.get("success", 0),
-        "failures": statuses.get("failed", 0),  # the seed's: sandboxes whose create failed (as runs.failures)
-        "timeouts": classes.get("timeout", 0),
-        "http_errors": classes.get("http_error", 0),
-        "network_errors": classes.get("network_error", 0),
+        "partials": statuses.get("partial", 0),
+        "readiness_failures": statuses.get("readiness_failed", 0),
+        "failures": statuses.get("failed", 0),  # sandboxes whose create failed (as runs.failures)
+        "timeouts": creates.get("timeout", 0),
+        "http_errors": creates.get("http_error", 0),
+        "network_errors": creates.get("network_error", 0),
     }
 
 

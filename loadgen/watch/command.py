@@ -10,7 +10,8 @@ Options:
   --interval=S         Seconds between refreshes [default: 2].
   --once               Show once and exit: 0 all done and complete, 1 any failed,
                        interrupted, incomplete, stuck or missing, 2 still running.
-  --json               One JSON object per run and refresh instead of text.
+  --json               One JSON object per run and refresh instead of text (its
+                       heartbeat_ts is the timestamp of the heartbeat it shows).
   --run-dir=DIR        Where run directories are, for run ids and --recent (default ./runs).
   --database-url=URL   Read runs from Postgres (default $DATABASE_URL when neither a run
                        directory, --run-dir nor --bucket is given; prefer the environment

@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
+from loadgen.report.human import count, duration_ms, duration_s, number
 from loadgen.result import parse_iso
 
 STALE_WORKER_S = 10.0
@@ -86,6 +87,7 @@ def judge(view: RunView, stuck_after_s: float = STUCK_AFTER_S, now: Optional[flo
         return out
     age = view.heartbeat_age_s if view.heartbeat_age_s is not None else _age(hb.get("ts"), now)
     out["heartbeat_age_s"] = None if age is None else round(age, 1)
+    out["heartbeat_ts"] = hb.get("ts")  # which heartbeat these figures are from
     if view.meta:
         out["state"] = meta.get("status") or "done"
     elif view.heartbeat:
@@ -141,8 +143,6 @@ def exit_code(statuses: list[dict]) -> int:
     return 2 if 2 in codes else 0
 
 
-def _ms(value) -> str:
-    return "-" if value is None else f"{value:.1f}"
 
 
 def format_lines(s: dict) -> list[str]:
@@ -154,32 +154,31 @@ def format_lines(s: dict) -> list[str]:
     expected, done = s.get("expected"), s.get("done")
     pct = f" ({100.0 * done / expected:.0f}%)" if expected and done is not None else ""
     by_status = s.get("by_status") or {}
-    counts = ", ".join(f"{k} {by_status.get(k, 0)}" for k in STATUS_ORDER)
-    extra = "".join(f", {k} {v}" for k, v in sorted(by_status.items()) if k not in STATUS_ORDER)
+    counts = ", ".join(f"{k} {count(by_status.get(k, 0))}" for k in STATUS_ORDER)
+    extra = "".join(f", {k} {count(v)}" for k, v in sorted(by_status.items()) if k not in STATUS_ORDER)
     if s["state"] in ENDED:
         head += f", complete {s.get('complete')}"
         if s.get("leak_count"):
-            head += f", LEAKS {s['leak_count']}"
-    head += f": done {done if done is not None else '-'}/{expected if expected is not None else '-'}{pct}; {counts}{extra}"
+            head += f", LEAKS {count(s['leak_count'])}"
+    head += f": done {count(done)}/{count(expected)}{pct}; {counts}{extra}"
     barrier = s.get("barrier") or {}
     if barrier.get("released"):
         barrier_text = f"released by {barrier.get('reason')}"
     elif barrier:
-        barrier_text = f"holding ({barrier.get('arrived', 0)}/{expected if expected is not None else '-'} arrived)"
+        barrier_text = f"holding ({count(barrier.get('arrived', 0))}/{count(expected)} arrived)"
     else:
         barrier_text = "-"
     rate = s.get("rate_per_s")
     eta = s.get("eta_s")
     age = s.get("heartbeat_age_s")
-    age_text = "-" if age is None else f"{age:.1f} s ago"
+    age_text = "-" if age is None else f"{duration_s(age)} ago"
     figures = (
-        f"  in flight {s.get('in_flight') if s.get('in_flight') is not None else '-'}, "
-        f"held {s.get('held') if s.get('held') is not None else '-'}"
-        + (f", waiting {s['waiting']}" if s.get("waiting") else "")
-        + f"; create p50 {_ms(s.get('create_p50_ms'))} ms p99 {_ms(s.get('create_p99_ms'))} ms; "
-        f"TTI p50 {_ms(s.get('tti_p50_ms'))} ms p99 {_ms(s.get('tti_p99_ms'))} ms; "
-        f"rate {'-' if rate is None else f'{rate:.1f}/s'}, ETA {'-' if eta is None else f'{eta:.0f}s'}; "
-        f"barrier {barrier_text}; heartbeat {age_text}; workers {s.get('workers', 0)}"
+        f"  in flight {count(s.get('in_flight'))}, held {count(s.get('held'))}"
+        + (f", waiting {count(s['waiting'])}" if s.get("waiting") else "")
+        + f"; create p50 {duration_ms(s.get('create_p50_ms'))} p99 {duration_ms(s.get('create_p99_ms'))}; "
+        f"TTI p50 {duration_ms(s.get('tti_p50_ms'))} p99 {duration_ms(s.get('tti_p99_ms'))}; "
+        f"rate {'-' if rate is None else f'{number(rate)}/s'}, ETA {duration_s(eta)}; "
+        f"barrier {barrier_text}; heartbeat {age_text}; workers {count(s.get('workers', 0))}"
         + (f", STALE: {', '.join(s['stale_workers'])}" if s.get("stale_workers") else "")
     )
     return [head, figures]
