@@ -15,7 +15,7 @@ from loadgen.providers.prices import PRICES, Price, PriceFileError, load_price_f
 from loadgen.report import stats
 from loadgen.report.concurrency import time_to_live
 from loadgen.report.cost import estimate, run_cost
-from loadgen.result import iso
+from loadgen.result import iso, parse_iso
 from tests.locust_harness import run_locust
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -62,6 +62,76 @@ def _record(idx, create_start, created, ready, live_start, destroyed, status="su
     }
     rec.update(kw)
     return rec
+
+
+KINDS = ("destroyed", "retried", "destroy_failed", "no_sandbox", "never_destroyed")
+
+
+def _hand_built(rows) -> list:
+    """Records from (create start, create s, readiness s, hold s, rest s, kind), whole seconds after T0."""
+    records = []
+    for idx, (start, create, ready, hold, rest, kind) in enumerate(rows):
+        created = start + create
+        live = created + ready + hold
+        r = _record(idx, start, created, created + ready, live, live + 0.1 + rest)
+        if kind == "retried":  # the first destroy failed; the second retry removed it, 2 s later
+            r.update(destroy_ok=False, destroy_retries=[{"ok": False, "ended_at": iso(T0 + live + 1.1 + rest)},
+                                                        {"ok": True, "ended_at": iso(T0 + live + 2.1 + rest)}])
+        elif kind == "destroy_failed":
+            r.update(destroy_ok=False, destroy_retries=[{"ok": False, "ended_at": iso(T0 + live + 1.1 + rest)}])
+        elif kind == "no_sandbox":
+            r.update(status="failed", sandbox_id=None)
+        elif kind == "never_destroyed":
+            r.update(destroy_ok=None, destroy_ended_at=None, destroy_ms=None)
+        records.append(r)
+    return records
+
+
+def _brute_time_to_live(records) -> dict:
+    """time_to_live by its definition (docs/report.md, Concurrency), counting at every instant that matters."""
+    def t(value):
+        return None if value is None else parse_iso(value)
+
+    every = [t(v) for r in records for k, v in r.items() if k.endswith("_at") and isinstance(v, str)]
+    run_end = max(every)
+    intervals, holds = [], []
+    for r in records:
+        if r["sandbox_id"] is None:
+            continue
+        retried = [a for a in r.get("destroy_retries") or [] if a["ok"]]
+        end = t(retried[0]["ended_at"]) if r["destroy_ok"] is False and retried else t(r["destroy_ended_at"])
+        intervals.append((t(r["create_ended_at"]), run_end if end is None else end))
+        if r["status"] in ("success", "partial"):
+            holds.append((t(r["readiness_ended_at"]), t(r["liveness_started_at"])))
+    origin = min(t(r["create_started_at"]) for r in records)
+    instants = sorted({x for iv in intervals for x in iv})
+
+    def alive(at, ivs):
+        return sum(1 for s, e in ivs if s <= at <= e)
+
+    def first(k):
+        return next(((at - origin) * 1000 for at in instants if alive(at, intervals) >= k), None)
+
+    n = len(intervals)
+    peak = max((alive(at, intervals) for at in instants), default=0)
+    out = {"ever_alive": n, "peak_live": peak, "to_peak_ms": first(peak) if peak else None,
+           "peak_live_during_hold": max((alive(at, holds) for at in {x for iv in holds for x in iv}), default=0)}
+    for name, frac in (("50pct", 0.5), ("90pct", 0.9), ("99pct", 0.99), ("100pct", 1.0)):
+        k = math.ceil(round(frac * n, 9))
+        out[f"live_{name}"], out[f"to_{name}_ms"] = k, first(k) if n else None
+    return out
+
+
+@FAST
+@given(st.lists(st.tuples(st.integers(0, 20), st.integers(0, 4), st.integers(0, 3), st.integers(0, 6),
+                          st.integers(0, 6), st.sampled_from(KINDS)), min_size=1, max_size=30))
+def test_time_to_n_live_of_hand_built_records_equals_brute_force(rows):
+    records = _hand_built(rows)
+    ttl = stats.compute(records)["time_to_live"]
+    expected = _brute_time_to_live(records)
+    for key, value in expected.items():
+        assert ttl[key] == (value if value is None or isinstance(value, int) and "ms" not in key
+                            else pytest.approx(value, abs=1e-3)), (key, ttl, expected)
 
 
 def test_time_to_live_in_meta_on_a_hand_built_run():

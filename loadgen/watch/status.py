@@ -81,13 +81,13 @@ def judge(view: RunView, stuck_after_s: float = STUCK_AFTER_S, now: Optional[flo
         "state": None,
         "complete": _complete(meta) if view.meta else None,
         "error": view.error,
+        "heartbeat_ts": hb.get("ts"),  # which heartbeat these figures are from
     }
     if view.error and not (view.heartbeat or view.meta or view.identity):
         out["state"] = "missing"
         return out
     age = view.heartbeat_age_s if view.heartbeat_age_s is not None else _age(hb.get("ts"), now)
     out["heartbeat_age_s"] = None if age is None else round(age, 1)
-    out["heartbeat_ts"] = hb.get("ts")  # which heartbeat these figures are from
     if view.meta:
         out["state"] = meta.get("status") or "done"
     elif view.heartbeat:
@@ -141,8 +141,6 @@ def exit_code(statuses: list[dict]) -> int:
     if 1 in codes or not statuses:
         return 1
     return 2 if 2 in codes else 0
-
-
 
 
 def format_lines(s: dict) -> list[str]:
