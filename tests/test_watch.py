@@ -46,7 +46,7 @@ def _same_as_heartbeat(status: dict, hb: dict) -> None:
     for key in LATENCY_SO_FAR:
         assert status[key] == hb["latency_so_far"][key], key
     assert status["mode"] == hb["schedule"]["mode"]
-    assert status["workers"] == len(hb["workers"]) == 1 and status["stale_workers"] == []
+    assert status["workers"] == len(hb["workers"]) <= 1 and status["stale_workers"] == []  # none before its first report
 
 
 class HeartbeatLog:
@@ -73,8 +73,9 @@ class HeartbeatLog:
 
 
 def test_watch_follows_a_live_run_from_its_directory_postgres_and_object_storage(tmp_path, emulator):
-    """30 sandboxes at 3 creates/s, held 8 s: watch's figures from each source are those of the heartbeat
-    they were read from, while the creates arrive, while the sandboxes are held, and once the run is over."""
+    """30 sandboxes at 5 creates/s, each held 12 s (so all 30 are held at once for the last 6 s of the first
+    one's hold): watch's figures from each source are those of the heartbeat they were read from, while the
+    creates arrive, while all are held, and once the run is over."""
     from tests.s3_fixtures import moto_server, new_bucket
 
     runs = tmp_path / "runs"
@@ -82,7 +83,7 @@ def test_watch_follows_a_live_run_from_its_directory_postgres_and_object_storage
         bucket = new_bucket(endpoint)
         remote = {"postgres": ["--database-url", url], "bucket": ["--bucket", bucket, "--prefix", "lg"]}
         master, workers, _ = start_locust("local.py", 30, runs, [
-            "--emulator-url", emulator.url, "--arrival-rate", "3", "--hold", "8",
+            "--emulator-url", emulator.url, "--arrival-rate", "5", "--hold", "12",
             "--database-url", url, "--bucket", bucket, "--prefix", "lg"])
         log = HeartbeatLog(runs)
         follow = None

@@ -473,9 +473,13 @@ class Controller:
 
     # -- shared master/local: ticking, the end ---------------------------------------------------
     def _tick(self) -> None:
-        """Barrier deadline, release re-broadcast, and lost-worker detection, twice a second."""
+        """Local mode's report, barrier deadline, release re-broadcast, and lost-worker detection, twice a second."""
         while self.coordinator is not None and not self.coordinator.finalized:
             coord = self.coordinator
+            if not self.is_master and self.proc is not None:
+                # local mode's report, as often as a worker's (heartbeat.json's last_report_at, so that
+                # `loadgen watch` never calls the one process stale during a long hold)
+                self._local_report()
             coord.tick_barrier()
             self._start_schedule()
             coord.advance_turn()
