@@ -73,9 +73,10 @@ class HeartbeatLog:
 
 
 def test_watch_follows_a_live_run_from_its_directory_postgres_and_object_storage(tmp_path, emulator):
-    """30 sandboxes at 5 creates/s, each held 12 s (so all 30 are held at once for the last 6 s of the first
-    one's hold): watch's figures from each source are those of the heartbeat they were read from, while the
-    creates arrive, while all are held, and once the run is over."""
+    """30 sandboxes at 3 creates/s, each held 25 s (so all 30 are held at once for the last 15 s of the
+    first one's hold): watch's figures from each source are those of the heartbeat they were read from,
+    while the creates arrive, while all are held, and once the run is over. The run is that long so that
+    every source is read several times even when each watch takes seconds to start on a busy machine."""
     from tests.s3_fixtures import moto_server, new_bucket
 
     runs = tmp_path / "runs"
@@ -83,7 +84,7 @@ def test_watch_follows_a_live_run_from_its_directory_postgres_and_object_storage
         bucket = new_bucket(endpoint)
         remote = {"postgres": ["--database-url", url], "bucket": ["--bucket", bucket, "--prefix", "lg"]}
         master, workers, _ = start_locust("local.py", 30, runs, [
-            "--emulator-url", emulator.url, "--arrival-rate", "5", "--hold", "12",
+            "--emulator-url", emulator.url, "--arrival-rate", "3", "--hold", "25",
             "--database-url", url, "--bucket", bucket, "--prefix", "lg"])
         log = HeartbeatLog(runs)
         follow = None
@@ -106,7 +107,8 @@ def test_watch_follows_a_live_run_from_its_directory_postgres_and_object_storage
                     after = rundir.read_json(run_path / rundir.HEARTBEAT)
                     if all(after[k] == hb[k] for k in ("latency_so_far", "held", "done", "in_flight")):
                         text = (out, hb)
-                for source, args in (("dir", [str(run_path)]), *((k, [run_id, *v]) for k, v in remote.items())):
+                for source, args in (("dir", [str(run_path)]), ("postgres", [run_id, *remote["postgres"]]),
+                                     ("dir", [str(run_path)]), ("bucket", [run_id, *remote["bucket"]])):
                     code, statuses = watch_json(*args)
                     if statuses and statuses[0]["state"] == "running" and statuses[0]["heartbeat_ts"]:
                         assert code == 2 and statuses[0]["run_id"] == run_id
