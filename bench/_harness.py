@@ -385,6 +385,8 @@ VARIANTS = {
     # the e2b adapter keeping an idle data-plane connection per held sandbox, as it does against
     # the real service (one envd host per sandbox) but not against the emulator (one host)
     "e2b-idle-kept": ("e2b", {"E2B_MAX_KEEPALIVE_CONNECTIONS": "100000"}),
+    # the modal adapter on grpclib's own asyncio transport, timed around the SDK call (no wire stamps)
+    "modal-sdk": ("modal", {"LOADGEN_MODAL_TRANSPORT": "sdk"}),
 }
 
 

@@ -6,7 +6,10 @@
 - every fault at 100%, through the adapter on loadgen's asyncio bridge: the
   failure class and the gRPC status name, and one request per attempt (the
   SDK's retries are off);
-- missing credentials: a clear error naming the variables, no create.
+- missing credentials: a clear error naming the variables, no create;
+- times on the wire (loadgen.net.wiregrpc): with the bridge's loop stalled while
+  the answers arrive, each create's, command's and destroy's latency is still
+  the emulator's service time; the escape hatch back to the SDK's transport.
 
 Set LOADGEN_SLOW_TESTS=1 to also run the 1,000-sandbox hub-lag measurement.
 """
@@ -16,6 +19,8 @@ from __future__ import annotations
 import collections
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -349,6 +354,103 @@ def test_missing_credentials_is_a_clear_error_and_creates_nothing(tmp_path, monk
         assert "MODAL_TOKEN_ID" in run.output and "MODAL_TOKEN_SECRET" in run.output, run.output[-2000:]
         assert emu.stats()["requests"] == 0
         assert modal_stats(emu)["rpcs"] == {}
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["grpc", "grpc+tls"])
+def test_create_command_and_destroy_are_timed_on_the_wire_even_when_the_client_is_busy(modal_env, tls):
+    """The create's, each command's and the destroy's times are the wire's: with the bridge's
+    loop stalled for 0.5 s while 60 answers arrive (every create on the one control-plane
+    connection the SDK multiplexes them over), each latency still equals the emulator's
+    service time to within 15 ms. A command is three RPCs (TaskExecStart, TaskExecStdioRead,
+    TaskExecWait), of which the provider's part is timed, so its latency is the service time
+    plus two quick round trips; the timed commands run on the command-router connections a
+    first round of commands opened (a command's time includes its connection's set-up when it
+    needs one, by design). Over TLS too, where each answer's stamp is its record's."""
+    import gevent
+
+    from loadgen.net.aio import get_bridge
+
+    latency = "uniform:150,250"
+    with start_emulator("fast", faces="modal", tls=tls, create_latency=latency, exec_latency=latency,
+                        kill_latency=latency) as emu:
+        provider = _provider(emu, modal_env)
+        assert provider.wire_verdicts
+        bridge = get_bridge()
+        stalls = {}
+
+        def burst(op, coroutines):
+            before = emu.stats()["ops"][op]["requests"]
+            pending = [bridge.submit(c) for c in coroutines]
+            deadline = time.time() + 30
+            while emu.stats()["ops"][op]["requests"] < before + len(pending) and time.time() < deadline:
+                gevent.sleep(0.01)  # until every request is on the wire (a busy machine sends them slowly)
+            marks = stalls[op] = []
+
+            def stall():
+                marks.append(time.time())
+                time.sleep(0.5)
+                marks.append(time.time())
+
+            bridge.loop.call_soon_threadsafe(stall)
+            return [p.wait(timeout=60) for p in pending]
+
+        _call(provider, provider.create, {"run_id": "warm", "sandbox_idx": "-1"})  # the SDK's token, once
+        n = 60
+        handles = burst("create", [provider.create({"run_id": "busy", "sandbox_idx": str(i)}) for i in range(n)])
+        [p.wait(timeout=60) for p in [bridge.submit(provider.run(h, "true", 20)) for h in handles]]
+        results = burst("exec", [provider.run(h, "node -v", 20) for h in handles])
+        assert all(r.exit_code == 0 and r.stdout.startswith("v20.") for r in results)
+        assert all(burst("kill", [provider.destroy(h, 20) for h in handles]))
+        server = {row["metadata"]["sandbox_idx"]: row for row in emu.sandboxes()
+                  if (row.get("metadata") or {}).get("run_id") == "busy"}
+    assert len(server) == n
+    for operation, op, received, answered in (("create", "create", "t_received", "t_answered"),
+                                              ("run", "exec", "t_start", "t_end"),
+                                              ("destroy", "kill", "t_kill_received", "t_kill_answered")):
+        start, end = stalls[op]
+        errors, in_stall = [], 0
+        for i, handle in enumerate(handles):
+            sent, answer = provider.wire_times(handle, operation)
+            row = server[str(i)]
+            if operation == "run":
+                row = row["execs"][-1]
+            errors.append((answer - sent) - (row[answered] - row[received]))
+            in_stall += start < row[answered] < end
+        assert in_stall >= n // 3, f"{operation}: {in_stall} answers came during the stall: the test proves nothing"
+        assert max(abs(e) for e in errors) < 0.015, (operation, sorted(errors)[:3], sorted(errors)[-3:])
+
+
+_ESCAPE_HATCH_SCRIPT = """
+import json, sys
+from loadgen.net.aio import get_bridge
+from loadgen.providers.base import ProviderSettings
+from loadgen.providers.modal import ModalProvider
+adapter = ModalProvider(ProviderSettings(base_url=sys.argv[1], create_timeout_s=10, sandbox_lifetime_s=600))
+adapter.prepare()
+assert adapter._setup_error is None, adapter._setup_error
+call = lambda coro: get_bridge().call(coro, timeout=20)
+handle = call(adapter.create({"run_id": "hatch", "sandbox_idx": "0"}))
+result = call(adapter.run(handle, "node -v", 5))
+killed = call(adapter.destroy(handle, 5))
+print(json.dumps({"exit_code": result.exit_code, "stdout": result.stdout.strip(), "killed": killed,
+                  "wire_verdicts": adapter.wire_verdicts,
+                  "wire": {op: adapter.wire_times(handle, op) is not None for op in ("create", "run", "destroy")}}))
+"""
+
+
+@pytest.mark.parametrize("env, wire", [({}, True), ({"LOADGEN_MODAL_TRANSPORT": "sdk"}, False)],
+                         ids=["wire", "sdk"])
+def test_the_escape_hatch_gives_the_sdk_its_transport_back(env, wire):
+    """LOADGEN_MODAL_TRANSPORT=sdk: the SDK's own grpclib transport, timed around the SDK call (a
+    subprocess: the switch is read at setup and patches the SDK process-wide)."""
+    with start_emulator("fast", faces="modal") as emu:
+        out = subprocess.run([sys.executable, "-c", _ESCAPE_HATCH_SCRIPT, emu.url], capture_output=True, text=True,
+                             timeout=120, env={**os.environ, **CREDS, **env})
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert (got["exit_code"], got["stdout"][:4], got["killed"]) == (0, "v20.", True)
+    assert got["wire_verdicts"] is wire
+    assert got["wire"] == {"create": wire, "run": wire, "destroy": wire}
 
 
 @pytest.mark.skipif(not os.environ.get("LOADGEN_SLOW_TESTS"), reason="set LOADGEN_SLOW_TESTS=1 (about a minute)")

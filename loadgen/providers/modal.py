@@ -32,6 +32,25 @@ Rules (see providers/base.py):
   image are made once per process in `setup()`, before the clock starts, so a
   create is the SandboxCreateV2 call alone.
 
+Measurement: every gRPC exchange (SandboxCreateV2 and the AuthTokenGet it may
+need; each command's TaskExecStart, TaskExecStdioRead and TaskExecWait; the
+SandboxTerminateV2) is timed at the socket by loadgen.net.wiregrpc, which
+gives the SDK's grpclib channels a transport of its own: the request's time
+is read as its HEADERS frame goes to the kernel, the answer's is the kernel's
+receive stamp of the frame that ended its HTTP/2 stream, however late the
+loop read it. So the adapter is wire-judged (``wire_verdicts``): each phase
+gets its timeout on the wire, and its recorded time is the provider's, the
+union of its exchanges (a command's three RPCs one after another, with the
+set-up of the sandbox's command-router connection when it needed one; a
+create's and a destroy's without the control plane's set-up). The
+generator's own gaps between them are its share in the record. The SDK's
+loop-clock deadline on a command is off for the same reason (the server
+still gets the command's ``timeout_secs``).
+``LOADGEN_MODAL_TRANSPORT=sdk`` gives the channels back their own asyncio
+transport: times and verdicts by this greenlet's clock around the SDK call,
+as before, for A/B measurements and as an escape hatch should an SDK upgrade
+break the seam.
+
 Errors: gRPC statuses arrive as `modal.exception` classes carrying
 `_grpc_status`; its name is the record's `http_status` (e.g.
 "RESOURCE_EXHAUSTED"). Deadlines and `modal.exception.TimeoutError` are
@@ -50,6 +69,7 @@ import re
 import shlex
 from typing import Any, Optional
 
+from loadgen.net import exchange, wiregrpc, wirehttp
 from loadgen.net.aio import get_bridge
 from loadgen.providers.base import CommandResult, Provider
 from loadgen.result import ErrorInfo, FailureClass, classify_exception, truncate
@@ -59,6 +79,7 @@ log = logging.getLogger("loadgen.providers.modal")
 APP_NAME = os.environ.get("LOADGEN_MODAL_APP", "loadgen")
 SDK_VERSION = "1.6.4"  # the pinned release this adapter (and the emulator's modal face) was checked against
 _SHELL_SYNTAX = re.compile(r"[;&|<>$`*?(){}\[\]~\\\n]")
+TRANSPORT_ENV = "LOADGEN_MODAL_TRANSPORT"  # "wire" (default) or "sdk"
 
 
 def _sdk():
@@ -142,6 +163,59 @@ def _trust_ssl_cert_file() -> Optional[str]:
     return cafile
 
 
+def _install_wire_transport(enabled: bool) -> bool:
+    """Open the SDK's gRPC connections on loadgen.net.wiregrpc (or, not ``enabled``, on grpclib's own).
+
+    The seam is ``ModalChannel._open_connection``, where the SDK itself chooses
+    between a proxied and a direct connection: a proxy, a unix socket or a TLS
+    name override keeps the SDK's path."""
+    from modal._utils.grpc_utils import ModalChannel
+
+    original = getattr(ModalChannel._open_connection, "_loadgen_original", ModalChannel._open_connection)
+    if not enabled:
+        ModalChannel._open_connection = original
+        return False
+
+    async def _open_connection(self):
+        from modal._utils.proxy_support import get_proxy_url
+
+        if (self._path is not None or self._config.ssl_target_name_override
+                or get_proxy_url(self._host, use_ssl=self._ssl is not None) is not None):
+            return await original(self)
+        return await wiregrpc.open_connection(self._protocol_factory, self._host, self._port, self._ssl)
+
+    _open_connection._loadgen_original = original
+    ModalChannel._open_connection = _open_connection
+    return True
+
+
+def _judge_commands_on_the_wire(enabled: bool) -> None:
+    """No loop-clock deadline on a command's RPCs inside a wire-judged phase (the wire's verdict is the one).
+
+    The SDK turns ``exec(timeout=...)`` into the server's ``timeout_secs`` and a
+    client deadline on ``time.monotonic()``, which a stalled loop would pass while
+    answers wait in the socket. Only the client deadline goes."""
+    from modal.container_process import _ContainerProcess
+
+    original = getattr(_ContainerProcess.__init__, "_loadgen_original", _ContainerProcess.__init__)
+    if not enabled:
+        _ContainerProcess.__init__ = original
+        return
+
+    def __init__(self, *args, exec_deadline=None, **kwargs):
+        phase = exchange.current()
+        if phase is not None and phase.timeout_s is not None:
+            exec_deadline = None
+        original(self, *args, exec_deadline=exec_deadline, **kwargs)
+
+    __init__._loadgen_original = original
+    _ContainerProcess.__init__ = __init__
+
+
+class WireTimeout(TimeoutError):
+    """The wire's verdict: the provider's answer did not arrive within the phase's timeout."""
+
+
 def _adopt_bridge_loop(loop: asyncio.AbstractEventLoop) -> None:
     """Make synchronicity run the SDK on `loop` (loadgen's bridge) instead of a loop thread of its own."""
     from modal._utils.async_utils import synchronizer
@@ -185,6 +259,11 @@ class ModalProvider(Provider):
                         "loop hand-over and the emulator's RPC set may differ)", version, SDK_VERSION)
         self.retry_settings = _disable_sdk_retries()
         _trust_ssl_cert_file()
+        transport = os.environ.get(TRANSPORT_ENV, "wire").strip().lower() or "wire"
+        if transport not in ("wire", "sdk"):
+            raise ValueError(f"{TRANSPORT_ENV}={transport!r}: want 'wire' (the default) or 'sdk'")
+        self.wire_verdicts = _install_wire_transport(transport == "wire")
+        _judge_commands_on_the_wire(self.wire_verdicts)
         bridge = get_bridge()
         _adopt_bridge_loop(bridge.loop)
         self._client = self._app = self._image = None
@@ -209,37 +288,66 @@ class ModalProvider(Provider):
         if self._setup_error is not None:
             raise copy.copy(self._setup_error).with_traceback(None)
         modal = _sdk()
-        return await modal.Sandbox.create.aio(
-            app=self._app,
-            image=self._image,
-            timeout=int(self.settings.sandbox_lifetime_s),
-            tags=tags,
-            client=self._client,
-        )
+        with exchange.recording() as phase:  # this task's context: the SDK's RPCs run in it
+            before = len(phase.exchanges)
+            handle = await modal.Sandbox.create.aio(
+                app=self._app,
+                image=self._image,
+                timeout=int(self.settings.sandbox_lifetime_s),
+                tags=tags,
+                client=self._client,
+            )
+        handle._loadgen_wire_create = wiregrpc.busy_span(phase.exchanges[before:], include_setup=False)
+        return handle
+
+    def wire_times(self, handle, operation="create"):
+        """(start, end) of the latest create, command ("run") or destroy on ``handle`` as the wire
+        saw it (loadgen.net.wiregrpc.busy_span), or None (the SDK's own transport, or a phase with an
+        unanswered exchange)."""
+        return getattr(handle, "_loadgen_wire_" + operation, None)
+
+    def wire_span(self, phase, operation):
+        return wiregrpc.busy_span(phase.exchanges, include_setup=operation == "run")
 
     async def run(self, handle, command: str, timeout: float) -> CommandResult:
-        process = await handle.exec.aio(*_argv(command), timeout=max(1, math.ceil(timeout)))
-        stdout = await process.stdout.read.aio()
-        exit_code = await process.wait.aio()  # -1 when the exec's own deadline passed
-        stderr = ""
-        if exit_code != 0:
+        with exchange.recording() as phase:
+            before = len(phase.exchanges)
             try:
-                stderr = await process.stderr.read.aio()
-            except Exception:  # noqa: BLE001 - the exit code is the answer; stderr only explains it
-                pass
+                process = await handle.exec.aio(*_argv(command), timeout=max(1, math.ceil(timeout)))
+                stdout = await process.stdout.read.aio()
+                exit_code = await process.wait.aio()  # -1 when the exec's own deadline passed
+                stderr = ""
+                if exit_code != 0:
+                    try:
+                        stderr = await process.stderr.read.aio()
+                    except Exception:  # noqa: BLE001 - the exit code is the answer; stderr only explains it
+                        pass
+            except Exception as exc:
+                _raise_wire_timeout(phase, exc)
+                raise
+            _raise_wire_timeout(phase)
+        handle._loadgen_wire_run = wiregrpc.busy_span(phase.exchanges[before:], include_setup=True)
         return CommandResult(exit_code, stdout or "", stderr or "")
 
     async def destroy(self, handle, timeout: float) -> bool:
         modal = _sdk()
-        try:
-            await handle.terminate.aio()  # a no-op that succeeds if the sandbox already ended
-        except modal.exception.NotFoundError:
-            return False
-        finally:
+        with exchange.recording() as phase:
+            before = len(phase.exchanges)
             try:
-                await handle.detach.aio()  # close this sandbox's command-router connection
-            except Exception:  # noqa: BLE001
-                pass
+                await handle.terminate.aio()  # a no-op that succeeds if the sandbox already ended
+            except modal.exception.NotFoundError:
+                _raise_wire_timeout(phase)
+                return False
+            except Exception as exc:
+                _raise_wire_timeout(phase, exc)
+                raise
+            finally:
+                try:
+                    await handle.detach.aio()  # close this sandbox's command-router connection
+                except Exception:  # noqa: BLE001
+                    pass
+            _raise_wire_timeout(phase)
+        handle._loadgen_wire_destroy = wiregrpc.busy_span(phase.exchanges[before:], include_setup=False)
         return True
 
     async def destroy_id(self, sandbox_id: str, timeout: float) -> bool:
@@ -271,6 +379,13 @@ class ModalProvider(Provider):
         return classify_modal_exception(exc)
 
 
+def _raise_wire_timeout(phase, cause: Optional[BaseException] = None) -> None:
+    """A wire-judged command or destroy whose answer came after its deadline (or never) is a timeout,
+    whatever the SDK made of it (a late answer is still an answer to the SDK)."""
+    if phase.timed_out and phase.timeout_s is not None:
+        raise WireTimeout(f"no answer on the wire within {phase.timeout_s:g} s of the request") from cause
+
+
 def classify_modal_exception(exc: BaseException) -> ErrorInfo:
     """modal's exceptions -> the taxonomy, with the gRPC status name as `http_status`."""
     import modal.exception as me
@@ -278,6 +393,11 @@ def classify_modal_exception(exc: BaseException) -> ErrorInfo:
 
     error_type = type(exc).__name__
     message = truncate(str(exc) or error_type)
+    wire = _wire_error_in(exc)
+    if wire is not None and not getattr(exc, "_grpc_status", None):  # loadgen's transport said why
+        if isinstance(wire, TimeoutError):
+            return ErrorInfo(FailureClass.TIMEOUT.value, None, None, error_type, message)
+        return ErrorInfo(FailureClass.NETWORK_ERROR.value, None, None, error_type, message)
     status = getattr(exc, "_grpc_status", None)
     if status is None:
         status = getattr(exc, "status", None)  # a raw grpclib.GRPCError
@@ -302,3 +422,14 @@ def classify_modal_exception(exc: BaseException) -> ErrorInfo:
     except ImportError:  # pragma: no cover
         pass
     return classify_exception(exc)
+
+
+def _wire_error_in(exc: BaseException):
+    """wiregrpc's (wirehttp's) own error behind ``exc``, if any (the SDK may wrap it)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (wirehttp.WireError, WireTimeout)):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None

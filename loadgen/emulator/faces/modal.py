@@ -69,8 +69,9 @@ from h2.connection import H2Connection
 from h2.settings import SettingCodes
 
 from loadgen.emulator import core as C
-from loadgen.emulator.request import Request
+from loadgen.emulator.request import Request, kernel_arrival
 from loadgen.emulator.http2 import max_streams  # the SDK multiplexes a whole process over one connection
+from loadgen.net import wiregrpc
 
 HOST = "127.0.0.1"
 BACKLOG = 65535  # the kernel caps it at net.core.somaxconn
@@ -118,6 +119,17 @@ def grpc_url_of(emulator_url: str, timeout: float = 10.0) -> str:
     """The gRPC URL of the modal face of the emulator serving at `emulator_url`."""
     with urllib.request.urlopen(emulator_url.rstrip("/") + "/modal/grpc", timeout=timeout) as resp:
         return json.loads(resp.read())["url"]
+
+
+def _arrival(stream) -> float:
+    """When the kernel took in the request's last byte (read once its message was received): the core's
+    latencies then run from the arrival, not from when this loop got to it."""
+    stamp = getattr(stream, "_loadgen_arrival", None)
+    if stamp is not None:
+        return stamp
+    transport = getattr(stream._stream, "_transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    return kernel_arrival(sock) if sock is not None else time.time()
 
 
 def _b64(data: bytes) -> str:
@@ -186,6 +198,13 @@ class _Server(grpclib.server.Server):
         super().__init__(handlers, **kw)
         self._counter = counter
 
+    async def start_stamped(self, sock: socket.socket, ssl=None) -> None:
+        """Server.start on loadgen.net.wiregrpc's server: each request's arrival is the kernel's stamp of
+        its last byte (``wiregrpc.arrival``), even when the SDK multiplexes a process's creates on one
+        connection (TCP_INFO would give them all the latest segment's time)."""
+        self._server = wiregrpc.StampedServer(sock, self._protocol_factory, ssl)
+        self._server_closed_fut = self._loop.create_future()
+
     def _protocol_factory(self) -> H2Protocol:
         self.__gc_step__()
         handler = grpclib.server.Handler(self._mapping, self._codec, self._status_details_codec, self.__dispatch__)
@@ -243,7 +262,7 @@ class ModalFace:
         # Connections arriving before create_server has run wait in the listen backlog.
         # (grpclib's own default backlog is 100: a burst of router connections would
         # overflow it and wait out the kernel's 1 s SYN retransmission.)
-        self._started = self.loop.create_task(self.server.start(sock=sock, backlog=BACKLOG, ssl=ssl))
+        self._started = self.loop.create_task(self.server.start_stamped(sock, ssl=ssl))
 
     async def stop(self) -> None:
         await self._started
@@ -286,6 +305,16 @@ class ModalFace:
 
         async def handler(stream) -> None:
             rpcs[path] += 1
+            recv = stream.recv_message
+
+            async def recv_message():  # the request's arrival, taken as its message is (every RPC's, once)
+                message = await recv()
+                stamp = wiregrpc.arrival(stream)
+                if stamp is not None:
+                    stream._loadgen_arrival = stamp
+                return message
+
+            stream.recv_message = recv_message
             await method(stream)
 
         return handler
@@ -351,6 +380,7 @@ class ModalFace:
 
     async def SandboxCreateV2(self, stream) -> None:
         req = await stream.recv_message()
+        received_at = _arrival(stream)
         self._check_token(stream)
         definition = req.definition
         lifetime = definition.timeout_secs or None
@@ -362,7 +392,7 @@ class ModalFace:
         template = self.images.get(definition.image_id, definition.image_id or None)
         answer = self.loop.create_future()
         self.core.create(self.name, tags or None, template, lifetime,
-                         lambda out: answer.done() or answer.set_result(out))
+                         lambda out: answer.done() or answer.set_result(out), received_at=received_at)
         out: C.CreateOutcome = await answer  # a hang is a future nobody resolves
         sb = out.sandbox
         if out.kind == C.OK:
@@ -372,6 +402,7 @@ class ModalFace:
                 sandbox_id=sandbox_id_of(cid), task_id=task_id_of(cid),
                 command_router_access=self._router_access(sb),
                 metadata=self.pb.SandboxHandleMetadata(app_id=req.app_id)))
+            sb.t_answered = self.core._now()  # as it went out (the trailers follow in the same step)
         elif out.kind == C.REJECTED:
             sb.status = "RESOURCE_EXHAUSTED"
             what = "create rate limit" if out.fault == C.F_RATE_LIMITED else "concurrent sandbox limit"
@@ -413,14 +444,17 @@ class ModalFace:
 
     async def SandboxTerminateV2(self, stream) -> None:
         req = await stream.recv_message()
+        received_at = _arrival(stream)
         self._check_token(stream)
         cid = core_id(req.sandbox_id)
         answer = self.loop.create_future()
-        self.core.kill(cid, lambda out: answer.done() or answer.set_result(out))
+        self.core.kill(cid, lambda out: answer.done() or answer.set_result(out), received_at=received_at)
         out: C.KillOutcome = await answer
         if out.kind == C.OK:
             self._forget(cid)
             await stream.send_message(self.pb.SandboxTerminateResponse())
+            if out.sandbox is not None and out.sandbox.t_kill_answered is not None:
+                out.sandbox.t_kill_answered = self.core._now()  # as it went out, not when the core decided it
         elif out.kind == C.GONE:  # "a no-op if the Sandbox has already finished running"
             self._forget(cid)
             done = self.pb.GenericResult(status=self.pb.GenericResult.GENERIC_STATUS_TERMINATED)
@@ -450,6 +484,7 @@ class ModalFace:
 
     async def TaskExecStart(self, stream) -> None:
         req = await stream.recv_message()
+        received_at = _arrival(stream)
         self._fresh()
         sb = self._task(stream, req.task_id)
         cid = sb.sandbox_id
@@ -464,7 +499,7 @@ class ModalFace:
         if ex is None:  # the exec id is the SDK's idempotency key: a retried start is the same command
             ex = self.execs[req.exec_id] = _Exec(cid, self.core.epoch, self.loop)
             self.execs_by_sandbox.setdefault(cid, []).append(req.exec_id)
-            self.core.exec(cid, command, lambda ev: self._exec_event(ex, ev))
+            self.core.exec(cid, command, lambda ev: self._exec_event(ex, ev), received_at=received_at)
         if not await asyncio.shield(ex.started):
             raise GRPCError(Status.NOT_FOUND, f"Task {req.task_id} not found")
         await stream.send_message(self.sr.TaskExecStartResponse())

@@ -1,0 +1,910 @@
+"""grpclib's HTTP/2 connections with each stream's exchange timed at the socket, by the kernel.
+
+Why: modal's SDK (grpclib over h2) multiplexes every sandbox of a process over
+one control-plane connection, and each sandbox's commands over a connection of
+its own. A clock read where grpclib hands an answer to the SDK measures how busy
+the asyncio loop was (BENCHMARKS.md §3: hundreds of milliseconds at 2,000
+sandboxes per process). So this module gives a grpclib channel a transport of
+its own (``open_connection``, used in place of ``loop.create_connection``):
+
+- the request's time is read just before its HEADERS frame is handed to the
+  kernel (``send``), or, when the socket's buffer was full, before the send that
+  finally took it;
+- the answer's time is the kernel's receive stamp (SO_TIMESTAMPNS) of the bytes
+  that completed the stream: the frame carrying END_STREAM (the trailers, a
+  trailers-only answer) or the server's RST_STREAM. Many streams share a
+  connection, and one read of a busy loop may take the answers of many: the
+  stamp of a read is its last segment's, so the reader peeks at what is
+  waiting, finds where each stream-ending frame ends (over TLS: each record),
+  and reads exactly up to there, so every stream-ending frame gets the stamp of
+  the segment that carried its last byte;
+- a new connection's set-up (first SYN to the handshake's completion as
+  TCP_INFO dates it, retransmitted SYNs counted; TLS from ClientHello to the
+  server's last handshake flight) is wirehttp's, and counts for the first
+  exchange of the phase that opened the connection.
+
+Phases and verdicts (``loadgen.net.exchange``): every stream sent inside a phase
+is recorded on it as an ``Exchange``, answered or not. A phase of several
+exchanges one after another (a modal command is TaskExecStart, then
+TaskExecStdioRead, then TaskExecWait) has the provider's time as the union of
+its exchanges (``busy_span``): the generator's own gaps between an answer and
+the next request are its share, not the provider's. Deadlines follow: an
+exchange has what is left of the phase's timeout once the provider's earlier
+exchanges are counted, from its wire start; at the deadline the bytes already
+waiting in the socket are read first, and only a stream still unanswered then
+makes the phase's verdict a timeout. A lingering phase (a create) keeps
+listening for the late answer until ``linger_s`` more, then the stream is given
+up (``ReadTimeout``). A request the generator could not send before the phase's
+send deadline is not sent (``NotSent``).
+
+Limits: a kernel that coalesces segments waiting unread in the receive queue
+dates the merged buffer by its newest segment, so on a shared connection an
+answer that waited behind a stall may be dated by a later answer's arrival:
+never later than it was read, usually far earlier. Proxies (HTTPS_PROXY and
+kin) and unix sockets keep grpclib's own transport.
+
+Length: one transport (socket, TLS over memory BIOs, stamp-exact reads, writes
+with their send times) and the per-stream bookkeeping it feeds; they share the
+connection's state and are read together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import socket
+import ssl
+import time
+from typing import Callable, Optional
+
+from grpclib import protocol as _grpc_protocol
+from h2.events import StreamEnded, StreamReset
+
+from loadgen.net import exchange, wirehttp
+from loadgen.net.aio import _allocate_lock, _start_new_thread
+from loadgen.net.exchange import Exchange, NotSent
+
+try:  # the reader thread's epoll, not gevent's cooperative select
+    from gevent.monkey import get_original
+
+    _epoll = get_original("select", "epoll")
+except (ImportError, AttributeError):  # pragma: no cover - gevent is a dependency; epoll is Linux's
+    import select
+
+    _epoll = getattr(select, "epoll", None)
+
+_PEEK_SIZE = 256 * 1024
+_ANCILLARY = wirehttp._ANCILLARY_SIZE
+_TIMESPEC = wirehttp._TIMESPEC
+SO_TIMESTAMPNS = wirehttp.SO_TIMESTAMPNS
+_HIGH_WATER = 256 * 1024
+_LOW_WATER = 64 * 1024
+# HTTP/2 frame types and flags (RFC 9113 §6)
+_DATA, _HEADERS, _RST_STREAM, _GOAWAY, _CONTINUATION = 0, 1, 3, 7, 9
+_END_STREAM, _END_HEADERS = 0x1, 0x4
+
+
+_loop_buffers: dict = {}
+
+
+def _buffers_of(loop) -> tuple:
+    buffers = _loop_buffers.get(loop)
+    if buffers is None:
+        buffers = _loop_buffers[loop] = (bytearray(_PEEK_SIZE), bytearray(wirehttp._READ_SIZE))
+    return buffers
+
+
+def busy_span(exchanges, include_setup: bool) -> Optional[tuple[float, float]]:
+    """(start, end) of the provider's part of a phase: ``end`` is the last answer's arrival, and
+    ``end - start`` the union of the exchanges' spans (set-up included with ``include_setup``),
+    so the generator's gaps between one answer and the next request are not in it. None unless
+    every exchange was answered."""
+    if not exchanges or any(x.answered is None for x in exchanges):
+        return None
+    spans = sorted(((x.wire_started if include_setup else x.sent), x.answered) for x in exchanges)
+    total = 0.0
+    start, end = spans[0]
+    last = end
+    for s, e in spans[1:]:
+        if s > end:
+            total += end - start
+            start, end = s, e
+        elif e > end:
+            end = e
+        last = max(last, e)
+    total += end - start
+    return last - total, last
+
+
+def _busy_s(exchanges) -> float:
+    """The provider's time so far in a phase: the union of its answered exchanges, set-up included."""
+    done = [x for x in exchanges if x.answered is not None]
+    span = busy_span(done, True) if done else None
+    return 0.0 if span is None else span[1] - span[0]
+
+
+class _Track:
+    """One stream sent inside a phase: what its Exchange will say, and its deadlines."""
+
+    __slots__ = ("stream", "phase", "sent", "setup_s", "syn", "deadline", "give_up", "timer", "mark", "exchange")
+
+    def __init__(self, stream, phase, setup_s, syn, mark):
+        self.stream, self.phase, self.setup_s, self.syn, self.mark = stream, phase, setup_s, syn, mark
+        self.sent = None
+        self.deadline = self.give_up = None
+        self.timer = None
+        self.exchange: Optional[Exchange] = None  # recorded on the phase as it is sent, answered when it is
+
+
+class _Reader:
+    """One real OS thread per process that reads every StampedTransport's socket as data arrives.
+
+    Why a thread: the kernel merges segments that wait unread in a receive queue
+    into one buffer and stamps it with its newest segment's arrival (checked on
+    Linux 6.18 loopback: 100 answers 2 ms apart, unread for 0.2 s, came back in
+    groups of ~20 stamped alike). On a connection that many streams share, an
+    answer that waited while the loop was busy would be dated by a later one's.
+    A thread blocked in epoll reads each answer as it lands, so its stamp is its
+    own; the loop gets the pieces, stamps attached, in one wake-up per batch.
+    Under a busy process the thread waits for the GIL (sys.getswitchinterval(),
+    5 ms by default), which bounds how long answers can sit unread."""
+
+    def __init__(self):
+        self._epoll = _epoll()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._epoll.register(self._wake_r, 1)  # EPOLLIN
+        self._by_fd: dict = {}
+        self._requests: collections.deque = collections.deque()
+        self._outs: dict = {}  # loop -> [deque of (transport, data, stamp), drain scheduled]
+        _start_new_thread(self._run, ())
+
+    def register(self, transport) -> None:
+        self._by_fd[transport._fd] = transport
+        self._epoll.register(transport._fd, 1)
+
+    def unregister(self, transport) -> None:
+        if self._by_fd.get(transport._fd) is transport:
+            del self._by_fd[transport._fd]
+            try:
+                self._epoll.unregister(transport._fd)
+            except (OSError, ValueError):
+                pass
+
+    def read_then(self, transport, callback: Callable[[], None]) -> None:
+        """Read ``transport``'s socket now, then run ``callback`` on its loop after what was read."""
+        self._requests.append((transport, callback))
+        try:
+            os.write(self._wake_w, b"!")
+        except BlockingIOError:
+            pass  # the pipe is full: the thread is awake already
+
+    def _out(self, loop) -> list:
+        out = self._outs.get(loop)
+        if out is None:
+            out = self._outs[loop] = [collections.deque(), False]
+        return out
+
+    def _run(self) -> None:
+        buffer = bytearray(_PEEK_SIZE)
+        while True:
+            try:
+                events = self._epoll.poll()
+            except InterruptedError:
+                continue
+            touched = []
+            for fd, _mask in events:
+                if fd == self._wake_r:
+                    try:
+                        while os.read(self._wake_r, 4096):
+                            pass
+                    except BlockingIOError:
+                        pass
+                    continue
+                transport = self._by_fd.get(fd)
+                if transport is None:
+                    continue
+                out = self._out(transport._loop)
+                if not transport._thread_read(buffer, out[0]):
+                    self.unregister(transport)
+                touched.append(out)
+            while self._requests:
+                transport, callback = self._requests.popleft()
+                out = self._out(transport._loop)
+                if transport._fd in self._by_fd and not transport._thread_read(buffer, out[0]):
+                    self.unregister(transport)
+                out[0].append((transport, callback, None))
+                touched.append(out)
+            for out in touched:
+                if out[0] and not out[1]:
+                    out[1] = True
+                    loop = out[0][0][0]._loop
+                    try:
+                        loop.call_soon_threadsafe(self._drain, out)
+                    except RuntimeError:  # the loop is closed: nobody is left to read for
+                        out[0].clear()
+                        out[1] = False
+
+    @staticmethod
+    def _drain(out: list) -> None:
+        """On the loop: deliver what the thread read, in order."""
+        out[1] = False  # (cleared first: an item appended during the drain is drained or schedules the next)
+        queue = out[0]
+        flush = set()
+        while queue:
+            transport, data, stamp = queue.popleft()
+            try:
+                transport._delivered(data, stamp)
+            except Exception as exc:  # noqa: BLE001 - a broken connection, not a crash of the loop
+                transport._finish(exc)
+            if transport._tls is not None:
+                flush.add(transport)
+        for transport in flush:
+            transport._flush_plain(transport.stamp)
+
+
+_reader: Optional[_Reader] = None
+_reader_pid: Optional[int] = None
+_reader_lock = _allocate_lock()
+
+
+def _the_reader() -> Optional[_Reader]:
+    """The process's reader thread (started on first use, and again after a fork); None without epoll."""
+    global _reader, _reader_pid
+    if _epoll is None:
+        return None
+    with _reader_lock:
+        if _reader is None or _reader_pid != os.getpid():
+            _reader, _reader_pid = _Reader(), os.getpid()
+    return _reader
+
+
+class StampedTransport(asyncio.Transport):
+    """An asyncio transport over a connected socket (wirehttp's connection, TLS done) whose reads
+    carry kernel stamps, for one grpclib H2Protocol."""
+
+    def __init__(self, loop, conn, protocol, setup_phase, keep_ends: bool = False):
+        super().__init__()
+        self._loop = loop
+        self._conn = conn  # a wirehttp connection: keeps the socket (and the TLS objects) alive
+        self._sock = conn.sock
+        self._fd = conn.fd
+        self._tls, self._tls_in, self._tls_out = conn.tls, conn.tls_in, conn.tls_out
+        # a server's transport keeps the stamp of each stream's end (its request's last byte) for the handler
+        self.ends: Optional[dict] = {} if keep_ends else None
+        self._protocol = protocol
+        # one read buffer per loop, shared by its connections (a read never yields): 2,000 sandboxes'
+        # command-router connections must not cost 2,000 of them
+        self._peek, self._plain = _buffers_of(loop)
+        self._view = memoryview(self._peek)
+        self.stamp = 0.0  # the stamp of the bytes being delivered (read by _StampedConnection.feed)
+        self._backlog = bytearray()
+        self._written = 0  # bytes handed to write()
+        self._sent = 0  # bytes handed to the kernel
+        self._send_started = 0.0  # clock read just before the latest send
+        self._waiting_send: list = []  # tracks whose request is still in the backlog
+        self._writing_paused = False
+        self._closing = False
+        self._lost = False
+        self._reading = False
+        # frame scanner: bytes of a partial frame header, payload bytes left, whether that frame ends a stream
+        self._hdr = bytearray()
+        self._left = 24 if keep_ends else 0  # a server first reads the client's preface (PRI * HTTP/2.0...)
+        self._frame_ends = False
+        self._header_block_ends = False  # a HEADERS with END_STREAM is waiting for its last CONTINUATION
+        # TLS record scanner
+        self._rec_hdr = bytearray()
+        self._rec_left = 0
+        self._pending_plain: list = []
+        self.tracks: dict = {}
+        self._setup = (conn.setup_s, conn.syn_retransmits, setup_phase)
+        self._lock = _allocate_lock()  # the reader thread reads under it; closing takes it
+        self._reader = _the_reader()
+
+    # -- asyncio.Transport ----------------------------------------------------------
+    def get_extra_info(self, name, default=None):
+        if name == "socket":
+            return self._sock
+        if name == "peername":
+            try:
+                return self._sock.getpeername()
+            except OSError:
+                return default
+        if name == "sockname":
+            try:
+                return self._sock.getsockname()
+            except OSError:
+                return default
+        if name == "ssl_object":
+            return self._tls if self._tls is not None else default
+        return default
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def is_reading(self) -> bool:
+        return self._reading
+
+    def pause_reading(self) -> None:
+        if self._reading and not self._closing:
+            self.pause_reading_for_close()
+
+    def resume_reading(self) -> None:
+        if not self._reading and not self._closing:
+            if self._reader is not None:
+                self._reader.register(self)
+            else:
+                self._loop.add_reader(self._fd, self._on_readable)
+            self._reading = True
+
+    def set_protocol(self, protocol) -> None:
+        self._protocol = protocol
+
+    def get_protocol(self):
+        return self._protocol
+
+    def get_write_buffer_size(self) -> int:
+        return len(self._backlog)
+
+    def can_write_eof(self) -> bool:
+        return False
+
+    def write(self, data) -> None:
+        if self._closing or not data:
+            return
+        if self._tls is not None:
+            self._tls.write(data)
+            data = self._tls_out.read()
+        self._written += len(data)
+        if self._backlog:
+            self._backlog += data
+        else:
+            self._send(data)
+        if not self._writing_paused and len(self._backlog) > _HIGH_WATER:
+            self._writing_paused = True
+            self._protocol.pause_writing()
+
+    def writelines(self, chunks) -> None:
+        for chunk in chunks:
+            self.write(chunk)
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self.pause_reading_for_close()
+        if not self._backlog:
+            self._loop.call_soon(self._finish, None)
+
+    def abort(self) -> None:
+        self._closing = True
+        self._finish(None)
+
+    def pause_reading_for_close(self) -> None:
+        if self._reading:
+            if self._reader is not None:
+                self._reader.unregister(self)
+            else:
+                self._loop.remove_reader(self._fd)
+            self._reading = False
+
+    # -- writing ------------------------------------------------------------------
+    def _send(self, data) -> None:
+        """Hand ``data`` to the kernel, keeping what it did not take (the caller's backlog is empty)."""
+        self._send_started = time.time()
+        try:
+            n = self._sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        except OSError as exc:
+            self._finish(exc)
+            return
+        self._sent += n
+        if n < len(data):
+            self._backlog += memoryview(data)[n:]
+            self._loop.add_writer(self._fd, self._on_writable)
+
+    def _on_writable(self) -> None:
+        if not self._backlog:
+            self._loop.remove_writer(self._fd)
+            return
+        self._send_started = time.time()
+        try:
+            n = self._sock.send(self._backlog)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._finish(exc)
+            return
+        self._sent += n
+        del self._backlog[:n]
+        if self._waiting_send:
+            still = []
+            for track in self._waiting_send:
+                if self._sent >= track.mark:
+                    self._sent_at(track, self._send_started)
+                else:
+                    still.append(track)
+            self._waiting_send = still
+        if not self._backlog:
+            self._loop.remove_writer(self._fd)
+            if self._closing:
+                self._finish(None)
+                return
+        if self._writing_paused and len(self._backlog) <= _LOW_WATER:
+            self._writing_paused = False
+            self._protocol.resume_writing()
+
+    # -- reading ------------------------------------------------------------------
+    def start(self) -> None:
+        """After connection_made: what TLS already decrypted, then the socket."""
+        if self._tls is not None and self._tls_in.pending:
+            self._decrypt(self._conn._stamp)
+            self._flush_plain(self._conn._stamp)
+        self.resume_reading()
+
+    def _on_readable(self) -> None:
+        try:
+            self.read_waiting()
+        except Exception as exc:  # noqa: BLE001 - a broken connection, not a crash of the loop
+            self._finish(exc)
+
+    def read_waiting(self) -> None:
+        """Read everything waiting in the socket now (on the loop: a transport without a reader thread)."""
+        if self._lost:
+            return
+        try:
+            status = self._read_socket(self._peek, self._deliver)
+        except OSError as exc:
+            self._finish(exc)
+            return
+        if self._tls is not None:
+            self._flush_plain(self.stamp)
+        if status == "eof":
+            self._eof()
+
+    def _read_socket(self, buffer: bytearray, emit) -> Optional[str]:
+        """Read what is waiting, in pieces that end just past each stream-ending frame (over TLS, each
+        record), so that each piece's stamp is that of its last byte's segment: ``emit(data, stamp)``
+        per piece. Returns "eof" at the end of the stream, else None once drained; raises OSError."""
+        sock = self._sock
+        view = memoryview(buffer)
+        size = len(buffer)
+        while True:
+            try:
+                n = sock.recv_into(buffer, size, socket.MSG_PEEK)
+            except (BlockingIOError, InterruptedError):
+                return None
+            if n == 0:
+                return "eof"
+            cuts = self._record_cuts(view, n) if self._tls is not None else self._frame_cuts(view, n)
+            if not cuts or cuts[-1] != n:
+                cuts.append(n)
+            start = 0
+            for cut in cuts:
+                got, ancillary, _flags, _addr = sock.recvmsg_into((view[start:cut],), _ANCILLARY)
+                stamp = None
+                for level, kind, value in ancillary:
+                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= _TIMESPEC.size:
+                        seconds, nanoseconds = _TIMESPEC.unpack_from(value)
+                        stamp = seconds + nanoseconds * 1e-9
+                emit(bytes(view[start:start + got]), time.time() if stamp is None else stamp)
+                start = cut
+            if n < size:
+                return None
+
+    def _deliver(self, data: bytes, stamp: float) -> None:
+        """Bytes read from the socket, to the protocol (decrypted first over TLS) with their stamp."""
+        if self._lost:
+            return
+        if self._tls is None:
+            self.stamp = stamp
+            self._protocol.data_received(data)
+        else:
+            self._tls_in.write(data)
+            if self._decrypt(stamp):
+                self._flush_plain(stamp)
+
+    # -- reading on the reader thread -------------------------------------------------
+    def _thread_read(self, buffer: bytearray, out) -> bool:
+        """On the reader thread: read what is waiting into ``out``; False once the socket is done."""
+        with self._lock:
+            if self._lost:
+                return False
+            try:
+                status = self._read_socket(buffer, lambda data, stamp: out.append((self, data, stamp)))
+            except OSError as exc:
+                out.append((self, None, exc))
+                return False
+            if status == "eof":
+                out.append((self, None, None))
+                return False
+        return True
+
+    def _delivered(self, data, stamp) -> None:
+        """On the loop: one item the reader thread read (bytes; None and an error or None at the end;
+        or a callback to run once what was read before it is delivered)."""
+        if data is None:
+            if stamp is None:
+                self._eof()
+            else:
+                self._finish(stamp)
+        elif data.__class__ is bytes:
+            self._deliver(data, stamp)
+        else:
+            data()
+
+    def _frame_cuts(self, data, n: int) -> list:
+        """Offsets in ``data[:n]`` just past each frame that ends a stream (the scanner's state carries on)."""
+        cuts = []
+        pos = 0
+        hdr = self._hdr
+        while pos < n:
+            if self._left:
+                take = min(self._left, n - pos)
+                pos += take
+                self._left -= take
+                if not self._left and self._frame_ends:
+                    cuts.append(pos)
+                continue
+            take = min(9 - len(hdr), n - pos)
+            hdr += data[pos:pos + take]
+            pos += take
+            if len(hdr) < 9:
+                break
+            length = (hdr[0] << 16) | (hdr[1] << 8) | hdr[2]
+            kind, flags = hdr[3], hdr[4]
+            hdr.clear()
+            ends = False
+            if kind == _DATA:
+                ends = bool(flags & _END_STREAM)
+            elif kind == _HEADERS:
+                if flags & _END_HEADERS:
+                    ends = bool(flags & _END_STREAM)
+                else:
+                    self._header_block_ends = bool(flags & _END_STREAM)
+            elif kind == _CONTINUATION:
+                if flags & _END_HEADERS:
+                    ends, self._header_block_ends = self._header_block_ends, False
+            elif kind in (_RST_STREAM, _GOAWAY):
+                ends = True
+            if length:
+                self._left, self._frame_ends = length, ends
+            elif ends:
+                cuts.append(pos)
+        return cuts
+
+    def _record_cuts(self, data, n: int) -> list:
+        """Offsets in ``data[:n]`` just past each TLS record: a record decrypts only whole."""
+        cuts = []
+        pos = 0
+        hdr = self._rec_hdr
+        while pos < n:
+            if self._rec_left:
+                take = min(self._rec_left, n - pos)
+                pos += take
+                self._rec_left -= take
+                if not self._rec_left:
+                    cuts.append(pos)
+                continue
+            take = min(5 - len(hdr), n - pos)
+            hdr += data[pos:pos + take]
+            pos += take
+            if len(hdr) < 5:
+                break
+            self._rec_left = (hdr[3] << 8) | hdr[4]
+            hdr.clear()
+            if not self._rec_left:
+                cuts.append(pos)
+        return cuts
+
+    def _decrypt(self, stamp: float) -> bool:
+        """Decrypt what the TLS input holds; True when the plaintext so far ends a stream (deliver it now)."""
+        ends = False
+        while True:
+            try:
+                size = self._tls.read(len(self._plain), self._plain)
+            except ssl.SSLWantReadError:
+                break
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                self._flush_plain(stamp)
+                self._eof()
+                return False
+            if not size:
+                break
+            chunk = bytes(self._plain[:size])
+            self._pending_plain.append(chunk)
+            if self._frame_cuts(chunk, size):
+                ends = True
+        pending = self._tls_out.pending
+        if pending:  # post-handshake messages the TLS layer must answer
+            data = self._tls_out.read()
+            self._written += len(data)
+            if self._backlog:
+                self._backlog += data
+            else:
+                self._send(data)
+        self.stamp = stamp
+        return ends
+
+    def _flush_plain(self, stamp: float) -> None:
+        if self._pending_plain and not self._lost:
+            data = b"".join(self._pending_plain) if len(self._pending_plain) > 1 else self._pending_plain[0]
+            self._pending_plain.clear()
+            self.stamp = stamp
+            self._protocol.data_received(data)
+
+    def _eof(self) -> None:
+        keep_open = False
+        try:
+            keep_open = bool(self._protocol.eof_received())
+        except Exception:  # noqa: BLE001
+            pass
+        if not keep_open:
+            self._closing = True
+            self._finish(None)
+
+    def _finish(self, exc: Optional[BaseException]) -> None:
+        if self._lost:
+            return
+        self._closing = True
+        self.pause_reading_for_close()
+        self._loop.remove_writer(self._fd)
+        for track in self.tracks.values():
+            if track.timer is not None:
+                track.timer.cancel()
+                track.timer = None
+        with self._lock:  # not while the reader thread is inside a read of this socket
+            self._lost = True
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+        self._loop.call_soon(self._protocol.connection_lost, exc)  # (as asyncio's transports: never inside a call)
+
+    # -- the exchanges ---------------------------------------------------------------
+    def track(self, stream, phase) -> Callable[[], None]:
+        """A stream's request has just been written: time it, and return what its release must call."""
+        setup_s, syn, setup_phase = self._setup
+        if setup_s or syn:
+            self._setup = (0.0, 0, None)  # the first stream on the connection takes its set-up...
+            if setup_phase is None or setup_phase is not phase:
+                setup_s, syn = 0.0, 0  # ...when the same phase opened it (not the process's setup)
+        track = _Track(stream, phase, setup_s, syn, self._written)
+        self.tracks[stream.id] = track
+        if self._sent >= track.mark:
+            self._sent_at(track, self._send_started)
+        else:
+            self._waiting_send.append(track)
+        return lambda: self._released(stream.id)
+
+    def _sent_at(self, track: _Track, at: float) -> None:
+        track.sent = at
+        phase = track.phase
+        if phase is None:
+            return
+        # on the phase at once, unanswered until it is: whoever reads the phase meanwhile (the lifecycle,
+        # after a verdict) sees an exchange in flight, not a phase whose exchanges all came back
+        track.exchange = Exchange(at, None, track.setup_s, track.syn)
+        phase.record(track.exchange)
+        if phase.timeout_s is None:
+            return
+        wire_started = at - track.setup_s
+        phase.began(wire_started)
+        track.deadline = wire_started + max(0.0, phase.timeout_s - _busy_s(phase.exchanges))
+        track.give_up = track.deadline + phase.linger_s
+        track.timer = self._loop.call_later(max(0.0, track.deadline - time.time()), self._deadline_passed, track)
+
+    def _read_then(self, callback: Callable[[], None]) -> None:
+        """``callback`` once what is waiting in the socket now has been read and delivered."""
+        if self._reader is not None and self._reading and not self._lost:
+            self._reader.read_then(self, callback)
+        else:
+            self._on_readable()
+            callback()
+
+    def _deadline_passed(self, track: _Track) -> None:
+        track.timer = None
+        if track.stream.id in self.tracks:
+            # an answer that arrived in time but was not read yet is the answer
+            self._read_then(lambda: self._judge(track))
+
+    def _judge(self, track: _Track) -> None:
+        if track.stream.id not in self.tracks:
+            return
+        track.exchange.late = True
+        track.phase.time_is_up()
+        if track.give_up > track.deadline and time.time() < track.give_up:
+            track.timer = self._loop.call_later(max(0.0, track.give_up - time.time()), self._give_up, track)
+        else:
+            self._abandon(track)
+
+    def _give_up(self, track: _Track) -> None:
+        track.timer = None
+        if track.stream.id in self.tracks:
+            self._read_then(lambda: self._abandon(track))
+
+    def _abandon(self, track: _Track) -> None:
+        if track.stream.id in self.tracks and track.stream.wrapper is not None:
+            track.stream.wrapper.cancel(wirehttp.ReadTimeout("no complete answer on the stream within the deadline"))
+
+    def answered(self, stream_id: int) -> None:
+        """The stream's last frame (END_STREAM, or the server's RST_STREAM) came with ``self.stamp``."""
+        track = self.tracks.pop(stream_id, None)
+        if track is None:
+            if self.ends is not None:
+                self.ends[stream_id] = self.stamp
+            return
+        if track.timer is not None:
+            track.timer.cancel()
+            track.timer = None
+        if track.exchange is None:
+            return
+        late = track.deadline is not None and self.stamp > track.deadline
+        track.exchange.answered = self.stamp
+        track.exchange.late = late
+        if late:
+            track.phase.time_is_up()
+
+    def _released(self, stream_id: int) -> None:
+        """grpclib let the stream go: one never answered stays so on the phase."""
+        track = self.tracks.pop(stream_id, None)
+        if track is None:
+            return
+        if track.timer is not None:
+            track.timer.cancel()
+            track.timer = None
+        if track.exchange is not None and track.phase.timed_out:
+            track.exchange.late = True
+
+
+class _StampedStream(_grpc_protocol.Stream):
+    """grpclib's stream, whose request is checked against the phase's send deadline and then timed."""
+
+    async def send_request(self, headers, end_stream=False, *, _processor):
+        phase = exchange.current()
+        if phase is not None:
+            send_by = phase.send_deadline()
+            if send_by is not None and time.time() > send_by:
+                raise NotSent(f"the generator held the request for {time.time() - phase.started:.1f} s, past the "
+                              f"phase's {phase.timeout_s:g} s deadline, before it could send it")
+        release = await super().send_request(headers, end_stream, _processor=_processor)
+        released = self._transport.track(self, phase)  # (the HEADERS were written in the same step)
+
+        def release_stream():
+            released()
+            release()
+
+        return release_stream
+
+
+class _StampedConnection(_grpc_protocol.Connection):
+    """grpclib's connection, whose streams are _StampedStreams and whose fed bytes carry their stamp."""
+
+    def create_stream(self, *, stream_id=None, wrapper=None):
+        return _StampedStream(self, self._connection, self._transport, stream_id=stream_id, wrapper=wrapper)
+
+    def feed(self, data):
+        events = self._connection.receive_data(data)
+        wire = self._transport
+        for event in events:
+            if event.__class__ is StreamEnded or event.__class__ is StreamReset:
+                wire.answered(event.stream_id)
+        return events
+
+
+async def open_connection(protocol_factory, host: str, port: int, ssl_context: Optional[ssl.SSLContext] = None):
+    """``loop.create_connection`` for a grpclib channel (TLS checked for ``host``): the H2Protocol it
+    returns runs on a StampedTransport.
+
+    Connect errors are wirehttp's (ConnectError, ConnectTimeout, GeneratorError); inside a phase
+    with a timeout the connect has the phase's budget from the phase's start."""
+    loop = asyncio.get_running_loop()
+    phase = exchange.current()
+    deadline = None
+    if phase is not None and phase.timeout_s is not None:
+        deadline = (phase.wire_started or phase.started) + phase.timeout_s
+    scheme = "https" if ssl_context is not None else "http"
+    origin = f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+    # wirehttp's connect: the set-up as the kernel saw it (SYNs, TLS flights), stamps on, TLS done
+    conn = await wirehttp.WireClient(origin, ssl_context=ssl_context)._connect(deadline)
+    return _run(loop, conn, protocol_factory(), phase, keep_ends=False)
+
+
+def _run(loop, conn, protocol, setup_phase, keep_ends: bool):
+    transport = StampedTransport(loop, conn, protocol, setup_phase, keep_ends=keep_ends)
+    protocol.connection_made(transport)
+    connection = getattr(protocol, "connection", None)
+    if connection is not None:
+        connection.__class__ = _StampedConnection
+    transport.start()
+    return protocol
+
+
+def arrival(server_stream) -> Optional[float]:
+    """For a grpclib server's stream on a StampedServer: the kernel's stamp of its request's last byte
+    (once its message was received), else None."""
+    stream = getattr(server_stream, "_stream", None)
+    ends = getattr(getattr(stream, "_transport", None), "ends", None)
+    return ends.pop(stream.id, None) if ends is not None else None
+
+
+class StampedServer:
+    """Accepts connections on a listening socket and serves each with a grpclib server protocol on a
+    StampedTransport, so that handlers can ask when their request reached the host (``arrival``).
+    What ``grpclib.server.Server`` needs of an asyncio server: close() and wait_closed()."""
+
+    _TLS_HANDSHAKE_S = 30.0
+
+    def __init__(self, sock: socket.socket, protocol_factory, ssl_context: Optional[ssl.SSLContext] = None):
+        self._loop = asyncio.get_running_loop()
+        self._sock = sock
+        self._factory = protocol_factory
+        self._ssl = ssl_context
+        self._buffer = memoryview(bytearray(wirehttp._READ_SIZE))
+        self._closed = self._loop.create_future()
+        sock.setblocking(False)
+        self._loop.add_reader(sock.fileno(), self._accept)
+
+    def _accept(self) -> None:
+        for _ in range(512):
+            try:
+                conn, _address = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # out of descriptors, for one: the backlog keeps the rest, try again shortly
+                fd = self._sock.fileno()
+                self._loop.remove_reader(fd)
+                self._loop.call_later(0.1, self._resume_accepting)
+                return
+            conn.setblocking(False)
+            try:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                conn.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            except OSError:
+                pass
+            wired = wirehttp._Connection(self._loop, conn, True, self._buffer, time.time())
+            if self._ssl is None:
+                _run(self._loop, wired, self._factory(), None, keep_ends=True)
+            else:
+                self._loop.create_task(self._tls(wired))
+
+    def _resume_accepting(self) -> None:
+        if not self._closed.done():
+            self._loop.add_reader(self._sock.fileno(), self._accept)
+
+    async def _tls(self, wired) -> None:
+        wired.tls_in, wired.tls_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        wired.tls = self._ssl.wrap_bio(wired.tls_in, wired.tls_out, server_side=True)
+        try:
+            async with asyncio.timeout(self._TLS_HANDSHAKE_S):
+                while True:
+                    try:
+                        wired.tls.do_handshake()
+                        break
+                    except ssl.SSLWantReadError:
+                        flight = wired.tls_out.read()
+                        if flight:
+                            await wired.send_raw(flight)
+                        data = await wired.recv_raw()
+                        if not data:
+                            raise ConnectionError("the client closed the connection during the TLS handshake")
+                        wired.tls_in.write(data)
+                pending = wired.tls_out.read()
+                if pending:
+                    await wired.send_raw(pending)
+        except Exception:  # noqa: BLE001 - a client that could not finish its handshake: drop it
+            wired.close()
+            return
+        _run(self._loop, wired, self._factory(), None, keep_ends=True)
+
+    def close(self) -> None:
+        if not self._closed.done():
+            self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._closed.set_result(None)
+
+    async def wait_closed(self) -> None:
+        await self._closed
