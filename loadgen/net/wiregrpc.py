@@ -7,9 +7,11 @@ the asyncio loop was (BENCHMARKS.md §3: hundreds of milliseconds at 2,000
 sandboxes per process). So this module gives a grpclib channel a transport of
 its own (``open_connection``, used in place of ``loop.create_connection``):
 
-- the request's time is read just before its HEADERS frame is handed to the
-  kernel (``send``), or, when the socket's buffer was full, before the send that
-  finally took it;
+- the request's time is read just before the frame that ends it (END_STREAM,
+  for a unary request its DATA) is handed to the kernel, or, when the socket's
+  buffer was full, before the send that finally took it: the request is whole
+  only then (gRPC writes HEADERS and DATA apart, and this process's own work,
+  or its being descheduled on a loaded machine, may come between them);
 - the answer's time is the kernel's receive stamp (SO_TIMESTAMPNS) of the bytes
   that completed the stream: the frame carrying END_STREAM (the trailers, a
   trailers-only answer) or the server's RST_STREAM. Many streams share a
@@ -135,6 +137,86 @@ class _Track:
         self.deadline = self.give_up = None
         self.timer = None
         self.exchange: Optional[Exchange] = None  # recorded on the phase as it is sent, answered when it is
+
+
+class _Cuts:
+    """Where to cut a byte stream made of length-prefixed units (the scanner's state carries across calls)."""
+
+    __slots__ = ("header", "size", "left", "ends")
+
+    def __init__(self, size: int, skip: int = 0):
+        self.header = bytearray()
+        self.size = size  # the header's length
+        self.left = skip  # payload bytes of the current unit still to come
+        self.ends = False  # whether the current unit is one to cut after
+
+    def __call__(self, data, n: int) -> list:
+        """Offsets in ``data[:n]`` just past each unit to cut after."""
+        cuts = []
+        pos = 0
+        header = self.header
+        while pos < n:
+            if self.left:
+                take = min(self.left, n - pos)
+                pos += take
+                self.left -= take
+                if not self.left and self.ends:
+                    cuts.append(pos)
+                continue
+            take = min(self.size - len(header), n - pos)
+            header += data[pos:pos + take]
+            pos += take
+            if len(header) < self.size:
+                break
+            length, ends = self.parse(header)
+            header.clear()
+            if length:
+                self.left, self.ends = length, ends
+            elif ends:
+                cuts.append(pos)
+        return cuts
+
+    def parse(self, header) -> tuple:
+        raise NotImplementedError
+
+
+class _FrameCuts(_Cuts):
+    """After each HTTP/2 frame that ends a stream: DATA or a header block with END_STREAM, RST_STREAM, GOAWAY."""
+
+    __slots__ = ("block_ends",)
+
+    def __init__(self, skip: int = 0):
+        super().__init__(9, skip)
+        self.block_ends = False  # a HEADERS with END_STREAM waits for its last CONTINUATION
+
+    def parse(self, header) -> tuple:
+        kind, flags = header[3], header[4]
+        ends = False
+        if kind == _DATA:
+            ends = bool(flags & _END_STREAM)
+        elif kind == _HEADERS:
+            if flags & _END_HEADERS:
+                ends = bool(flags & _END_STREAM)
+            else:
+                self.block_ends = bool(flags & _END_STREAM)
+        elif kind == _CONTINUATION:
+            if flags & _END_HEADERS:
+                ends, self.block_ends = self.block_ends, False
+        elif kind in (_RST_STREAM, _GOAWAY):
+            ends = True
+        return (header[0] << 16) | (header[1] << 8) | header[2], ends
+
+
+class _RecordCuts(_Cuts):
+    """After each TLS record (a record decrypts only whole)."""
+
+    __slots__ = ()
+
+    def __init__(self):
+        super().__init__(5)
+
+    def parse(self, header) -> tuple:
+        return (header[3] << 8) | header[4], True
 
 
 class _Reader:
@@ -289,14 +371,10 @@ class StampedTransport(asyncio.Transport):
         self._closing = False
         self._lost = False
         self._reading = False
-        # frame scanner: bytes of a partial frame header, payload bytes left, whether that frame ends a stream
-        self._hdr = bytearray()
-        self._left = 24 if keep_ends else 0  # a server first reads the client's preface (PRI * HTTP/2.0...)
-        self._frame_ends = False
-        self._header_block_ends = False  # a HEADERS with END_STREAM is waiting for its last CONTINUATION
-        # TLS record scanner
-        self._rec_hdr = bytearray()
-        self._rec_left = 0
+        # where reads are cut: after each stream-ending frame (a server first skips the client's 24-byte
+        # preface, PRI * HTTP/2.0...), and over TLS after each record (the frames are looked for once decrypted)
+        self._frame_cuts = _FrameCuts(24 if keep_ends else 0)
+        self._record_cuts = _RecordCuts() if self._tls is not None else None
         self._pending_plain: list = []
         self.tracks: dict = {}
         self._setup = (conn.setup_s, conn.syn_retransmits, setup_phase)
@@ -357,11 +435,7 @@ class StampedTransport(asyncio.Transport):
         if self._tls is not None:
             self._tls.write(data)
             data = self._tls_out.read()
-        self._written += len(data)
-        if self._backlog:
-            self._backlog += data
-        else:
-            self._send(data)
+        self._hand_over(data)
         if not self._writing_paused and len(self._backlog) > _HIGH_WATER:
             self._writing_paused = True
             self._protocol.pause_writing()
@@ -391,6 +465,14 @@ class StampedTransport(asyncio.Transport):
             self._reading = False
 
     # -- writing ------------------------------------------------------------------
+    def _hand_over(self, data) -> None:
+        """Bytes for the wire, in order: sent now, or after what is already waiting."""
+        self._written += len(data)
+        if self._backlog:
+            self._backlog += data
+        else:
+            self._send(data)
+
     def _send(self, data) -> None:
         """Hand ``data`` to the kernel, keeping what it did not take (the caller's backlog is empty)."""
         self._send_started = time.time()
@@ -536,70 +618,6 @@ class StampedTransport(asyncio.Transport):
         else:
             data()
 
-    def _frame_cuts(self, data, n: int) -> list:
-        """Offsets in ``data[:n]`` just past each frame that ends a stream (the scanner's state carries on)."""
-        cuts = []
-        pos = 0
-        hdr = self._hdr
-        while pos < n:
-            if self._left:
-                take = min(self._left, n - pos)
-                pos += take
-                self._left -= take
-                if not self._left and self._frame_ends:
-                    cuts.append(pos)
-                continue
-            take = min(9 - len(hdr), n - pos)
-            hdr += data[pos:pos + take]
-            pos += take
-            if len(hdr) < 9:
-                break
-            length = (hdr[0] << 16) | (hdr[1] << 8) | hdr[2]
-            kind, flags = hdr[3], hdr[4]
-            hdr.clear()
-            ends = False
-            if kind == _DATA:
-                ends = bool(flags & _END_STREAM)
-            elif kind == _HEADERS:
-                if flags & _END_HEADERS:
-                    ends = bool(flags & _END_STREAM)
-                else:
-                    self._header_block_ends = bool(flags & _END_STREAM)
-            elif kind == _CONTINUATION:
-                if flags & _END_HEADERS:
-                    ends, self._header_block_ends = self._header_block_ends, False
-            elif kind in (_RST_STREAM, _GOAWAY):
-                ends = True
-            if length:
-                self._left, self._frame_ends = length, ends
-            elif ends:
-                cuts.append(pos)
-        return cuts
-
-    def _record_cuts(self, data, n: int) -> list:
-        """Offsets in ``data[:n]`` just past each TLS record: a record decrypts only whole."""
-        cuts = []
-        pos = 0
-        hdr = self._rec_hdr
-        while pos < n:
-            if self._rec_left:
-                take = min(self._rec_left, n - pos)
-                pos += take
-                self._rec_left -= take
-                if not self._rec_left:
-                    cuts.append(pos)
-                continue
-            take = min(5 - len(hdr), n - pos)
-            hdr += data[pos:pos + take]
-            pos += take
-            if len(hdr) < 5:
-                break
-            self._rec_left = (hdr[3] << 8) | hdr[4]
-            hdr.clear()
-            if not self._rec_left:
-                cuts.append(pos)
-        return cuts
-
     def _decrypt(self, stamp: float) -> bool:
         """Decrypt what the TLS input holds; True when the plaintext so far ends a stream (deliver it now)."""
         ends = False
@@ -618,14 +636,8 @@ class StampedTransport(asyncio.Transport):
             self._pending_plain.append(chunk)
             if self._frame_cuts(chunk, size):
                 ends = True
-        pending = self._tls_out.pending
-        if pending:  # post-handshake messages the TLS layer must answer
-            data = self._tls_out.read()
-            self._written += len(data)
-            if self._backlog:
-                self._backlog += data
-            else:
-                self._send(data)
+        if self._tls_out.pending:  # post-handshake messages the TLS layer must answer
+            self._hand_over(self._tls_out.read())
         self.stamp = stamp
         return ends
 
@@ -672,13 +684,21 @@ class StampedTransport(asyncio.Transport):
             self._setup = (0.0, 0, None)  # the first stream on the connection takes its set-up...
             if setup_phase is None or setup_phase is not phase:
                 setup_s, syn = 0.0, 0  # ...when the same phase opened it (not the process's setup)
-        track = _Track(stream, phase, setup_s, syn, self._written)
-        self.tracks[stream.id] = track
+        self.tracks[stream.id] = _Track(stream, phase, setup_s, syn, 0)
+        return lambda: self._released(stream.id)
+
+    def request_done(self, stream) -> None:
+        """The frame that ends the stream's request (END_STREAM) has just been written: the request is
+        whole once that goes to the kernel (gRPC writes HEADERS and DATA apart, with the generator's own
+        work, and at times its descheduling, between them), so that send is the request's time."""
+        track = self.tracks.get(stream.id)
+        if track is None or track.exchange is not None or track.mark:
+            return
+        track.mark = self._written
         if self._sent >= track.mark:
             self._sent_at(track, self._send_started)
         else:
             self._waiting_send.append(track)
-        return lambda: self._released(stream.id)
 
     def _sent_at(self, track: _Track, at: float) -> None:
         track.sent = at
@@ -771,13 +791,24 @@ class _StampedStream(_grpc_protocol.Stream):
                 raise NotSent(f"the generator held the request for {time.time() - phase.started:.1f} s, past the "
                               f"phase's {phase.timeout_s:g} s deadline, before it could send it")
         release = await super().send_request(headers, end_stream, _processor=_processor)
-        released = self._transport.track(self, phase)  # (the HEADERS were written in the same step)
+        released = self._transport.track(self, phase)
+        if end_stream:
+            self._transport.request_done(self)
 
         def release_stream():
             released()
             release()
 
         return release_stream
+
+    async def send_data(self, data: bytes, end_stream: bool = False) -> None:
+        await super().send_data(data, end_stream)
+        if end_stream:  # (written in the same step as the call returns)
+            self._transport.request_done(self)
+
+    async def end(self) -> None:
+        await super().end()
+        self._transport.request_done(self)
 
 
 class _StampedConnection(_grpc_protocol.Connection):

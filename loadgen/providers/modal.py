@@ -36,9 +36,9 @@ Measurement: every gRPC exchange (SandboxCreateV2 and the AuthTokenGet it may
 need; each command's TaskExecStart, TaskExecStdioRead and TaskExecWait; the
 SandboxTerminateV2) is timed at the socket by loadgen.net.wiregrpc, which
 gives the SDK's grpclib channels a transport of its own: the request's time
-is read as its HEADERS frame goes to the kernel, the answer's is the kernel's
-receive stamp of the frame that ended its HTTP/2 stream, however late the
-loop read it. So the adapter is wire-judged (``wire_verdicts``): each phase
+is read as the frame that completes it goes to the kernel, the answer's is
+the kernel's receive stamp of the frame that ended its HTTP/2 stream, however
+late the loop read it. So the adapter is wire-judged (``wire_verdicts``): each phase
 gets its timeout on the wire, and its recorded time is the provider's, the
 union of its exchanges (a command's three RPCs one after another, with the
 set-up of the sandbox's command-router connection when it needed one; a

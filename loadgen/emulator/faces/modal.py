@@ -218,11 +218,12 @@ class _Server(grpclib.server.Server):
 class _Exec:
     """One command: its start and its end, as futures the RPCs await."""
 
-    __slots__ = ("cid", "epoch", "started", "done", "result", "error", "gone")
+    __slots__ = ("cid", "epoch", "started", "done", "result", "error", "gone", "entry")
 
     def __init__(self, cid: str, epoch: int, loop: asyncio.AbstractEventLoop):
         self.cid = cid
         self.epoch = epoch
+        self.entry: Optional[dict] = None  # the core's record of the command (ground truth's `execs`)
         self.started = loop.create_future()
         self.done = loop.create_future()
         self.result = None
@@ -500,9 +501,18 @@ class ModalFace:
             ex = self.execs[req.exec_id] = _Exec(cid, self.core.epoch, self.loop)
             self.execs_by_sandbox.setdefault(cid, []).append(req.exec_id)
             self.core.exec(cid, command, lambda ev: self._exec_event(ex, ev), received_at=received_at)
+            if sb.execs and sb.execs[-1]["command"] == command:
+                ex.entry = sb.execs[-1]
         if not await asyncio.shield(ex.started):
             raise GRPCError(Status.NOT_FOUND, f"Task {req.task_id} not found")
         await stream.send_message(self.sr.TaskExecStartResponse())
+        self._served(ex, stream)
+
+    def _served(self, ex: _Exec, stream) -> None:
+        """Keep, in the command's record, when each of its RPCs arrived and was answered (`rpcs`): a
+        modal command is three of them, and the server's time for it is theirs."""
+        if ex.entry is not None:
+            ex.entry.setdefault("rpcs", []).append((_arrival(stream), self.core._now()))
 
     def _exec_event(self, ex: _Exec, ev: C.ExecEvent) -> None:
         kind = ev.kind
@@ -542,11 +552,13 @@ class ModalFace:
         data = data[req.offset:]
         if data:
             await stream.send_message(self.sr.TaskExecStdioReadResponse(data=data))
+        self._served(ex, stream)
 
     async def TaskExecWait(self, stream) -> None:
         req = await stream.recv_message()
         ex = await self._finished(stream, req.task_id, req.exec_id)
         await stream.send_message(self.sr.TaskExecWaitResponse(code=ex.result.exit_code))
+        self._served(ex, stream)
 
     async def TaskExecPoll(self, stream) -> None:
         req = await stream.recv_message()
