@@ -39,11 +39,19 @@ listening for the late answer until ``linger_s`` more, then the stream is given
 up (``ReadTimeout``). A request the generator could not send before the phase's
 send deadline is not sent (``NotSent``).
 
-Limits: a kernel that coalesces segments waiting unread in the receive queue
-dates the merged buffer by its newest segment, so on a shared connection an
-answer that waited behind a stall may be dated by a later answer's arrival:
-never later than it was read, usually far earlier. Proxies (HTTPS_PROXY and
-kin) and unix sockets keep grpclib's own transport.
+Reading: the kernel merges segments that wait unread in a receive queue and
+dates the merged buffer by its newest segment, so the sockets are read by a
+thread of their own (``_Reader``) as data lands, not when the loop gets to
+it. What is left: a process the machine does not schedule at all (a load far
+above its cores) cannot read either, and answers that land on one connection
+meanwhile share the latest one's stamp (by the test, up to ~13 ms at a load
+average of 25 on 2 cores); never later than they were read. Proxies
+(HTTPS_PROXY and kin) and unix sockets keep grpclib's own transport.
+
+On a server (``StampedServer``, the emulator's modal face) the same transport
+keeps each request's arrival (the stamp of its END_STREAM, ``arrival``) and
+tells when each answer's last frame was handed to the kernel
+(``when_answered``).
 
 Length: one transport (socket, TLS over memory BIOs, stamp-exact reads, writes
 with their send times) and the per-stream bookkeeping it feeds; they share the
@@ -379,6 +387,7 @@ class StampedTransport(asyncio.Transport):
         self.tracks: dict = {}
         self._setup = (conn.setup_s, conn.syn_retransmits, setup_phase)
         self._lock = _allocate_lock()  # the reader thread reads under it; closing takes it
+        self._on_end_written: dict = {}  # a server's: stream id -> what to tell when its answer's end goes out
         self._reader = _the_reader()
 
     # -- asyncio.Transport ----------------------------------------------------------
@@ -687,6 +696,18 @@ class StampedTransport(asyncio.Transport):
         self.tracks[stream.id] = _Track(stream, phase, setup_s, syn, 0)
         return lambda: self._released(stream.id)
 
+    def when_written(self, stream_id: int, callback: Callable[[float], None]) -> None:
+        """A server's: ``callback(t)`` with the send time of the frame that will end the stream's answer."""
+        self._on_end_written[stream_id] = callback
+
+    def end_written(self, stream) -> None:
+        """The frame with this side's END_STREAM on ``stream`` has just been written."""
+        callback = self._on_end_written.pop(stream.id, None) if self._on_end_written else None
+        if callback is not None:
+            callback(self._send_started if self._sent >= self._written else time.time())
+            return
+        self.request_done(stream)
+
     def request_done(self, stream) -> None:
         """The frame that ends the stream's request (END_STREAM) has just been written: the request is
         whole once that goes to the kernel (gRPC writes HEADERS and DATA apart, with the generator's own
@@ -793,7 +814,7 @@ class _StampedStream(_grpc_protocol.Stream):
         release = await super().send_request(headers, end_stream, _processor=_processor)
         released = self._transport.track(self, phase)
         if end_stream:
-            self._transport.request_done(self)
+            self._transport.end_written(self)
 
         def release_stream():
             released()
@@ -801,14 +822,19 @@ class _StampedStream(_grpc_protocol.Stream):
 
         return release_stream
 
+    async def send_headers(self, headers, end_stream: bool = False) -> None:
+        await super().send_headers(headers, end_stream)
+        if end_stream:  # (a server's trailers)
+            self._transport.end_written(self)
+
     async def send_data(self, data: bytes, end_stream: bool = False) -> None:
         await super().send_data(data, end_stream)
         if end_stream:  # (written in the same step as the call returns)
-            self._transport.request_done(self)
+            self._transport.end_written(self)
 
     async def end(self) -> None:
         await super().end()
-        self._transport.request_done(self)
+        self._transport.end_written(self)
 
 
 class _StampedConnection(_grpc_protocol.Connection):
@@ -860,6 +886,17 @@ def arrival(server_stream) -> Optional[float]:
     stream = getattr(server_stream, "_stream", None)
     ends = getattr(getattr(stream, "_transport", None), "ends", None)
     return ends.pop(stream.id, None) if ends is not None else None
+
+
+def when_answered(server_stream, callback: Callable[[float], None]) -> None:
+    """For a grpclib server's stream: ``callback(t)`` once the frame that ends its answer (the trailers)
+    has been handed to the kernel, ``t`` the time of that send; at once with now elsewhere."""
+    stream = getattr(server_stream, "_stream", None)
+    transport = getattr(stream, "_transport", None)
+    if isinstance(transport, StampedTransport) and stream.id is not None:
+        transport.when_written(stream.id, callback)
+    else:
+        callback(time.time())
 
 
 class StampedServer:

@@ -403,7 +403,7 @@ class ModalFace:
                 sandbox_id=sandbox_id_of(cid), task_id=task_id_of(cid),
                 command_router_access=self._router_access(sb),
                 metadata=self.pb.SandboxHandleMetadata(app_id=req.app_id)))
-            sb.t_answered = self.core._now()  # as it went out (the trailers follow in the same step)
+            wiregrpc.when_answered(stream, lambda t: setattr(sb, "t_answered", t))  # as it went out
         elif out.kind == C.REJECTED:
             sb.status = "RESOURCE_EXHAUSTED"
             what = "create rate limit" if out.fault == C.F_RATE_LIMITED else "concurrent sandbox limit"
@@ -454,8 +454,8 @@ class ModalFace:
         if out.kind == C.OK:
             self._forget(cid)
             await stream.send_message(self.pb.SandboxTerminateResponse())
-            if out.sandbox is not None and out.sandbox.t_kill_answered is not None:
-                out.sandbox.t_kill_answered = self.core._now()  # as it went out, not when the core decided it
+            if out.sandbox is not None and out.sandbox.t_kill_answered is not None:  # as it went out
+                wiregrpc.when_answered(stream, lambda t, sb=out.sandbox: setattr(sb, "t_kill_answered", t))
         elif out.kind == C.GONE:  # "a no-op if the Sandbox has already finished running"
             self._forget(cid)
             done = self.pb.GenericResult(status=self.pb.GenericResult.GENERIC_STATUS_TERMINATED)
@@ -509,10 +509,12 @@ class ModalFace:
         self._served(ex, stream)
 
     def _served(self, ex: _Exec, stream) -> None:
-        """Keep, in the command's record, when each of its RPCs arrived and was answered (`rpcs`): a
-        modal command is three of them, and the server's time for it is theirs."""
+        """Keep, in the command's record, when each of its RPCs arrived and when its answer's last
+        frame went out (`rpcs`): a modal command is three of them, and the server's time for it is theirs."""
         if ex.entry is not None:
-            ex.entry.setdefault("rpcs", []).append((_arrival(stream), self.core._now()))
+            came = _arrival(stream)
+            rpcs = ex.entry.setdefault("rpcs", [])
+            wiregrpc.when_answered(stream, lambda t: rpcs.append((came, t)))  # as its answer's end went out
 
     def _exec_event(self, ex: _Exec, ev: C.ExecEvent) -> None:
         kind = ev.kind
