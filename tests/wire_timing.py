@@ -4,7 +4,9 @@ For each sandbox (``handles[i]`` is sandbox_idx ``i``) and operation, the
 latency the adapter reports for it (``wire_times``) minus the emulator's
 service time for it, from its ground truth (``sandboxes()``): a create's
 arrival to its answer, the last command's arrival to its end, a kill's
-arrival to its answer.
+arrival to its answer. A command the emulator served as several RPCs (modal's
+TaskExecStart, TaskExecStdioRead, TaskExecWait: its record's ``rpcs``, each
+from its request's arrival to its answer's last frame) was served for their sum.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ def wire_errors(adapter, handles, truth: dict) -> dict:
             row = truth[str(i)]
             if operation == "run":
                 row = row["execs"][-1]
-            errors.append((answer - sent) - (row[answered] - row[received]))
+            if "rpcs" in row:
+                served = sum(done - came for came, done in row["rpcs"])
+            else:
+                served = row[answered] - row[received]
+            errors.append((answer - sent) - served)
         out[operation] = errors
     return out

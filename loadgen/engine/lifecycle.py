@@ -234,7 +234,7 @@ class Lifecycle:
         wire = None
         phase = outcome.phase
         if phase is not None:
-            wire = self.provider.wire_span(phase, operation)
+            wire = phase.span(include_setup=operation == "run")
         elif outcome.exc is None:
             try:
                 wire = self.provider.wire_times(handle, operation)

@@ -26,15 +26,12 @@ its own (``open_connection``, used in place of ``loop.create_connection``):
   exchange of the phase that opened the connection.
 
 Phases and verdicts (``loadgen.net.exchange``): every stream sent inside a phase
-is recorded on it as an ``Exchange``, answered or not. A phase of several
-exchanges one after another (a modal command is TaskExecStart, then
-TaskExecStdioRead, then TaskExecWait) has the provider's time as the union of
-its exchanges (``busy_span``): the generator's own gaps between an answer and
-the next request are its share, not the provider's. Deadlines follow: an
-exchange has what is left of the phase's timeout once the provider's earlier
-exchanges are counted, from its wire start; at the deadline the bytes already
-waiting in the socket are read first, and only a stream still unanswered then
-makes the phase's verdict a timeout. A lingering phase (a create) keeps
+is recorded on it as an ``Exchange`` as it is sent, unanswered until it is
+(a modal command is three: TaskExecStart, TaskExecStdioRead, TaskExecWait;
+``Phase.span`` leaves the generator's gaps between them out). Each has the
+phase's deadline (its timeout from the first exchange's wire start); at the
+deadline the bytes already waiting in the socket are read first, and only a
+stream still unanswered then makes the phase's verdict a timeout. A lingering phase (a create) keeps
 listening for the late answer until ``linger_s`` more, then the stream is given
 up (``ReadTimeout``). A request the generator could not send before the phase's
 send deadline is not sent (``NotSent``).
@@ -103,35 +100,6 @@ def _buffers_of(loop) -> tuple:
     if buffers is None:
         buffers = _loop_buffers[loop] = (bytearray(_PEEK_SIZE), bytearray(wirehttp._READ_SIZE))
     return buffers
-
-
-def busy_span(exchanges, include_setup: bool) -> Optional[tuple[float, float]]:
-    """(start, end) of the provider's part of a phase: ``end`` is the last answer's arrival, and
-    ``end - start`` the union of the exchanges' spans (set-up included with ``include_setup``),
-    so the generator's gaps between one answer and the next request are not in it. None unless
-    every exchange was answered."""
-    if not exchanges or any(x.answered is None for x in exchanges):
-        return None
-    spans = sorted(((x.wire_started if include_setup else x.sent), x.answered) for x in exchanges)
-    total = 0.0
-    start, end = spans[0]
-    last = end
-    for s, e in spans[1:]:
-        if s > end:
-            total += end - start
-            start, end = s, e
-        elif e > end:
-            end = e
-        last = max(last, e)
-    total += end - start
-    return last - total, last
-
-
-def _busy_s(exchanges) -> float:
-    """The provider's time so far in a phase: the union of its answered exchanges, set-up included."""
-    done = [x for x in exchanges if x.answered is not None]
-    span = busy_span(done, True) if done else None
-    return 0.0 if span is None else span[1] - span[0]
 
 
 class _Track:
@@ -734,7 +702,7 @@ class StampedTransport(asyncio.Transport):
             return
         wire_started = at - track.setup_s
         phase.began(wire_started)
-        track.deadline = wire_started + max(0.0, phase.timeout_s - _busy_s(phase.exchanges))
+        track.deadline = phase.verdict_deadline(wire_started, None)
         track.give_up = track.deadline + phase.linger_s
         track.timer = self._loop.call_later(max(0.0, track.deadline - time.time()), self._deadline_passed, track)
 

@@ -170,13 +170,6 @@ class Provider:
         time the whole SDK call."""
         return None
 
-    def wire_span(self, phase: exchange.Phase, operation: str) -> Optional[tuple[float, float]]:
-        """(start, end) of a wire-judged ``operation``'s phase for the record, or None when an exchange went
-        unanswered: by default from the first exchange's start (its connection's set-up included for a
-        command, "run") to the last answer. An adapter whose operation is several exchanges one after
-        another may count only the provider's part of it (loadgen.net.wiregrpc.busy_span)."""
-        return phase.span(include_setup=operation == "run")
-
     def classify(self, exc: BaseException) -> ErrorInfo:
         return classify_exception(exc)
 

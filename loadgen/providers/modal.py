@@ -39,11 +39,11 @@ gives the SDK's grpclib channels a transport of its own: the request's time
 is read as the frame that completes it goes to the kernel, the answer's is
 the kernel's receive stamp of the frame that ended its HTTP/2 stream, however
 late the loop read it. So the adapter is wire-judged (``wire_verdicts``): each phase
-gets its timeout on the wire, and its recorded time is the provider's, the
-union of its exchanges (a command's three RPCs one after another, with the
-set-up of the sandbox's command-router connection when it needed one; a
-create's and a destroy's without the control plane's set-up). The
-generator's own gaps between them are its share in the record. The SDK's
+gets its timeout on the wire, and its recorded time is its exchanges on the
+wire (``Phase.span``: a command's three RPCs one after another, with the
+set-up of the sandbox's command-router connection when it needed one, less
+the generator's gaps between them; a create's and a destroy's without the
+control plane's set-up). The SDK's
 loop-clock deadline on a command is off for the same reason (the server
 still gets the command's ``timeout_secs``).
 ``LOADGEN_MODAL_TRANSPORT=sdk`` gives the channels back their own asyncio
@@ -289,7 +289,6 @@ class ModalProvider(Provider):
             raise copy.copy(self._setup_error).with_traceback(None)
         modal = _sdk()
         with exchange.recording() as phase:  # this task's context: the SDK's RPCs run in it
-            before = len(phase.exchanges)
             handle = await modal.Sandbox.create.aio(
                 app=self._app,
                 image=self._image,
@@ -297,21 +296,17 @@ class ModalProvider(Provider):
                 tags=tags,
                 client=self._client,
             )
-        handle._loadgen_wire_create = wiregrpc.busy_span(phase.exchanges[before:], include_setup=False)
+        handle._loadgen_wire_create = phase.span(include_setup=False)
         return handle
 
     def wire_times(self, handle, operation="create"):
         """(start, end) of the latest create, command ("run") or destroy on ``handle`` as the wire
-        saw it (loadgen.net.wiregrpc.busy_span), or None (the SDK's own transport, or a phase with an
-        unanswered exchange)."""
+        saw it (``Phase.span``: for a command, its RPCs less the generator's gaps between them), or
+        None (the SDK's own transport, or an exchange that went unanswered)."""
         return getattr(handle, "_loadgen_wire_" + operation, None)
-
-    def wire_span(self, phase, operation):
-        return wiregrpc.busy_span(phase.exchanges, include_setup=operation == "run")
 
     async def run(self, handle, command: str, timeout: float) -> CommandResult:
         with exchange.recording() as phase:
-            before = len(phase.exchanges)
             try:
                 process = await handle.exec.aio(*_argv(command), timeout=max(1, math.ceil(timeout)))
                 stdout = await process.stdout.read.aio()
@@ -326,13 +321,12 @@ class ModalProvider(Provider):
                 _raise_wire_timeout(phase, exc)
                 raise
             _raise_wire_timeout(phase)
-        handle._loadgen_wire_run = wiregrpc.busy_span(phase.exchanges[before:], include_setup=True)
+        handle._loadgen_wire_run = phase.span(include_setup=True)
         return CommandResult(exit_code, stdout or "", stderr or "")
 
     async def destroy(self, handle, timeout: float) -> bool:
         modal = _sdk()
         with exchange.recording() as phase:
-            before = len(phase.exchanges)
             try:
                 await handle.terminate.aio()  # a no-op that succeeds if the sandbox already ended
             except modal.exception.NotFoundError:
@@ -347,7 +341,7 @@ class ModalProvider(Provider):
                 except Exception:  # noqa: BLE001
                     pass
             _raise_wire_timeout(phase)
-        handle._loadgen_wire_destroy = wiregrpc.busy_span(phase.exchanges[before:], include_setup=False)
+        handle._loadgen_wire_destroy = phase.span(include_setup=False)
         return True
 
     async def destroy_id(self, sandbox_id: str, timeout: float) -> bool:
