@@ -18,6 +18,7 @@ import orjson
 
 from loadgen import rundir
 from loadgen.result import STATUSES  # the summary's order
+from loadgen.report.human import count, duration_s, number
 from loadgen.report.percentiles import percentile
 
 log = logging.getLogger("loadgen.collector")
@@ -173,11 +174,11 @@ class Collector:
         elif waiting:
             tail = waiting
         else:
-            tail = f"ETA {(expected - self.received) / rate:.0f} s" if rate > 0 else "ETA unknown"
+            tail = f"ETA {duration_s((expected - self.received) / rate)}" if rate > 0 else "ETA unknown"
         self.last_progress_at = time.time()
-        log.info("[progress] %d/%d sandboxes done (%.0f%%), %.1f/s; %s; %s", self.received, expected,
-                 100.0 * self.received / expected if expected else 0.0, rate,
-                 ", ".join(f"{k} {self.by_status.get(k, 0)}" for k in STATUSES), tail)
+        log.info("[progress] %s/%s sandboxes done (%.0f%%), %s/s; %s; %s", count(self.received), count(expected),
+                 100.0 * self.received / expected if expected else 0.0, number(rate),
+                 ", ".join(f"{k} {count(self.by_status.get(k, 0))}" for k in STATUSES), tail)
 
     def close(self) -> None:
         try:

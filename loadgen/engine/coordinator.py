@@ -106,8 +106,8 @@ class Coordinator:
         self.collector = Collector(self.run_path, self.expected, lambda: self.dispatch_complete)
         self.collector.waiting_for = self.waiting_for
         self._metrics_fh = open(self.run_path / rundir.METRICS, "ab")
-        log.info("[phase] run %s starting: provider %s, %d users, run directory %s",
-                 self.run_id, self.identity["provider"], self.users_requested, self.run_path)
+        log.info("[phase] run %s starting: provider %s, %s users, run directory %s",
+                 self.run_id, self.identity["provider"], _count(self.users_requested), self.run_path)
         ctx = RunContext(self.run_id, self.run_path, self.identity, log)
         for sink in list(self.sinks):
             try:
@@ -153,7 +153,7 @@ class Coordinator:
     def mark_dispatch_complete(self) -> None:
         self.dispatch_complete = True
         self._dispatch_complete_at = time.time()
-        log.info("[phase] dispatch complete: %d sandboxes dispatched; dispatch is now frozen", self.expected())
+        log.info("[phase] dispatch complete: %s sandboxes dispatched; dispatch is now frozen", _count(self.expected()))
         self.barrier.dispatch_complete = True
         self.barrier.evaluate()
 
@@ -189,8 +189,8 @@ class Coordinator:
 
     def _log_release(self) -> None:
         b = self.barrier
-        log.info("[phase] barrier released by %s after %.1f s: %d/%d sandboxes finished phase 1",
-                 b.reason, b.released_at - b.started_at, b.arrived, self.expected())
+        log.info("[phase] barrier released by %s after %s: %s/%s sandboxes finished phase 1",
+                 b.reason, _duration_s(b.released_at - b.started_at), _count(b.arrived), _count(self.expected()))
 
     def on_metrics(self, sample: dict) -> None:
         self.health[sample.get("process", "?")] = sample
@@ -440,8 +440,8 @@ def summary_lines(meta: dict, run_path: Path) -> list[str]:
     ]
     lines[-1:-1] = (schedule_summary_lines(meta) + [time_to_live_line(meta), cost_line(meta)]
                     + leak_summary_lines(meta, run_path))  # before "results in"
-    if meta.get("generator_saturated"):
-        lines.append(f"[summary] WARNING: the load generator was saturated: {meta.get('generator_saturated_reason')}")
+    if meta.get("generator_saturated"):  # before "results in", which stays the last line
+        lines.insert(-1, f"[summary] WARNING: the load generator was saturated: {meta.get('generator_saturated_reason')}")
     return lines
 
 
@@ -508,6 +508,12 @@ def _count(value) -> str:
     from loadgen.report.human import count
 
     return count(value)
+
+
+def _duration_s(value) -> str:
+    from loadgen.report.human import duration_s
+
+    return duration_s(value)
 
 
 LEAKS_LISTED = 20

@@ -72,7 +72,7 @@ def run_cost(records: Sequence[dict], sandboxes: int, lifetime_s: float, price: 
 
 def describe_estimate(est: dict, price: Price, max_cost: Optional[float]) -> str:
     """The line printed at the start of a run."""
-    basis = (f"{est['sandboxes']} sandboxes × {est['lifetime_s']:g} s lifetime = "
+    basis = (f"{est['sandboxes']:,} sandboxes × {est['lifetime_s']:,g} s lifetime = "
              f"{est['sandbox_seconds']:,.0f} sandbox-seconds")
     if est["usd"] is None:
         text = f"worst case {basis}; no price known for {price.provider} (give one with --price-file)"
