@@ -217,3 +217,39 @@ def test_watch_reads_a_run_from_object_storage(tmp_path):
         client.put_object(Bucket=bucket, Key="lg/20261201T000000Z-abc-e2b/meta.json",
                           Body=orjson.dumps({"status": "done", "complete": True}))
         assert watch("20261201T000000Z-abc-e2b", "--bucket", bucket, "--prefix", "lg", "--once").returncode == 0
+
+
+def test_watch_exit_codes_from_postgres_for_done_failed_stuck_and_running(tmp_path):
+    """The runs table as the sink leaves it: a stuck run is one still 'running' whose last heartbeat is old."""
+    from tests.pg_fixtures import query
+
+    with fresh_database() as url:
+        migrate = subprocess.run([sys.executable, "-m", "loadgen.cli", "db", "migrate", "--database-url", url],
+                                 capture_output=True, text=True, cwd=REPO, timeout=120)
+        assert migrate.returncode == 0, migrate.stderr
+        now = time.time()
+
+        def beat(age):
+            return orjson.dumps({"ts": iso(now - age), "status": "running", "expected": 10, "done": 3,
+                                 "in_flight": 1, "held": 6, "by_status": {"success": 3}, "barrier": {},
+                                 "workers": {}}).decode()
+
+        rows = [  # id, started (s ago), status, last heartbeat (s ago), heartbeat, meta
+            ("p1-done", 40, "done", 30, None, orjson.dumps({"status": "done", "complete": True}).decode()),
+            ("p2-failed", 30, "failed", 20, None, None),
+            ("p3-stuck", 400, "running", 300, beat(300), None),
+            ("p4-running", 10, "running", 0.5, beat(0.5), None),
+        ]
+        for run_id, started, status, last, hb, meta in rows:
+            query(url, "INSERT INTO runs (id, provider, started_at, status, last_heartbeat, heartbeat, meta) "
+                       "VALUES (%s, 'e2b', now() - make_interval(secs => %s), %s, "
+                       "now() - make_interval(secs => %s), %s::jsonb, %s::jsonb)",
+                  (run_id, started, status, last, hb, meta))
+        expected = {"p1-done": (0, "done"), "p2-failed": (1, "failed"), "p3-stuck": (1, "stuck"),
+                    "p4-running": (2, "running")}
+        for run_id, (code, state) in expected.items():
+            got, (status,) = watch_json(run_id, "--database-url", url)
+            assert (got, status["state"]) == (code, state), (run_id, status)
+        got, statuses = watch_json("--recent", "4", "--database-url", url)
+        assert [s["run_id"] for s in statuses] == ["p4-running", "p2-failed", "p1-done", "p3-stuck"] and got == 1
+        assert watch("p1-done", "p4-running", "--database-url", url, "--once").returncode == 2
