@@ -1,4 +1,4 @@
-"""Run modes and the open arrival model against the emulator with a latency profile.
+"""Run modes and the open arrival model (with and without a ramp) against the emulator with a latency profile.
 
 Tolerances are stated here once and meant for a shared, busy 2-core machine
 (other test suites running beside this one): at least 90% of the creates
@@ -159,4 +159,29 @@ def test_arrival_rate_across_two_workers_keeps_the_schedule_and_a_stalled_worker
     # the stall covers at least 0.75 s of either worker's range (idx 0-99 are due in 0-5 s, 100-199 in 5-10 s)
     assert max(r["start_lateness_ms"] for r in late) > 500
     assert meta["behind_schedule"] is True and meta["lateness_summary"]["over_limit"] >= len(late) // 2
+    assert profiled_emulator.stats()["live"] == 0
+
+
+def test_an_arrival_ramp_rises_linearly_to_the_rate(tmp_path, profiled_emulator):
+    """--arrival-rate 10 --ramp 2: the rate rises from 0 to 10/s over 2 s (10 creates), then stays at 10/s;
+    the emulator's arrivals follow that schedule within the stated tolerances."""
+    run = run_locust("local.py", 30, tmp_path, ["--emulator-url", profiled_emulator.url, "--arrival-rate", "10",
+                                                "--ramp", "2"])
+    records = _exactly_once(run, 30)
+    meta = run.meta
+    t0 = parse_iso(meta["schedule"]["t0"])
+    assert (meta["schedule"]["mode"], meta["schedule"]["arrival_rate_per_s"], meta["schedule"]["ramp_s"]) == (
+        "arrival", 10, 2)
+
+    def due(idx):  # the cumulative count of a linear ramp is R t² / 2S, so idx is due at sqrt(2 S idx / R)
+        return (2 * 2 * idx / 10) ** 0.5 if idx <= 10 else 2 + (idx - 10) / 10
+
+    assert meta["schedule"]["planned_span_s"] == pytest.approx(due(29))
+    for idx, r in records.items():
+        assert parse_iso(r["scheduled_start_at"]) == pytest.approx(t0 + due(idx), abs=1e-5)
+    arrivals = _arrivals(profiled_emulator)
+    _on_schedule([arrivals[idx]["t_received"] - (t0 + due(idx)) for idx in records])
+    # the rate rises: 3 creates due in the first second (2.5 by the ramp's area), 7 in the second, then 10/s
+    offsets = [parse_iso(r["scheduled_start_at"]) - t0 for r in records.values()]
+    assert [sum(1 for o in offsets if k <= o + 1e-5 < k + 1) for k in range(4)] == [3, 7, 10, 10]
     assert profiled_emulator.stats()["live"] == 0
