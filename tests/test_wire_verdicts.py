@@ -80,3 +80,27 @@ def test_a_dropped_syn_is_in_the_measured_readiness(tmp_path):
     assert abs(record["readiness_setup_ms"] - truth_s * 1000.0) <= 20.0, (record["readiness_setup_ms"], truth_s)
     assert record["first_command_ms"] >= record["readiness_setup_ms"]
     assert record["syn_retransmits"] == syns - 1
+
+
+def test_a_verdict_the_loop_finished_is_taken_in_before_the_busy_hub_wakes_for_it():
+    """The lifecycle's last look before it calls a phase the generator's stall: a call the bridge's loop
+    finished while the hub was held (its wake-up queued behind every other ready greenlet) is
+    settled by deliver(), so a slow hub does not turn the provider's in-time answer into a failure."""
+    import gevent.monkey
+
+    from loadgen.net.aio import get_bridge
+
+    real_sleep = gevent.monkey.get_original("time", "sleep")
+    bridge = get_bridge()
+
+    async def answer():
+        return "answered"
+
+    pending = bridge.submit(answer())
+    deadline = time.monotonic() + 60
+    while not bridge._completed and time.monotonic() < deadline:  # the hub held, never yielding to gevent
+        real_sleep(0.01)
+    assert bridge._completed, "the loop thread did not finish the call within 60 s"
+    assert not pending.done  # finished on the loop, not yet taken in by the hub
+    bridge.deliver()
+    assert pending.done and pending.result() == "answered"

@@ -158,6 +158,12 @@ class AsyncBridge:
             self.in_flight -= 1
             pending._settle(value, error)
 
+    def deliver(self) -> None:
+        """Settle now what the loop thread has finished but the hub has not yet taken in (its
+        wake-up waits its turn behind every other ready greenlet on a busy hub). Called on the
+        hub's thread, by a greenlet about to judge a call it has waited long for."""
+        self._drain()
+
     def call_on_hub(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` on gevent's hub; callable from the loop thread (or any thread)."""
         self._completed.append((None, fn, None))
