@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import os
 import socket
 import ssl
@@ -81,6 +82,7 @@ except (ImportError, AttributeError):  # pragma: no cover - gevent is a dependen
 
     _epoll = getattr(select, "epoll", None)
 
+log = logging.getLogger("loadgen.net.wiregrpc")
 _PEEK_SIZE = 256 * 1024
 _ANCILLARY = wirehttp._ANCILLARY_SIZE
 _TIMESPEC = wirehttp._TIMESPEC
@@ -216,7 +218,7 @@ class _Reader:
         self._epoll.register(self._wake_r, 1)  # EPOLLIN
         self._by_fd: dict = {}
         self._requests: collections.deque = collections.deque()
-        self._outs: dict = {}  # loop -> [deque of (transport, data, stamp), drain scheduled]
+        self._outs: dict = {}  # loop -> [deque of (transport, data, stamp), drain scheduled, loop]
         _start_new_thread(self._run, ())
 
     def register(self, transport) -> None:
@@ -242,48 +244,65 @@ class _Reader:
     def _out(self, loop) -> list:
         out = self._outs.get(loop)
         if out is None:
-            out = self._outs[loop] = [collections.deque(), False]
+            out = self._outs[loop] = [collections.deque(), False, loop]
         return out
 
     def _run(self) -> None:
         buffer = bytearray(_PEEK_SIZE)
         while True:
             try:
-                events = self._epoll.poll()
-            except InterruptedError:
-                continue
-            touched = []
-            for fd, _mask in events:
-                if fd == self._wake_r:
-                    try:
-                        while os.read(self._wake_r, 4096):
-                            pass
-                    except BlockingIOError:
+                self._pass(buffer)
+            except Exception:  # noqa: BLE001 - the thread must outlive any one connection's trouble
+                log.exception("wiregrpc: the reader thread's pass failed; reading on")
+
+    def _pass(self, buffer: bytearray) -> None:
+        """One wait for readiness, and everything it found read and handed to the loops."""
+        try:
+            events = self._epoll.poll()
+        except InterruptedError:
+            return
+        touched = []
+        for fd, _mask in events:
+            if fd == self._wake_r:
+                try:
+                    while os.read(self._wake_r, 4096):
                         pass
-                    continue
-                transport = self._by_fd.get(fd)
-                if transport is None:
-                    continue
-                out = self._out(transport._loop)
-                if not transport._thread_read(buffer, out[0]):
+                except BlockingIOError:
+                    pass
+                continue
+            transport = self._by_fd.get(fd)
+            if transport is None:
+                continue
+            out = self._out(transport._loop)
+            try:
+                alive = transport._thread_read(buffer, out[0])
+            except Exception as exc:  # noqa: BLE001 - that connection is broken, not the others
+                out[0].append((transport, None, exc))
+                alive = False
+            if not alive:
+                self.unregister(transport)
+            touched.append(out)
+        while self._requests:
+            transport, callback = self._requests.popleft()
+            out = self._out(transport._loop)
+            if self._by_fd.get(transport._fd) is transport:
+                try:
+                    alive = transport._thread_read(buffer, out[0])
+                except Exception as exc:  # noqa: BLE001
+                    out[0].append((transport, None, exc))
+                    alive = False
+                if not alive:
                     self.unregister(transport)
-                touched.append(out)
-            while self._requests:
-                transport, callback = self._requests.popleft()
-                out = self._out(transport._loop)
-                if transport._fd in self._by_fd and not transport._thread_read(buffer, out[0]):
-                    self.unregister(transport)
-                out[0].append((transport, callback, None))
-                touched.append(out)
-            for out in touched:
-                if out[0] and not out[1]:
-                    out[1] = True
-                    loop = out[0][0][0]._loop
-                    try:
-                        loop.call_soon_threadsafe(self._drain, out)
-                    except RuntimeError:  # the loop is closed: nobody is left to read for
-                        out[0].clear()
-                        out[1] = False
+            out[0].append((transport, callback, None))
+            touched.append(out)
+        for out in touched:
+            if out[0] and not out[1]:
+                out[1] = True
+                try:
+                    out[2].call_soon_threadsafe(self._drain, out)
+                except RuntimeError:  # the loop is closed: nobody is left to read for
+                    out[0].clear()
+                    out[1] = False
 
     @staticmethod
     def _drain(out: list) -> None:
