@@ -49,6 +49,8 @@ def _options(**kw):
     (dict(arrival_rate=0.0), "--arrival-rate must be > 0"),
     (dict(mode="staggered", stagger_ms=-1.0), "--stagger-ms must be > 0"),
     (dict(arrival_rate=5.0, ramp=-1.0), "--ramp must be >= 0"),
+    (dict(concurrency=0, mode="sequential"), "--concurrency must be a whole number >= 1"),
+    (dict(concurrency=4), "--concurrency is for --mode sequential"),
 ])
 def test_bad_schedules_are_refused_with_the_option_named(kw, message):
     errors = []
@@ -60,6 +62,8 @@ def test_good_schedules():
     errors = []
     assert schedule_from_options(_options(mode="staggered", stagger_ms=50.0), errors) == Schedule("staggered", 0.05)
     assert schedule_from_options(_options(arrival_rate=5.0, ramp=2.0), errors) == Schedule(ARRIVAL, 0.2, 5.0, 2.0)
+    assert schedule_from_options(_options(mode="sequential", concurrency=16), errors) == \
+        Schedule("sequential", 0.2, concurrency=16)
     assert errors == []
 
 
@@ -69,6 +73,20 @@ def test_sequencer_skips_the_sandboxes_of_a_lost_worker():
     assert seq.advance({0, 1}, now=101.0) and seq.message() == {"turn": 2, "granted_at": 101.0}
     # 2 and 3 belonged to a worker that is gone: their records will never come
     assert seq.advance({0, 1}, lost=lambda idx: idx in (2, 3), now=102.0) and seq.turn == 4
+
+
+def test_sequencer_with_concurrency_keeps_exactly_that_many_lives_granted_and_not_over():
+    seq = Sequencer(t0=100.0, concurrency=3)
+    assert seq.message() == {"turn": 2, "granted_at": 100.0}  # 0, 1 and 2 start at t0
+    assert not seq.advance(set())
+    # 1 ends first: one more may start (3), whatever 0 is still doing
+    assert seq.advance({1}, now=101.0) and seq.message() == {"turn": 3, "granted_at": 101.0}
+    assert seq.advance({1, 2, 3}, now=102.0) and seq.turn == 5  # 0, 4, 5 alive
+    # 0's worker is lost and so is 6 (granted on 0's end): each frees its slot
+    assert seq.advance({1, 2, 3}, lost=lambda idx: idx in (0, 6), now=103.0) and seq.turn == 7
+    over = {1, 2, 3, 0, 6}
+    assert len([i for i in range(seq.turn + 1) if i not in over]) == 3  # 4, 5, 7
+    assert not seq.advance({1, 2, 3}, lost=lambda idx: idx in (0, 6))
 
 
 def test_start_gate_releases_lives_in_turn_and_an_abort_ends_the_wait():

@@ -124,7 +124,7 @@ class Coordinator:
         self.t0 = t0
         log.info("[phase] schedule: %s", _describe_schedule(self.schedule.describe(self.users_requested, t0)))
         if self.schedule.sequential:
-            self.sequencer = Sequencer(t0)
+            self.sequencer = Sequencer(t0, self.schedule.concurrency)
             self.barrier.abort("sequential")
 
     def ready_to_start(self, granted: dict[str, int], live: set[str]) -> bool:
@@ -457,7 +457,8 @@ def _describe_schedule(schedule: dict) -> str:
         return (f"open arrivals, {schedule['arrival_rate_per_s']:g} creates/s{ramp}: {n} sandboxes over "
                 f"{schedule['planned_span_s']:g} s")
     if mode == "sequential":
-        return f"sequential, {n} sandboxes one at a time"
+        k = schedule.get("concurrency") or 1
+        return f"sequential, {n} sandboxes " + ("one at a time" if k == 1 else f"{k} at a time")
     return f"burst, {n} sandboxes at once"
 
 

@@ -1,7 +1,9 @@
 """One sandbox's life: the phases, their timing and their one record.
 
 create → readiness (`node -v`) → hold (cluster barrier) → liveness (`node -v`)
-→ destroy, then the user idles. One user is one sandbox, exactly once.
+→ destroy, then the user idles. One user is one sandbox, exactly once. (An
+adapter may leave the liveness probe out, and check its command's answer
+itself: ``Provider.liveness_probe``, ``Provider.checks_version``.)
 
 The life runs in its own greenlet, outside the Locust user's greenlet, for
 two reasons Locust would otherwise defeat:
@@ -290,7 +292,7 @@ class Lifecycle:
                 finally:
                     self.proc.held -= 1
                 rec.hold_ms = ms_between(ready_at, self._now())
-                if self._probe("liveness"):
+                if not self.provider.liveness_probe or self._probe("liveness"):
                     rec.status = Status.SUCCESS.value
         except BaseException as exc:  # noqa: BLE001 - a bug or a kill must still end in a record
             if rec.failure_class is None and rec.status != Status.SUCCESS.value:
@@ -394,7 +396,7 @@ class Lifecycle:
         result, exc = outcome.value, outcome.exc
         if exc is None:
             try:
-                version = check_version_output(result)
+                version = check_version_output(result) if self.provider.checks_version else (result.stdout or "")
                 if phase == "readiness":
                     rec.readiness_output = truncate(version, OUTPUT_LIMIT)
             except CommandFailed as failed:

@@ -87,7 +87,11 @@ def add_arguments(parser) -> None:
                             "table (see README, Cost).")
     group.add_argument("--mode", default="burst", choices=MODES,
                        help="burst: every sandbox at once (default); staggered: one every --stagger-ms; "
-                            "sequential: one at a time across the whole run, never two alive at once.")
+                            "sequential: one at a time across the whole run, never two alive at once (or --concurrency "
+                            "at a time).")
+    group.add_argument("--concurrency", type=int, default=1,
+                       help="With --mode sequential: this many sandboxes at a time, each start waiting for an "
+                            "earlier life to end (a closed model; default 1).")
     group.add_argument("--stagger-ms", type=float, default=200.0,
                        help="Milliseconds between two starts in --mode staggered (default 200).")
     group.add_argument("--arrival-rate", type=float, default=None,

@@ -19,6 +19,10 @@ sequential (``--mode sequential``)
     one's life, destroy included, is over; a sandbox of a lost worker is
     skipped). Its scheduled start is the moment the master granted its turn.
     There is no hold barrier: nothing else could ever arrive.
+    ``--concurrency K`` makes it K at a time (a closed model): sandbox ``idx``
+    may start once ``idx - K + 1`` earlier lives are over, so exactly K lives
+    run at once until the last ones (the storage benchmark's weekly run is
+    ``--mode sequential --concurrency 16``).
 
 t0 is the moment every worker has built its process's run and spawned its
 users (Locust's ``spawning_complete`` on the master): the master then sends
@@ -60,6 +64,7 @@ class Schedule:
     stagger_s: float = 0.2
     rate_per_s: Optional[float] = None
     ramp_s: float = 0.0
+    concurrency: int = 1  # sequential: lives at once
 
     @property
     def sequential(self) -> bool:
@@ -92,6 +97,7 @@ class Schedule:
             "stagger_ms": round(self.stagger_s * 1000.0, 3) if self.kind == "staggered" else None,
             "arrival_rate_per_s": self.rate_per_s if self.kind == ARRIVAL else None,
             "ramp_s": self.ramp_s if self.kind == ARRIVAL else None,
+            "concurrency": self.concurrency if self.sequential else None,
             "t0": iso(t0),
             "sandboxes": sandboxes,
             "planned_span_s": None if self.sequential else round(self.span_s(sandboxes), 6),
@@ -111,8 +117,10 @@ def optional_float(options, name: str, errors: list) -> Optional[float]:
 
 
 def schedule_from_options(options, errors: list) -> Schedule:
-    """--mode, --stagger-ms, --arrival-rate, --ramp: checked, appending to ``errors``."""
+    """--mode, --stagger-ms, --arrival-rate, --ramp, --concurrency: checked, appending to ``errors``."""
     mode = getattr(options, "mode", None) or "burst"
+    concurrency = getattr(options, "concurrency", None)
+    concurrency = 1 if concurrency in (None, "") else concurrency
     stagger_ms = getattr(options, "stagger_ms", 200.0)
     rate = optional_float(options, "arrival_rate", errors)
     ramp = optional_float(options, "ramp", errors) or 0.0
@@ -133,7 +141,13 @@ def schedule_from_options(options, errors: list) -> Schedule:
             return Schedule(ARRIVAL, stagger_ms / 1000.0, float(rate), max(float(ramp), 0.0))
     elif ramp > 0:
         errors.append("--ramp needs --arrival-rate (the rate the ramp rises to)")
-    return Schedule(mode, stagger_ms / 1000.0)
+    if not isinstance(concurrency, int) or concurrency < 1:
+        errors.append(f"--concurrency must be a whole number >= 1 (got {concurrency!r})")
+        concurrency = 1
+    elif concurrency > 1 and mode != "sequential":
+        errors.append(f"--concurrency is for --mode sequential (K lives at a time); --mode {mode} has its own "
+                      "schedule")
+    return Schedule(mode, stagger_ms / 1000.0, concurrency=concurrency if mode == "sequential" else 1)
 
 
 class StartGate:
@@ -208,23 +222,34 @@ class StartGate:
 
 
 class Sequencer:
-    """Master side of a sequential run: grants the next turn when the previous life is over.
+    """Master side of a sequential run: grants the next turn when an earlier life is over.
 
-    The turn is the lowest sandbox_idx whose record has not arrived and whose
-    worker is not lost; everything below it has ended (or will never report).
+    Every sandbox_idx up to the turn may start. With concurrency K the turn is
+    (lives over) + K - 1, counted over the granted ones: a life is over when
+    its record arrived or its worker is lost (it will never report). So
+    exactly K granted lives are not over, until the run's end; with K = 1 the
+    turn is the lowest sandbox_idx whose life is not over.
     """
 
-    def __init__(self, t0: float):
-        self.turn = 0
+    def __init__(self, t0: float, concurrency: int = 1):
+        self.concurrency = max(1, int(concurrency))
+        self.turn = self.concurrency - 1
         self.granted_at = t0
+        self._low = 0  # every idx below it is over
 
     def advance(self, received: Iterable[int] | set, lost: Callable[[int], bool] = lambda idx: False,
                 now: Optional[float] = None) -> bool:
-        """Move the turn past every finished (or lost) sandbox; True if it moved."""
+        """Move the turn on by every finished (or lost) granted sandbox; True if it moved."""
         received = received if isinstance(received, (set, frozenset, dict)) else set(received)
         start = self.turn
-        while self.turn in received or lost(self.turn):
-            self.turn += 1
+        while True:
+            while self._low <= self.turn and (self._low in received or lost(self._low)):
+                self._low += 1
+            over = self._low + sum(1 for i in range(self._low + 1, self.turn + 1) if i in received or lost(i))
+            turn = over + self.concurrency - 1
+            if turn <= self.turn:
+                break
+            self.turn = turn
         if self.turn != start:
             self.granted_at = time.time() if now is None else now
             return True

@@ -109,6 +109,12 @@ class Provider:
     # (loadgen.net.wirehttp), which judges timeouts by the wire (loadgen.net.exchange): the
     # lifecycle then waits for the transport's verdict instead of timing the SDK call itself.
     wire_verdicts = False
+    # The lifecycle's phases an adapter takes part in. A sandbox provider has all of them. An adapter
+    # whose "sandbox" is something else (locustfiles/storage.py: one object in a bucket) may leave the
+    # liveness probe out, and may check its own command's answer: its ``run`` then raises when the
+    # answer is wrong, and its stdout is the record's readiness_output as it is.
+    liveness_probe = True
+    checks_version = True
     # Connections one sandbox holds open at once at most (a control-plane one while it is created,
     # a data-plane one while it runs a command): what the run's descriptor check counts.
     fds_per_sandbox = 2

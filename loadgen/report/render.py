@@ -169,6 +169,8 @@ def schedule_rows(s: dict, meta: dict) -> list:
     elif mode == "arrival":
         mode += f", {sched.get('arrival_rate_per_s')} creates/s" + (
             f" after a {sched.get('ramp_s')} s ramp" if sched.get("ramp_s") else "")
+    elif mode == "sequential" and (sched.get("concurrency") or 1) > 1:
+        mode += f", {sched['concurrency']} at a time"
     return [("mode", mode),
             ("start lateness p50 / p99 / max", f"{seconds(late['p50'])} / {seconds(late['p99'])} / "
                                                 f"{seconds(late['max'])}"),
