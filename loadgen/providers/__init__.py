@@ -21,6 +21,7 @@ REGISTRY = {
     "runloop": "loadgen.providers.runloop:RunloopProvider",
     "modal": "loadgen.providers.modal:ModalProvider",
     "codesandbox": "loadgen.providers.codesandbox:CodeSandboxProvider",
+    "storage": "loadgen.providers.storage:StorageProvider",  # the storage benchmark (locustfiles/storage.py)
 }
 
 

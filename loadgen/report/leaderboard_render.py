@@ -17,7 +17,7 @@ from typing import Callable, Optional
 
 from loadgen.report.charts import FONT
 from loadgen.report.render import md_table
-from loadgen.report.scoring import STORAGE_FORMULA, TTI_FORMULA
+from loadgen.report.scoring import MIB, STORAGE_FORMULA, STORAGE_SIZES_MIB, TTI_FORMULA
 
 WIDTH = 1200
 MARGIN = 40
@@ -35,7 +35,7 @@ MODE_TITLES = {
     "sequential": "Sequential: time to interactive, {n} iterations one at a time",
     "staggered": "Staggered: time to interactive, {n} sandboxes started {stagger} apart",
     "burst": "Burst: time to interactive, {n} sandboxes at once",
-    "storage": "Storage: upload, download and delete of 1, 4, 10 and 16 MiB objects, {n} iterations",
+    "storage": "Storage: upload, download and delete of {sizes} MiB objects, {n} iterations",
 }
 
 
@@ -119,7 +119,15 @@ def title(doc: dict) -> str:
     board = doc["entries"]
     n = _n_text(board)[4:]
     stagger = next((e.get("stagger_ms") for e in board if e.get("stagger_ms")), None)
-    return MODE_TITLES[doc["mode"]].format(n=n, stagger=f"{stagger:g} ms" if stagger else "evenly")
+    return MODE_TITLES[doc["mode"]].format(n=n, stagger=f"{stagger:g} ms" if stagger else "evenly",
+                                           sizes=sizes_text(board))
+
+
+def sizes_text(board: list) -> str:
+    """The storage objects' sizes the entries were scored on: "1, 4, 10 and 16" (MiB)."""
+    mib = sorted({it["size_bytes"] / MIB for e in board for it in e.get("storage_iterations") or ()})
+    names = [f"{x:g}" for x in mib] or [f"{x:g}" for x in STORAGE_SIZES_MIB]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def footer_parts(doc: dict) -> list:

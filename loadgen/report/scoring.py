@@ -49,6 +49,8 @@ TTI_TIMEOUT_MS = 120_000.0
 TRIM_PERCENT = 5
 TTI_WEIGHTS = (("median", 50, 0.60), ("p95", 95, 0.25), ("p99", 99, 0.15))
 
+MIB = 1024 * 1024
+STORAGE_SIZES_MIB = (1, 4, 10, 16)  # each iteration's object is one of these, drawn at random
 STORAGE_CEILING_MS = 30_000.0
 STORAGE_WEIGHTS = (("download", (("median", 50, 0.35), ("p95", 95, 0.15), ("p99", 99, 0.05))),
                    ("upload", (("median", 50, 0.25), ("p95", 95, 0.10), ("p99", 99, 0.05))))

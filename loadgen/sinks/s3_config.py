@@ -164,9 +164,13 @@ def make_client(
     connect_timeout: float = 5.0,
     read_timeout: float = 60.0,
     max_pool_connections: int = 16,
+    user_agent: str = "loadgen-objectstore",
+    checksums: Optional[str] = None,
 ):
     """A boto3 S3 client with botocore's standard retry mode (backoff with jitter, retries on
-    throttling, 5xx and connection errors). Returns (client, secrets to redact)."""
+    throttling, 5xx and connection errors; ``max_attempts=1`` is no retry at all). ``checksums``
+    ("when_required") turns botocore's optional CRC checksums of requests and answers off.
+    Returns (client, secrets to redact)."""
     import boto3
     import botocore.config
 
@@ -184,13 +188,16 @@ def make_client(
         )
     frozen = credentials.get_frozen_credentials()
     secrets = [s for s in (frozen.access_key, frozen.secret_key, frozen.token) if s]
+    extra = {} if checksums is None else {"request_checksum_calculation": checksums,
+                                          "response_checksum_validation": checksums}
     config = botocore.config.Config(
         retries={"max_attempts": max_attempts, "mode": "standard"},
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         max_pool_connections=max_pool_connections,
         s3={"addressing_style": settings.addressing_style},
-        user_agent_extra="loadgen-objectstore",
+        user_agent_extra=user_agent,
+        **extra,
     )
     client = session.client("s3", endpoint_url=settings.endpoint_url, config=config)
     return client, secrets
