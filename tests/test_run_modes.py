@@ -110,6 +110,24 @@ def test_sequential_never_has_two_sandboxes_alive_across_two_workers(tmp_path, p
     assert meta["wall_clock_ms"] > 0 and meta["time_to_first_ready_ms"] > 0
 
 
+def test_sequential_with_concurrency_never_has_more_than_k_alive_across_two_workers(tmp_path, profiled_emulator):
+    run = run_locust("local.py", 12, tmp_path, ["--emulator-url", profiled_emulator.url, "--mode", "sequential",
+                                                "--concurrency", "3"], workers=2, timeout=180)
+    _exactly_once(run, 12)
+    # the emulator's ground truth: from each create's arrival to its kill's end, never more than 3 at once
+    edges = sorted([(s["t_received"], 1) for s in profiled_emulator.sandboxes()]
+                   + [(s["t_ended"], -1) for s in profiled_emulator.sandboxes()])
+    assert len(edges) == 24 and all(t is not None for t, _ in edges)
+    live = peak = 0
+    for _, step in edges:
+        live += step
+        peak = max(peak, live)
+    assert 2 <= peak <= 3, peak  # 3 are granted at t0 together; a busy machine may start one a little late
+    meta = run.meta
+    assert meta["schedule"]["concurrency"] == 3 and meta["barrier"]["reason"] == "sequential"
+    assert "12 sandboxes 3 at a time" in run.output
+
+
 def test_arrival_rate_across_two_workers_keeps_the_schedule_and_a_stalled_worker_shows_as_late(tmp_path,
                                                                                               profiled_emulator):
     """20 creates/s for 10 s; one worker is stopped (SIGSTOP) for 1.5 s in the middle."""
