@@ -39,9 +39,9 @@ from tests.wire_timing import OPERATIONS, wire_errors
 pytestmark = pytest.mark.timeout(240)
 
 FACES = {"daytona": "e2b,daytona,runloop", "runloop": "e2b,daytona,runloop", "codesandbox": "codesandbox"}
-SANDBOXES = 50
+SANDBOXES = 30
 TOLERANCE_S = 0.015
-LATENCY = "uniform:300,400"  # long enough for a loaded machine to take in every request first
+LATENCY = "uniform:300,400"  # long enough for a loaded machine to send every request first
 
 
 @pytest.mark.parametrize("protocol", ["h1", "tls"])
@@ -92,7 +92,7 @@ def test_latencies_are_the_wire_even_when_the_client_is_stalled(provider, protoc
         start, end = stalls[operation]
         rows = [row["execs"][-1] if operation == "run" else row for row in truth.values()]
         during[operation] = sum(start < row[answered] < end for row in rows)
-    assert min(during.values()) >= 10, (during, "the client was not stalled: the test proves nothing")
+    assert min(during.values()) >= 5, (during, "the client was not stalled: the test proves nothing")
     for operation, errors in wire_errors(adapter, handles, truth).items():
         assert max(abs(e) for e in errors) < TOLERANCE_S, (provider, protocol, operation, sorted(errors)[-5:],
                                                             sorted(errors)[:3], os.getloadavg())

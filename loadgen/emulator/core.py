@@ -73,7 +73,7 @@ class Sandbox:
         "seq", "provider", "sandbox_id", "metadata", "template", "lifetime_s", "state",
         "fault", "faults", "status", "t_received", "t_answered", "t_kill_received",
         "t_kill_answered", "t_ended", "execs", "key", "u", "delay", "id_bits", "exec_count",
-        "kill_count", "timer", "active", "epoch", "token", "container",
+        "kill_count", "timer", "active", "epoch", "token", "container", "waits",
     )
 
     def to_dict(self) -> dict:
@@ -96,6 +96,8 @@ class Sandbox:
             "create_latency_ms": None if self.delay is None else round(self.delay * 1000.0, 3),  # the drawn latency
             "execs": [dict(e) for e in self.execs],
             "container": self.container.name if self.container is not None else None,
+            # a face's follow-up wait on the create or the kill: {"create"|"destroy": [received, answered]}
+            "waits": self.waits,
         }
 
 
@@ -287,6 +289,7 @@ class Core:
         sb.epoch = self.epoch
         sb.token = None
         sb.container = None
+        sb.waits = None
         # Every draw of the create is made now, in a fixed order (create_5xx,
         # hang, reset, readiness, died, kill, create latency, id), and no RNG
         # is kept: 100,000 live Random objects would cost 250 MB. Later draws
@@ -437,6 +440,17 @@ class Core:
             self._end(sb, DIED)
 
     # -- get ---------------------------------------------------------------
+
+    def note_wait(self, sb: Sandbox, received_at: Optional[float]) -> None:
+        """A face answered a wait that follows a create or a kill (an SDK's poll until the sandbox is
+        running, or gone): the first of each is kept in the ground truth, so that an operation of two
+        exchanges has its whole service time there (``waits``)."""
+        operation = "create" if sb.t_kill_received is None else "destroy"
+        if sb.waits is None:
+            sb.waits = {}
+        if operation not in sb.waits:
+            now, arrived = self._arrival(received_at)
+            sb.waits[operation] = [arrived, now]
 
     def get(self, sandbox_id: str) -> Tuple[str, Optional[Sandbox]]:
         """(OK | GONE | NOT_FOUND, sandbox): the state as the provider would

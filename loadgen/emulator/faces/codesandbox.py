@@ -123,9 +123,10 @@ class _Box:
 class _ExecState:
     """One exec: its buffered SSE events until a stream takes them."""
 
-    __slots__ = ("exec_id", "box_id", "events", "done", "broken", "stream", "seq")
+    __slots__ = ("exec_id", "box_id", "events", "done", "broken", "stream", "seq", "entry")
 
     def __init__(self, exec_id: str, box_id: str):
+        self.entry: Optional[dict] = None  # the core's record of the command (ground truth)
         self.exec_id = exec_id
         self.box_id = box_id
         self.events: list = []  # (sequence, encoded SSE event)
@@ -180,7 +181,9 @@ class CodeSandboxFace:
         if action is None and method == b"GET":
             self._describe(req, sandbox_id, box)
         elif action == "wait" and method == b"POST":
-            self._describe(req, sandbox_id, box)
+            sb = self._describe(req, sandbox_id, box)
+            if sb is not None:
+                self.core.note_wait(sb, req.received_at())  # the create's (or terminate's) second exchange
         elif action == "terminate" and method == b"POST":
             self._terminate(req, sandbox_id, box)
         else:
@@ -296,12 +299,13 @@ class CodeSandboxFace:
             "updated_at": _iso(ended or box.started or box.created),
         }
 
-    def _describe(self, req: Request, sid: str, box: Optional[_Box]) -> None:
-        """GET and wait: the sandbox as it is now (the core settles creates before answering them)."""
+    def _describe(self, req: Request, sid: str, box: Optional[_Box]) -> Optional[C.Sandbox]:
+        """GET and wait: the sandbox as it is now (the core settles creates before answering them).
+        Returns the core's sandbox it described, if any."""
         if box is None:
             self.core.note_error("not_found")
             req.respond(404, _api_err(404, "not_found", f"sandbox {sid!r} not found"))
-            return
+            return None
         kind, sb = self.core.get(box.core_id)
         if kind == C.OK:
             req.respond(200, orjson.dumps(self._model(sid, box, sb, "running", "cold_started", agent=True)))
@@ -311,6 +315,7 @@ class CodeSandboxFace:
                                                       agent=False)))
         else:  # the core forgot it (a reset)
             req.respond(404, _api_err(404, "not_found", f"sandbox {sid!r} not found"))
+        return sb
 
     def _terminate(self, req: Request, sid: str, box: Optional[_Box]) -> None:
         if box is None:
@@ -395,8 +400,12 @@ class CodeSandboxFace:
             return
         state = _ExecState(f"exec-{next(self._exec_ids)}", sid)
         text = command_text(command, args)
+        sb = self.core.by_id.get(box.core_id)
+        known = len(sb.execs) if sb is not None else 0
         self.core.exec(box.core_id, text, lambda ev: self._exec_event(req, sid, state, command, args, ev),
                        received_at=req.received_at())
+        if sb is not None and len(sb.execs) > known:
+            state.entry = sb.execs[-1]
 
     def _exec_event(self, req: Request, sid: str, state: _ExecState, command: str, args: list,
                     ev: C.ExecEvent) -> None:
@@ -468,4 +477,10 @@ class CodeSandboxFace:
             state.events = [(s, e) for s, e in state.events if s > last]
         state.stream = req
         req.start_stream(200, SSE)
+        ended_before = state.done
         self._flush(state)
+        if ended_before and state.entry is not None:
+            # the command ended before its output was asked for: delivering it is the exec's second
+            # exchange, kept in the ground truth (`stream`: [received, answered]) beside the command's
+            now, arrived = self.core._arrival(req.received_at())
+            state.entry["stream"] = [arrived, now]
