@@ -88,6 +88,7 @@ def test_every_object_is_uploaded_whole_checked_and_deleted_and_the_figures_foll
         assert r["latency_ms"] > 0 and r["first_command_ms"] > 0 and r["destroy_ms"] > 0
         assert r["liveness_ms"] is None  # upload, download, delete: no liveness probe
     assert sizes == {1, 4, 10, 16}
+    assert len({r["provider_metadata"]["sha256"] for r in records}) == N  # no two objects alike
 
     # never more than --concurrency iterations at once (from upload start to delete end)
     meta = run.meta

@@ -7,16 +7,18 @@ record per iteration exactly once, the journal, the sinks, the schedules,
 the exit codes, ``loadgen reap`` for what a crash left behind) without a
 second engine:
 
-- create = the upload (``latency_ms``): a PUT of fresh random bytes;
+- create = the upload (``latency_ms``): a PUT of random bytes, unique to the
+  object (see ``RandomBlock``);
 - readiness = the download (``first_command_ms``): a GET of the whole object,
   then its size and SHA-256 checked against what was uploaded (a mismatch
   fails the iteration: ``size_mismatch`` or ``checksum_mismatch``);
 - no liveness probe (the benchmark has none);
 - destroy = the delete (``destroy_ms``).
 
-Each phase's time is the SDK call alone (``wire_times``): making the random
-bytes and hashing them happen outside it, in gevent's thread pool so that
-they never hold the hub while other iterations' transfers are being timed.
+Each phase's time is the SDK call alone (``wire_times``): making the object
+and hashing the download happen outside it, the hashing in gevent's thread
+pool so that it never holds the hub while other iterations' transfers are
+being timed.
 The record's ``provider_metadata`` holds the object's ``size_bytes`` and
 ``sha256`` (of the upload), and ``readiness_output`` what the download gave
 (``<bytes> bytes sha256:<hex>``), so every figure and check can be redone
@@ -115,9 +117,32 @@ def object_name(endpoint: str) -> str:
     return kind if kind != "custom" else (urlsplit(endpoint).hostname or endpoint)
 
 
-def _random_object(size: int) -> tuple[bytes, str]:
-    data = os.urandom(size)
-    return data, hashlib.sha256(data).hexdigest()
+TAIL_BYTES = 32
+
+
+class RandomBlock:
+    """Objects of random bytes at the cost of a copy: one random block per process, made once.
+
+    An object of ``size`` bytes is the block's first ``size - 32`` bytes and
+    32 fresh random bytes, so no two objects are alike (nothing a store
+    could compress or recognise) and its SHA-256 is the block prefix's,
+    computed once per size, carried on over the tail. Making a 16 MiB object
+    from scratch (os.urandom and a hash) costs tens of milliseconds of CPU
+    in the create phase, before the upload starts: at 16 at once on a busy
+    machine, hundreds, which would show as the creates starting late."""
+
+    def __init__(self, sizes_bytes):
+        biggest = max(sizes_bytes)
+        self.block = os.urandom(max(0, biggest - TAIL_BYTES))
+        self.prefix_hash = {size: hashlib.sha256(memoryview(self.block)[:max(0, size - TAIL_BYTES)])
+                            for size in sizes_bytes}
+
+    def make(self, size: int) -> tuple[bytes, str]:
+        tail = os.urandom(min(size, TAIL_BYTES))
+        head = memoryview(self.block)[:size - len(tail)]
+        digest = self.prefix_hash[size].copy()
+        digest.update(tail)
+        return b"".join((head, tail)), digest.hexdigest()
 
 
 def _sha256(data: bytes) -> str:
@@ -125,8 +150,8 @@ def _sha256(data: bytes) -> str:
 
 
 def off_hub(fn, *args):
-    """``fn(*args)`` in gevent's thread pool (os.urandom and hashlib let go of the GIL on big buffers),
-    so a 16 MiB object is made or hashed without stopping the other iterations' clocks."""
+    """``fn(*args)`` in gevent's thread pool (hashlib lets go of the GIL on big buffers), so a 16 MiB
+    download is hashed without stopping the other iterations' clocks."""
     return gevent.get_hub().threadpool.apply(fn, args)
 
 
@@ -171,6 +196,7 @@ class StorageProvider(Provider):
         self.target = (os.environ.get(NAME_ENV) or "").strip() or object_name(endpoint)
         self.endpoint = safe_url(endpoint)
         self.sizes = sizes_from_env()
+        self.objects = RandomBlock([int(x * MIB) for x in self.sizes])
         s = self.settings
         try:
             settings = settings_from_env(self.s3_environ())
@@ -204,11 +230,11 @@ class StorageProvider(Provider):
 
     # -- the operations ---------------------------------------------------------------
     def create(self, tags: dict[str, str]) -> StoredObject:
-        """Upload a fresh object of the iteration's size (the bytes are made before the clock starts)."""
+        """Upload an object of the iteration's size (made before the clock starts)."""
         s = self.settings
         idx = int(tags["sandbox_idx"])
         size = size_for(tags["run_id"], idx, self.sizes)
-        data, digest = off_hub(_random_object, size)
+        data, digest = self.objects.make(size)
         obj = StoredObject(f"{self.prefix}{tags['run_id']}/{idx:06d}-{size // 1024}k", size, digest)
         with gevent.Timeout(s.create_timeout_s + s.late_create_window_s):
             sent = time.time()
