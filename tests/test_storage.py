@@ -128,6 +128,9 @@ def test_every_object_is_uploaded_whole_checked_and_deleted_and_the_figures_foll
         data = path.read_bytes()
         assert TEST_SECRET_KEY.encode() not in data and TEST_ACCESS_KEY.encode() not in data, path
     assert TEST_SECRET_KEY not in run.output and TEST_ACCESS_KEY not in run.output
+    # its times are the boto3 calls', and the summary does not call them the wire's
+    assert "latencies are on the wire and leave it out" not in run.output
+    assert "latencies time the SDK's calls and include it" in run.output
 
 
 def test_a_download_that_is_not_the_upload_fails_with_its_reason(endpoint, bucket, monkeypatch):

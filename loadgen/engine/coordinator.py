@@ -490,12 +490,19 @@ def generator_lines(meta: dict) -> list[str]:
     held = share.get("held_ms") or {}
     if share.get("sandboxes_measured"):
         worst = share.get("worst") or {}
+        wire, measured = share.get("wire_timed") or 0, share["sandboxes_measured"]
+        if wire >= measured:
+            where = "latencies are on the wire and leave it out"
+        elif not wire:
+            where = "latencies time the SDK's calls and include it"
+        else:
+            where = (f"{_count(wire)} of {_count(measured)} sandboxes' latencies are on the wire and leave it out; "
+                     "the others time the SDK's calls and include it")
         lines.append(
             f"[summary] generator's own share: held phases p50 {_ms(held.get('p50'))}, p99 {_ms(held.get('p99'))}; "
             f"{_count(share.get('delayed', 0))} of {_count(share['sandboxes_measured'])} sandboxes delayed by more than "
             f"{share.get('limit_ms', 10):g} ms ({100.0 * (share.get('delayed_share') or 0):.1f}%); worst "
-            f"{_ms(worst.get('held_ms'))} (sandbox {worst.get('sandbox_idx')}, {worst.get('phase')}); "
-            "latencies are on the wire and leave it out")
+            f"{_ms(worst.get('held_ms'))} (sandbox {worst.get('sandbox_idx')}, {worst.get('phase')}); " + where)
     return lines
 
 
