@@ -239,7 +239,7 @@ class Lifecycle:
         wire = None
         phase = outcome.phase
         if phase is not None:
-            wire = phase.span(include_setup=operation == "run")
+            wire = self.provider.wire_span(phase, operation)
         elif outcome.exc is None:
             try:
                 wire = self.provider.wire_times(handle, operation)

@@ -87,6 +87,7 @@ _PEEK_SIZE = 256 * 1024
 _ANCILLARY = wirehttp._ANCILLARY_SIZE
 _TIMESPEC = wirehttp._TIMESPEC
 SO_TIMESTAMPNS = wirehttp.SO_TIMESTAMPNS
+_COALESCE = 16 * 1024
 _HIGH_WATER = 256 * 1024
 _LOW_WATER = 64 * 1024
 # HTTP/2 frame types and flags (RFC 9113 §6)
@@ -102,6 +103,31 @@ def _buffers_of(loop) -> tuple:
     if buffers is None:
         buffers = _loop_buffers[loop] = (bytearray(_PEEK_SIZE), bytearray(wirehttp._READ_SIZE))
     return buffers
+
+
+def busy_span(exchanges, include_setup: bool) -> Optional[tuple[float, float]]:
+    """(start, end) of a phase whose exchanges each begin once the one before has been answered and
+    the provider holds nothing between them (modal's command: TaskExecStdioRead is answered once the
+    command has ended, TaskExecWait then at once): ``end`` is the last answer's arrival and
+    ``end - start`` the union of the exchanges' spans (set-up included with ``include_setup``), every
+    gap between an answer and the next request being the generator's. None unless all were answered.
+
+    Why not ``Phase.span``'s rule (a gap counts when the exchange after it took longer): after a
+    stall, a burst of TaskExecWaits queues at the server, so the next exchange is slow for the
+    server's own reasons, and the generator's gap before it would be counted as the provider's."""
+    if not exchanges or any(x.answered is None for x in exchanges):
+        return None
+    spans = sorted(((x.wire_started if include_setup else x.sent), x.answered) for x in exchanges)
+    total = 0.0
+    start, end = spans[0]
+    for s, e in spans[1:]:
+        if s > end:
+            total += end - start
+            start, end = s, e
+        elif e > end:
+            end = e
+    total += end - start
+    return end - total, end
 
 
 class _Track:
@@ -362,6 +388,9 @@ class StampedTransport(asyncio.Transport):
         self._sent = 0  # bytes handed to the kernel
         self._send_started = 0.0  # clock read just before the latest send
         self._waiting_send: list = []  # tracks whose request is still in the backlog
+        self._writer_on = False
+        self._flush_scheduled = False
+        self._waiting_calls: list = []  # a server's (mark, callback): answers' ends still in the backlog
         self._writing_paused = False
         self._closing = False
         self._lost = False
@@ -462,52 +491,58 @@ class StampedTransport(asyncio.Transport):
 
     # -- writing ------------------------------------------------------------------
     def _hand_over(self, data) -> None:
-        """Bytes for the wire, in order: sent now, or after what is already waiting."""
+        """Bytes for the wire, in order. What one step of the loop writes goes out in one send at its
+        end (grpclib writes each frame apart: HEADERS, then DATA, per request), or at once past
+        _COALESCE bytes; a request's time is that send's (see request_done)."""
         self._written += len(data)
-        if self._backlog:
-            self._backlog += data
-        else:
-            self._send(data)
+        self._backlog += data
+        if self._writer_on:
+            return  # the socket's buffer is full: the writer callback sends when it can take more
+        if len(self._backlog) >= _COALESCE:
+            self._on_writable()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
 
-    def _send(self, data) -> None:
-        """Hand ``data`` to the kernel, keeping what it did not take (the caller's backlog is empty)."""
-        self._send_started = time.time()
-        try:
-            n = self._sock.send(data)
-        except (BlockingIOError, InterruptedError):
-            n = 0
-        except OSError as exc:
-            self._finish(exc)
-            return
-        self._sent += n
-        if n < len(data):
-            self._backlog += memoryview(data)[n:]
-            self._loop.add_writer(self._fd, self._on_writable)
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._backlog and not self._writer_on and not self._lost:
+            self._on_writable()
 
     def _on_writable(self) -> None:
-        if not self._backlog:
-            self._loop.remove_writer(self._fd)
-            return
-        self._send_started = time.time()
-        try:
-            n = self._sock.send(self._backlog)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            self._finish(exc)
-            return
-        self._sent += n
-        del self._backlog[:n]
-        if self._waiting_send:
-            still = []
-            for track in self._waiting_send:
-                if self._sent >= track.mark:
-                    self._sent_at(track, self._send_started)
-                else:
-                    still.append(track)
-            self._waiting_send = still
-        if not self._backlog:
-            self._loop.remove_writer(self._fd)
+        if self._backlog:
+            self._send_started = time.time()
+            try:
+                n = self._sock.send(self._backlog)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            except OSError as exc:
+                self._finish(exc)
+                return
+            self._sent += n
+            del self._backlog[:n]
+            if self._waiting_send:
+                still = []
+                for track in self._waiting_send:
+                    if self._sent >= track.mark:
+                        self._sent_at(track, self._send_started)
+                    else:
+                        still.append(track)
+                self._waiting_send = still
+            if self._waiting_calls:
+                calls = self._waiting_calls
+                self._waiting_calls = [(mark, fn) for mark, fn in calls if mark > self._sent]
+                for mark, fn in calls:
+                    if mark <= self._sent:
+                        fn(self._send_started)
+        if self._backlog:
+            if not self._writer_on:
+                self._writer_on = True
+                self._loop.add_writer(self._fd, self._on_writable)
+        else:
+            if self._writer_on:
+                self._writer_on = False
+                self._loop.remove_writer(self._fd)
             if self._closing:
                 self._finish(None)
                 return
@@ -691,7 +726,10 @@ class StampedTransport(asyncio.Transport):
         """The frame with this side's END_STREAM on ``stream`` has just been written."""
         callback = self._on_end_written.pop(stream.id, None) if self._on_end_written else None
         if callback is not None:
-            callback(self._send_started if self._sent >= self._written else time.time())
+            if self._sent >= self._written:
+                callback(self._send_started)
+            else:  # told when the send that takes it is made
+                self._waiting_calls.append((self._written, callback))
             return
         self.request_done(stream)
 

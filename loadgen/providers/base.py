@@ -176,6 +176,12 @@ class Provider:
         time the whole SDK call."""
         return None
 
+    def wire_span(self, phase: exchange.Phase, operation: str) -> Optional[tuple[float, float]]:
+        """(start, end) of a wire-judged ``operation``'s phase for the record, or None when an exchange
+        went unanswered: ``Phase.span`` (a command's with its connection's set-up), unless the adapter
+        knows better how its operation's exchanges follow one another (modal's)."""
+        return phase.span(include_setup=operation == "run")
+
     def classify(self, exc: BaseException) -> ErrorInfo:
         return classify_exception(exc)
 
