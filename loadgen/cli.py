@@ -18,6 +18,7 @@ Commands:
   aggregate   The figures of a sharded run, over every shard's records.
   leaderboard The daily benchmark's ranked tables, merged from each provider's results.
   reap        Destroy the sandboxes a run left behind (from its journals).
+  recover     Finish a run whose master was lost: raw.jsonl, meta.json and Postgres from the journals.
   watch       How runs are going (run directories, Postgres, object storage), refreshed in place.
   db          Postgres schema and replay (migrate, replay).
   store       Object storage upload and fetch (upload, fetch).
@@ -45,6 +46,7 @@ COMMANDS = {
     "aggregate": "loadgen.report.aggregate:main",
     "leaderboard": "loadgen.report.leaderboard:main",
     "reap": "loadgen.engine.reap:cli_main",
+    "recover": "loadgen.engine.recover:main",
     "watch": "loadgen.watch.command:main",
     "db": "loadgen.sinks.pg_command:main",
     "store": "loadgen.sinks.s3_command:main",

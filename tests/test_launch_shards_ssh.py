@@ -13,80 +13,23 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
-import orjson
-import pytest
-
-from loadgen.emulator import start_emulator
 from loadgen.launch.source import identity
-from tests import testhosts
-from tests.locust_harness import REPO, base_env, wait_for
+from tests import reliability, testhosts
+from tests.locust_harness import REPO, wait_for
 from tests.pg_fixtures import fresh_database, query
 from tests.s3_fixtures import assert_store_matches, moto_server, new_bucket, s3_client
+from tests.ssh_launch import (PROBE_LOCUSTFILE, bridge_emulator_fixture, launch, launcher_argv, launcher_env,
+                              loadgen_processes, records_of, run_path_of)
 
-LAUNCHER = REPO / "bin" / "launch-shards.sh"
-PROBE_LOCUSTFILE = REPO / "tests" / "locustfiles" / "forwarded_secret.py"
-WHEELHOUSE = Path(tempfile.gettempdir()) / "loadgen-test-wheelhouse"  # built once, kept across runs
 NARROW_PORTS = "40000 40999"
 
 cluster = testhosts.fixture(3, checkout=[True, True, False], nofile={0: (1024, 4096)},
                             sysctls={1: {"net.ipv4.ip_local_port_range": NARROW_PORTS}})
-
-
-@pytest.fixture(scope="module")
-def bridge_emulator(cluster):
-    with start_emulator("fast", host=cluster.root_address) as emu:
-        yield emu
-
-
-@pytest.fixture
-def emulator(bridge_emulator):
-    bridge_emulator.reset()
-    return bridge_emulator
-
-
-def launcher_argv(cluster, hosts, users, *args, locustfile=PROBE_LOCUSTFILE, master_host=None, run_dir=None,
-                  emulator=None, locust_args=()):
-    hosts_file = cluster.write_hosts_file(Path(tempfile.mkdtemp(prefix="loadgen-hosts-")) / "hosts", hosts)
-    argv = [str(LAUNCHER), "-f", str(locustfile), "-u", str(users), "--hosts", str(hosts_file),
-            "--ssh-config", str(cluster.ssh_config), "--master-host", master_host or cluster.root_address,
-            "--master-bind-host", cluster.root_address, "--wheelhouse", str(WHEELHOUSE), *args]
-    if "--install" not in args:  # hosts with the checkout run this virtualenv (.venv, or tox's)
-        argv += ["--remote-venv", sys.prefix]
-    argv.append("--")
-    if emulator is not None:
-        argv += ["--emulator-url", emulator.url]
-    if run_dir is not None:
-        argv += ["--run-dir", str(run_dir)]
-    return argv + ["--only-summary", *locust_args]
-
-
-def launcher_env(extra=None):
-    return base_env({"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", **(extra or {})})
-
-
-def launch(cluster, hosts, users, *args, timeout=300, env=None, **kw):
-    return subprocess.run(launcher_argv(cluster, hosts, users, *args, **kw), capture_output=True, text=True,
-                          env=launcher_env(env), timeout=timeout)
-
-
-def loadgen_processes(cluster, host):
-    """What runs on a host besides its sshd listener."""
-    return [(pid, cmd) for pid, cmd in cluster.processes(host) if "[listener]" not in cmd]
-
-
-def run_path_of(run_dir: Path) -> Path:
-    runs = [p for p in run_dir.iterdir() if p.is_dir()]
-    assert len(runs) == 1, runs
-    return runs[0]
-
-
-def records_of(run_path: Path) -> list:
-    return [orjson.loads(line) for line in (run_path / "raw.jsonl").read_bytes().splitlines() if line.strip()]
+bridge_emulator, emulator = bridge_emulator_fixture()
 
 
 # -- preflight: refused before anything exists ------------------------------------------------------
@@ -100,6 +43,10 @@ def test_an_unreachable_host_is_refused_before_anything_is_created(cluster, emul
     assert "nothing was started" in out.stderr
     assert emulator.stats()["created"] == 0 and list(tmp_path.iterdir()) == []
     assert loadgen_processes(cluster, h0) == []
+    reliability.row("a host unreachable at the start", f"{cluster.absent_host} (no answer) in the hosts file "
+                    "beside a good host; 100 sandboxes asked for", expected=0, records=[],
+                    leaked_before=emulator.stats()["live"], leaked_after=emulator.stats()["live"],
+                    exit_code=out.returncode)
 
 
 def test_a_host_without_loadgen_is_refused_without_install(cluster, emulator, tmp_path):

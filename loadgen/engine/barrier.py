@@ -29,6 +29,8 @@ class BarrierCoordinator:
     def __init__(self, deadline_s: float, expected: Callable[[], int]):
         self.deadline_s = deadline_s
         self.expected = expected
+        # sandboxes that will never arrive (those of workers the master lost): not waited for
+        self.excused: Callable[[], int] = lambda: 0
         self.counts: dict[str, int] = {}
         self.acked: set[str] = set()
         self.started_at: Optional[float] = None
@@ -59,7 +61,7 @@ class BarrierCoordinator:
             return False
         now = time.time() if now is None else now
         expected = self.expected()
-        if self.dispatch_complete and expected > 0 and self.arrived >= expected:
+        if self.dispatch_complete and expected > 0 and self.arrived + self.excused() >= expected:
             self._release(now, "count")
             return True
         if now - self.started_at >= self.deadline_s:
@@ -86,6 +88,7 @@ class BarrierCoordinator:
             "waited_s": None if not self.released else round(self.released_at - self.started_at, 3),
             "deadline_s": self.deadline_s,
             "arrived": self.arrived,
+            "excused": self.excused(),  # never arrived: their workers were lost
             "expected": self.expected(),
             "arrived_by_worker": dict(self.counts),
         }

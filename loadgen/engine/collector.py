@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -88,16 +89,10 @@ class Collector:
         """Append the new records; returns how many were new."""
         lines = []
         for record in records:
-            idx = record["sandbox_idx"]
-            if idx in self.seen:
+            if record["sandbox_idx"] in self.seen:
                 self.duplicates += 1
                 continue
-            self.seen.add(idx)
-            self.by_status[record.get("status")] += 1
-            if record.get("failure_class"):
-                self.by_failure_class[record["failure_class"]] += 1
-            self.live.add(record)
-            self._note_latency(record)
+            self._count(record)
             lines.append(orjson.dumps(record))
         if lines:
             self._fh.write(b"\n".join(lines) + b"\n")
@@ -107,6 +102,36 @@ class Collector:
                 self._completed_fired = True
                 self.on_complete()
         return len(lines)
+
+    def _count(self, record: dict) -> None:
+        self.seen.add(record["sandbox_idx"])
+        self.by_status[record.get("status")] += 1
+        if record.get("failure_class"):
+            self.by_failure_class[record["failure_class"]] += 1
+        self.live.add(record)
+        self._note_latency(record)
+
+    def adopt(self) -> int:
+        """Count the records raw.jsonl holds already (a run being recovered), without writing them again.
+
+        A torn last line (a master killed mid-write) is cut off: that record
+        comes again from its worker's journal. Returns how many were adopted."""
+        whole, records = 0, []
+        with open(self.path, "rb") as fh:
+            for line in fh:
+                if not line.endswith(b"\n"):
+                    break
+                whole += len(line)
+                if line.strip():
+                    records.append(orjson.loads(line))
+        if whole != self.path.stat().st_size:
+            os.truncate(self.path, whole)
+        adopted = 0
+        for record in records:
+            if record["sandbox_idx"] not in self.seen:
+                self._count(record)
+                adopted += 1
+        return adopted
 
     def _note_latency(self, record: dict) -> None:
         status, lat, first = record.get("status"), record.get("latency_ms"), record.get("first_command_ms")
@@ -183,8 +208,6 @@ class Collector:
     def close(self) -> None:
         try:
             self._fh.flush()
-            import os
-
             os.fsync(self._fh.fileno())
         finally:
             self._fh.close()

@@ -97,6 +97,10 @@ class Coordinator:
         self.extra_meta: dict[str, Callable[[], object]] = {}
         self.health: dict[str, dict] = {}  # process -> its latest health sample, for the web UI
         self.peak_live = 0
+        # worker -> its sandbox_idx ranges (the master's dispatch), to say whose records are missing
+        self.worker_ranges: Callable[[], dict] = lambda: {}
+        self.lost: dict[str, dict] = {}  # worker_id -> when it was last heard from and noticed lost
+        self.barrier.excused = self._lost_unarrived
 
     # -- start ------------------------------------------------------------------
     def start(self) -> None:
@@ -170,6 +174,10 @@ class Coordinator:
         samples = data.pop("phase1", None)
         self.reports[data["worker_id"]] = data
         self.report_times[data["worker_id"]] = time.time()
+        if data["worker_id"] in self.lost:
+            gone = self.lost.pop(data["worker_id"])
+            log.warning("[phase] worker %s on host %s is back after %.0f s of silence; its records count again",
+                        data["worker_id"], gone["host"], time.time() - gone["last_heard_at"])
         if samples and self.collector is not None:
             self.collector.note_phase1(samples)
         was_released = self.barrier.released
@@ -186,6 +194,78 @@ class Coordinator:
         if released:
             self._log_release()
         return released
+
+    def check_lost(self, workers, missing, now: Optional[float] = None) -> list[str]:
+        """The workers (of ``workers``, those given sandboxes) newly silent for longer than --lost-after.
+
+        A worker reports every second; one that has not for ``lost_after_s``
+        (SIGKILLed, its host down, its link cut for that long), and that Locust
+        too counts as missing (``missing``: no heartbeat, which a master busy
+        for a while never mistakes for silence), is lost: the run no longer
+        waits for it, and its sandboxes without a record are listed as
+        missing, with its host, in meta.json. One that reports again before
+        the run ends is no longer lost."""
+        now = time.time() if now is None else now
+        newly = []
+        for worker in sorted(workers):
+            if worker in self.final_from or worker in self.lost or worker not in missing:
+                continue
+            last = self.report_times.get(worker, self._dispatch_complete_at or now)
+            if now - last > self.settings.lost_after_s:
+                self.mark_lost(worker, now, f"silent for {now - last:.1f} s (--lost-after "
+                                            f"{self.settings.lost_after_s:g} s)")
+                newly.append(worker)
+        if newly and self.barrier.evaluate(now):  # their sandboxes were all the barrier still waited for
+            self._log_release()
+        return newly
+
+    def mark_lost(self, worker: str, now: float, why: str) -> None:
+        last = self.report_times.get(worker, self._dispatch_complete_at or now)
+        self.lost[worker] = {"host": host_of(worker), "last_heard_at": last, "noticed_at": now}
+        log.error("[phase] worker %s on host %s is lost: %s; the run goes on without it, and its sandboxes without "
+                  "a record will be listed as missing (loadgen reap RUN_DIR destroys them from its journal)",
+                  worker, host_of(worker), why)
+
+    def _lost_unarrived(self) -> int:
+        """Sandboxes of lost workers that never reported finishing phase 1: the barrier stops waiting for them."""
+        ranges = self.worker_ranges()
+        return sum(max(0, sum(end - start for start, end in ranges.get(w, [])) - self.barrier.counts.get(w, 0))
+                   for w in self.lost)
+
+    def missing_by_host(self, missing: list[int]) -> tuple[list[dict], dict]:
+        """(lost workers, missing sandbox_idx by host) for meta.json: whose records never came."""
+        owner = {}
+        for worker, ranges in self.worker_ranges().items():
+            for start, end in ranges:
+                owner[(start, end)] = worker
+        bounds = sorted(owner)
+
+        def worker_of(idx: int) -> Optional[str]:
+            for start, end in bounds:  # few ranges (one or two per worker)
+                if start <= idx < end:
+                    return owner[(start, end)]
+            return None
+
+        by_worker: dict[Optional[str], list[int]] = {}
+        for idx in missing:
+            by_worker.setdefault(worker_of(idx), []).append(idx)
+        by_host: dict[str, dict] = {}
+        for worker, idxs in sorted(by_worker.items(), key=lambda kv: kv[1][0]):
+            host = host_of(worker) if worker else "unknown"
+            entry = by_host.setdefault(host, {"count": 0, "sandbox_idx": [], "workers": []})
+            entry["count"] += len(idxs)
+            entry["sandbox_idx"] = (entry["sandbox_idx"] + idxs)[:1000]
+            if worker and worker not in entry["workers"]:
+                entry["workers"].append(worker)
+        lost = []
+        for worker, info in sorted(self.lost.items()):
+            idxs = by_worker.get(worker, [])
+            lost.append({"worker_id": worker, "host": info["host"], "last_heard_at": iso(info["last_heard_at"]),
+                         "noticed_at": iso(info["noticed_at"]),
+                         "noticed_after_s": round(info["noticed_at"] - info["last_heard_at"], 3),
+                         "sandbox_idx_ranges": self.worker_ranges().get(worker, []),
+                         "missing_count": len(idxs), "missing_sandbox_idx": idxs[:1000]})
+        return lost, by_host
 
     def _log_release(self) -> None:
         b = self.barrier
@@ -221,7 +301,7 @@ class Coordinator:
             hb["rate_per_s"], hb["eta_s"] = (round(x, 3) if x is not None else None for x in c.rate_and_eta())
             hb["latency_so_far"] = c.latency_so_far()
         now = time.time()
-        hb["workers"] = {w: {"last_report_at": iso(self.report_times.get(w, now)),
+        hb["workers"] = {w: {"last_report_at": iso(self.report_times.get(w, now)), "lost": w in self.lost,
                              **{k: r.get(k) for k in ("done", "in_flight", "held", "live", "waiting")}}
                          for w, r in self._reports_by_worker().items()}
         return hb
@@ -317,6 +397,7 @@ class Coordinator:
         else:
             status = "failed"
         figures = stats_fn(records, metrics, mode=self.schedule.kind)
+        lost_workers, missing_by_host = self.missing_by_host(missing)
         meta = {
             **figures,
             **{k: v for k, v in self.identity.items() if k != "options"},
@@ -329,6 +410,9 @@ class Coordinator:
             "records_received": len(records),
             "missing_sandbox_idx": missing[:1000],
             "missing_count": len(missing),
+            "missing_by_host": missing_by_host,
+            "lost_workers": lost_workers,
+            "lost_after_s": self.settings.lost_after_s,
             "duplicate_deliveries": self.collector.duplicates,
             "barrier": self.barrier.outcome(),
             "schedule": self.schedule.describe(self.users_requested, self.t0),
@@ -392,6 +476,12 @@ class Coordinator:
         return code
 
 
+def host_of(worker_id: str) -> str:
+    """The host a worker ran on: Locust names each worker <hostname>_<random hex>."""
+    host, sep, _ = worker_id.rpartition("_")
+    return host if sep else worker_id
+
+
 def evaluate_thresholds(meta: dict, thresholds: dict) -> dict:
     out = {}
     rate = thresholds.get("min_success_rate")
@@ -439,7 +529,7 @@ def summary_lines(meta: dict, run_path: Path) -> list[str]:
         f"[summary] results in {run_path}",
     ]
     lines[-1:-1] = (schedule_summary_lines(meta) + [time_to_live_line(meta), cost_line(meta)]
-                    + leak_summary_lines(meta, run_path))  # before "results in"
+                    + leak_summary_lines(meta, run_path) + missing_summary_lines(meta, run_path))  # before "results in"
     if meta.get("generator_saturated"):  # before "results in", which stays the last line
         lines.insert(-1, f"[summary] WARNING: the load generator was saturated: {meta.get('generator_saturated_reason')}")
     return lines
@@ -541,6 +631,39 @@ def leak_summary_lines(meta: dict, run_path: Path) -> list[str]:
         lines.append(f"[summary] LEAKED: {_count(len(leaks))} sandboxes no destroy removed, possibly still alive "
                      f"and billed: {ids}{more}")
         lines.append(f"[summary] destroy them with: loadgen reap {run_path}")
+    return lines
+
+
+def _idx_spans(idxs: list[int]) -> str:
+    """3, 4, 5, 9 -> '3-5, 9'."""
+    spans, start, prev = [], None, None
+    for idx in idxs:
+        if start is None:
+            start = prev = idx
+        elif idx == prev + 1:
+            prev = idx
+        else:
+            spans.append((start, prev))
+            start = prev = idx
+    if start is not None:
+        spans.append((start, prev))
+    return ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in spans)
+
+
+def missing_summary_lines(meta: dict, run_path: Path) -> list[str]:
+    """Records that never came, by host, and the workers the master lost."""
+    lines = []
+    for worker in meta.get("lost_workers") or []:
+        lines.append(f"[summary] LOST: worker {worker['worker_id']} on host {worker['host']}, silent from "
+                     f"{worker['last_heard_at']} (noticed after {worker['noticed_after_s']:.1f} s); "
+                     f"{worker['missing_count']} of its sandboxes have no record")
+    for host, entry in (meta.get("missing_by_host") or {}).items():
+        shown = _idx_spans(entry["sandbox_idx"])
+        more = " ..." if entry["count"] > len(entry["sandbox_idx"]) else ""
+        lines.append(f"[summary] MISSING: {entry['count']} records of host {host} (sandbox_idx {shown}{more})")
+    if meta.get("lost_workers"):
+        lines.append(f"[summary] what they created may still be alive: loadgen reap {run_path} destroys it "
+                     "(from the lost host's journal, which bin/launch-shards.sh copies into journal/)")
     return lines
 
 

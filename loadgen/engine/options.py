@@ -29,6 +29,12 @@ from loadgen.providers.prices import Price, PriceFileError, price_for
 from loadgen.report.cost import estimate
 
 
+# Above Locust's own 4 s (3 missed heartbeats, 1 s apart) and above a short network blip; a link
+# that is down for longer than this loses its worker's records.
+LOST_AFTER_DEFAULT_S = 30.0
+LOST_AFTER_MIN_S = 5.0
+
+
 def add_arguments(parser) -> None:
     """Add loadgen's options to Locust's parser (the wiring registers this on ``init_command_line_parser``)."""
     # Locust's own parser (not an argument group) understands include_in_web_ui.
@@ -104,6 +110,11 @@ def add_arguments(parser) -> None:
     group.add_argument("--ramp", type=float, default=0.0,
                        help="With --arrival-rate: rise linearly from 0 to the rate over this many seconds "
                             "(default 0).")
+    group.add_argument("--lost-after", type=float, default=LOST_AFTER_DEFAULT_S,
+                       help="Seconds of silence after which the master counts a worker as lost (the run ends "
+                            "without its records, which meta.json lists as missing, by host) and a worker counts "
+                            "the master as lost (it ends its holds, destroys what it holds and quits, keeping its "
+                            f"journal) (default {LOST_AFTER_DEFAULT_S:g}).")
 
 
 def print_options(argv=None) -> int:
@@ -167,6 +178,7 @@ class RunSettings:
     sandbox_lifetime_s: int
     min_success_rate: Optional[float]
     reuse_probe: bool = False
+    lost_after_s: float = LOST_AFTER_DEFAULT_S
     schedule: Schedule = field(default_factory=Schedule)
     destroy_retries: int = 3
     max_cost_usd: Optional[float] = None
@@ -205,6 +217,11 @@ class RunSettings:
         if retries is None or retries < 0:
             errors.append(f"--destroy-retries must be >= 0 (got {retries})")
             retries = 0
+        lost_after = getattr(options, "lost_after", LOST_AFTER_DEFAULT_S)
+        if lost_after is None or not lost_after >= LOST_AFTER_MIN_S:
+            errors.append(f"--lost-after must be at least {LOST_AFTER_MIN_S:g} s (Locust itself notices a silent "
+                          f"worker after 4 s; got {lost_after})")
+            lost_after = LOST_AFTER_DEFAULT_S
         max_cost = optional_float(options, "max_cost", errors)
         if max_cost is not None and not max_cost >= 0:
             errors.append(f"--max-cost must be >= 0 US dollars (got {max_cost})")
@@ -228,7 +245,7 @@ class RunSettings:
             raise ValueError("; ".join(errors))
         return cls(provider, create, command, destroy, late, hold, barrier, spread, options.template or None,
                    options.readiness_command, lifetime, rate,
-                   reuse_probe=bool(getattr(options, "reuse_probe", False)), schedule=schedule,
+                   reuse_probe=bool(getattr(options, "reuse_probe", False)), lost_after_s=lost_after, schedule=schedule,
                    destroy_retries=retries, max_cost_usd=max_cost, price=price)
 
     def cost_estimate(self, sandboxes: int) -> dict:

@@ -300,6 +300,7 @@ class Controller:
             self._master_sampler.start()
             self.coordinator.clock_offsets.update(self.master_clock.measure())
             self.coordinator.sandbox_lost = self._sandbox_lost
+            self.coordinator.worker_ranges = lambda: self.allocator.ranges
         else:
             target = self.runner.target_user_count or users
             try:
@@ -340,6 +341,7 @@ class Controller:
             return
         self.proc.gate.on_change = self._schedule_report
         self._reporter = gevent.spawn(self._report_loop)
+        gevent.spawn(self._watch_master, self.proc)
 
     def _start_schedule(self) -> None:
         """t0 of the run's schedule (loadgen.engine.schedule): now, once every process has started the
@@ -410,6 +412,33 @@ class Controller:
         while True:
             self._send_report()
             gevent.sleep(1.0)
+
+    def _watch_master(self, proc: ProcessRun) -> None:
+        """A worker whose master has been silent for --lost-after ends the run on its own.
+
+        Locust's worker would wait 60 s, then quit. Sooner, and on purpose: every
+        hold ends, each sandbox still gets its probe and its destroy, so nothing
+        this worker created is left alive; every result is in its journal, which
+        `loadgen recover RUN_DIR` turns back into the run's raw.jsonl and meta.json."""
+        limit = self.settings.lost_after_s
+        while self.proc is proc and not proc.abort.is_set():
+            gevent.sleep(1.0)
+            heard = getattr(self.runner, "last_heartbeat_timestamp", None)  # Locust's: the master's last heartbeat
+            if heard is None or time.time() - heard <= limit:
+                continue
+            if self.proc is not proc or proc.abort.is_set():
+                return
+            log.error("[phase] the master has been silent for %.0f s (--lost-after %g s): it is lost. Ending every "
+                      "hold here; each sandbox gets its liveness probe and its destroy, and every result stays in "
+                      "this worker's journal (%s) for loadgen recover", time.time() - heard, limit,
+                      proc.outbox.results_path)
+            proc.abort_all(f"the master was lost (silent for more than {limit:g} s)")
+            proc.drain(proc.max_life_s())
+            log.info("[phase] this worker's sandboxes have all ended (%d created, %d destroyed); quitting",
+                     proc.created_count, proc.destroyed_count)
+            self.runner.stop()  # as Locust's own "quit" message does: test_stop closes the journal
+            self.runner.greenlet.kill(block=True)
+            return
 
     def _w_ack(self, environment, msg, **kw) -> None:
         if self.proc is not None:
@@ -491,14 +520,15 @@ class Controller:
                             self.runner.send_message(MSG_RELEASE, coord.barrier.message(), client_id=worker_id)
                 elif self.proc is not None and not self.proc.gate.released:
                     self.proc.gate.release(coord.barrier.message())
-                if self.is_master and coord.dispatch_complete and not self._ending:
-                    live = {c.id for c in self.runner.clients.all if c.state != "missing"}
-                    granted = self._granted_workers()
-                    if granted and all(w in coord.final_from or w not in live for w in granted) \
-                            and not coord.collector.complete:
-                        log.error("[phase] every worker has ended or been lost, but %d results are missing",
-                                  len(coord.collector.missing()))
-                        self._end_run()
+            if self.is_master and coord.dispatch_complete and not self._ending:
+                granted = self._granted_workers()
+                live = {c.id for c in self.runner.clients.all if c.state != "missing"}
+                coord.check_lost(granted, granted - live)
+                if granted and not coord.collector.complete \
+                        and all(w in coord.final_from or w in coord.lost for w in granted):
+                    log.error("[phase] every worker has ended or been lost, but %d results are missing; "
+                              "ending the run", len(coord.collector.missing()))
+                    self._end_run()
             gevent.sleep(0.5)
 
     def on_spawning_complete(self, user_count, **kw) -> None:
@@ -545,8 +575,14 @@ class Controller:
             return
         complete = coord.collector.complete
         if not complete and not self._ending and coord.interrupted_reason is None:
-            # stopped from outside (--run-time, the web UI, a signal), not by the run's own end
-            coord.interrupted_reason = "stopped before every sandbox finished"
+            silent = self._granted_workers() - coord.final_from
+            if self.is_master and silent and self.runner.worker_count <= 0:
+                # Locust stops the test itself when its last worker goes missing: they are lost, not stopped
+                for worker in sorted(silent - set(coord.lost)):
+                    coord.mark_lost(worker, time.time(), "Locust stopped the test: its last worker went missing")
+            else:
+                # stopped from outside (--run-time, the web UI, a signal), not by the run's own end
+                coord.interrupted_reason = "stopped before every sandbox finished"
         coord.barrier.abort()
         if self.proc is not None:  # local
             self.proc.abort_all("test stopping")

@@ -245,7 +245,17 @@ def local_launch(o, extra: List[str], signals: Signals) -> int:
     run_dir = Path(master.run_path) if master.run_path else None
     master.keep_log(run_dir)
     say(f"master exited with {code}")
+    unfinished(run_dir)
     return code
+
+
+def unfinished(run_dir: Optional[Path]) -> None:
+    """A master that died mid-run wrote no meta.json: say how to finish the run from the journals."""
+    from loadgen import rundir
+
+    if run_dir is not None and run_dir.is_dir() and not (run_dir / rundir.META).exists():
+        say(f"the master ended without finishing the run (no {rundir.META}); the workers' journals are in "
+            f"{run_dir / rundir.JOURNAL_DIR}. Finish it with: loadgen recover {run_dir}; then: loadgen reap {run_dir}")
 
 
 def _free_port(host: str) -> int:
@@ -418,6 +428,7 @@ class ShardLaunch:
                 say(line)
             return EXIT_REFUSED
         say(f"master exited with {code}")
+        unfinished(run_dir)
         return code
 
     def start_workers(self) -> Optional[str]:
