@@ -28,7 +28,7 @@ CASES = [
      "postgres sink: the database host is unknown"),
     (["--shard-index", "3", "--shard-count", "2"], "--shard-index must be between 0 and --shard-count - 1"),
     (["--min-success-rate", "1.5"], "--min-success-rate must be between 0 and 1"),
-    (["--lost-after", "2"], "--lost-after must be at least 5 s"),
+    (["--master-heartbeat-timeout", "2"], "--master-heartbeat-timeout must be at least 5 s"),
 ]
 
 

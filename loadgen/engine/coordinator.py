@@ -196,9 +196,9 @@ class Coordinator:
         return released
 
     def check_lost(self, workers, missing, now: Optional[float] = None) -> list[str]:
-        """The workers (of ``workers``, those given sandboxes) newly silent for longer than --lost-after.
+        """The workers (of ``workers``, those given sandboxes) newly silent for --worker-heartbeat-timeout.
 
-        A worker reports every second; one that has not for ``lost_after_s``
+        A worker reports every second; one that has not for ``worker_heartbeat_timeout_s``
         (SIGKILLed, its host down, its link cut for that long), and that Locust
         too counts as missing (``missing``: no heartbeat, which a master busy
         for a while never mistakes for silence), is lost: the run no longer
@@ -211,13 +211,22 @@ class Coordinator:
             if worker in self.final_from or worker in self.lost or worker not in missing:
                 continue
             last = self.report_times.get(worker, self._dispatch_complete_at or now)
-            if now - last > self.settings.lost_after_s:
-                self.mark_lost(worker, now, f"silent for {now - last:.1f} s (--lost-after "
-                                            f"{self.settings.lost_after_s:g} s)")
+            if now - last > self.settings.worker_heartbeat_timeout_s:
+                self.mark_lost(worker, now, f"silent for {now - last:.1f} s (--worker-heartbeat-timeout "
+                                            f"{self.settings.worker_heartbeat_timeout_s:g} s)")
                 newly.append(worker)
         if newly and self.barrier.evaluate(now):  # their sandboxes were all the barrier still waited for
             self._log_release()
         return newly
+
+    def nothing_left_from(self, worker: str) -> bool:
+        """Whether the run waits for nothing more from this worker: its last results came, every record
+        of its sandboxes arrived (a worker whose lives are over sends its end marker only when told to
+        stop), or it is lost."""
+        if worker in self.final_from or worker in self.lost:
+            return True
+        seen = self.collector.seen if self.collector is not None else set()
+        return all(idx in seen for start, end in self.worker_ranges().get(worker, []) for idx in range(start, end))
 
     def mark_lost(self, worker: str, now: float, why: str) -> None:
         last = self.report_times.get(worker, self._dispatch_complete_at or now)
@@ -412,7 +421,7 @@ class Coordinator:
             "missing_count": len(missing),
             "missing_by_host": missing_by_host,
             "lost_workers": lost_workers,
-            "lost_after_s": self.settings.lost_after_s,
+            "worker_heartbeat_timeout_s": self.settings.worker_heartbeat_timeout_s,
             "duplicate_deliveries": self.collector.duplicates,
             "barrier": self.barrier.outcome(),
             "schedule": self.schedule.describe(self.users_requested, self.t0),

@@ -29,10 +29,10 @@ from loadgen.providers.prices import Price, PriceFileError, price_for
 from loadgen.report.cost import estimate
 
 
-# Above Locust's own 4 s (3 missed heartbeats, 1 s apart) and above a short network blip; a link
-# that is down for longer than this loses its worker's records.
-LOST_AFTER_DEFAULT_S = 30.0
-LOST_AFTER_MIN_S = 5.0
+# How long a worker waits for a silent master before it ends its run on its own: well above a short
+# network blip, and above the seconds a busy master may take to answer.
+MASTER_HEARTBEAT_TIMEOUT_S = 30.0
+MASTER_HEARTBEAT_TIMEOUT_MIN_S = 5.0
 
 
 def add_arguments(parser) -> None:
@@ -110,11 +110,10 @@ def add_arguments(parser) -> None:
     group.add_argument("--ramp", type=float, default=0.0,
                        help="With --arrival-rate: rise linearly from 0 to the rate over this many seconds "
                             "(default 0).")
-    group.add_argument("--lost-after", type=float, default=LOST_AFTER_DEFAULT_S,
-                       help="Seconds of silence after which the master counts a worker as lost (the run ends "
-                            "without its records, which meta.json lists as missing, by host) and a worker counts "
-                            "the master as lost (it ends its holds, destroys what it holds and quits, keeping its "
-                            f"journal) (default {LOST_AFTER_DEFAULT_S:g}).")
+    group.add_argument("--master-heartbeat-timeout", type=float, default=MASTER_HEARTBEAT_TIMEOUT_S,
+                       help="(workers) Seconds without a heartbeat from the master before a worker counts it as "
+                            "lost: it ends its holds, destroys what it holds and quits, keeping its journal for "
+                            f"loadgen recover (default {MASTER_HEARTBEAT_TIMEOUT_S:g}).")
 
 
 def print_options(argv=None) -> int:
@@ -178,7 +177,8 @@ class RunSettings:
     sandbox_lifetime_s: int
     min_success_rate: Optional[float]
     reuse_probe: bool = False
-    lost_after_s: float = LOST_AFTER_DEFAULT_S
+    worker_heartbeat_timeout_s: float = WORKER_HEARTBEAT_TIMEOUT_S
+    master_heartbeat_timeout_s: float = MASTER_HEARTBEAT_TIMEOUT_S
     schedule: Schedule = field(default_factory=Schedule)
     destroy_retries: int = 3
     max_cost_usd: Optional[float] = None
@@ -217,11 +217,11 @@ class RunSettings:
         if retries is None or retries < 0:
             errors.append(f"--destroy-retries must be >= 0 (got {retries})")
             retries = 0
-        lost_after = getattr(options, "lost_after", LOST_AFTER_DEFAULT_S)
-        if lost_after is None or not lost_after >= LOST_AFTER_MIN_S:
-            errors.append(f"--lost-after must be at least {LOST_AFTER_MIN_S:g} s (Locust itself notices a silent "
-                          f"worker after 4 s; got {lost_after})")
-            lost_after = LOST_AFTER_DEFAULT_S
+        master_silence = getattr(options, "master_heartbeat_timeout", MASTER_HEARTBEAT_TIMEOUT_S)
+        if master_silence is None or not master_silence >= MASTER_HEARTBEAT_TIMEOUT_MIN_S:
+            errors.append(f"--master-heartbeat-timeout must be at least {MASTER_HEARTBEAT_TIMEOUT_MIN_S:g} s "
+                          f"(got {master_silence}): a master busy for a few seconds is not lost")
+            master_silence = MASTER_HEARTBEAT_TIMEOUT_S
         max_cost = optional_float(options, "max_cost", errors)
         if max_cost is not None and not max_cost >= 0:
             errors.append(f"--max-cost must be >= 0 US dollars (got {max_cost})")
@@ -245,7 +245,8 @@ class RunSettings:
             raise ValueError("; ".join(errors))
         return cls(provider, create, command, destroy, late, hold, barrier, spread, options.template or None,
                    options.readiness_command, lifetime, rate,
-                   reuse_probe=bool(getattr(options, "reuse_probe", False)), lost_after_s=lost_after, schedule=schedule,
+                   reuse_probe=bool(getattr(options, "reuse_probe", False)), worker_heartbeat_timeout_s=heartbeat or WORKER_HEARTBEAT_TIMEOUT_S,
+                   master_heartbeat_timeout_s=master_silence, schedule=schedule,
                    destroy_retries=retries, max_cost_usd=max_cost, price=price)
 
     def cost_estimate(self, sandboxes: int) -> dict:

@@ -11,7 +11,7 @@ Options:
 The master writes a run's raw.jsonl and, at the end, its meta.json. A master
 that dies mid-run (SIGKILL, its machine lost) leaves neither complete, and
 its Postgres row says `running` (the `stuck_runs` view lists it once it has
-been silent for 5 minutes). Its workers notice (`--lost-after`): each ends
+been silent for 5 minutes). Its workers notice (`--master-heartbeat-timeout`): each ends
 its holds, probes and destroys what it holds, and keeps every result in its
 journal, which bin/launch-shards.sh copies into RUN_DIR/journal/.
 

@@ -414,13 +414,13 @@ class Controller:
             gevent.sleep(1.0)
 
     def _watch_master(self, proc: ProcessRun) -> None:
-        """A worker whose master has been silent for --lost-after ends the run on its own.
+        """A worker whose master has been silent for --master-heartbeat-timeout ends the run on its own.
 
         Locust's worker would wait 60 s, then quit. Sooner, and on purpose: every
         hold ends, each sandbox still gets its probe and its destroy, so nothing
         this worker created is left alive; every result is in its journal, which
         `loadgen recover RUN_DIR` turns back into the run's raw.jsonl and meta.json."""
-        limit = self.settings.lost_after_s
+        limit = self.settings.master_heartbeat_timeout_s
         while self.proc is proc and not proc.abort.is_set():
             gevent.sleep(1.0)
             heard = getattr(self.runner, "last_heartbeat_timestamp", None)  # Locust's: the master's last heartbeat
@@ -428,7 +428,7 @@ class Controller:
                 continue
             if self.proc is not proc or proc.abort.is_set():
                 return
-            log.error("[phase] the master has been silent for %.0f s (--lost-after %g s): it is lost. Ending every "
+            log.error("[phase] the master has been silent for %.0f s (--master-heartbeat-timeout %g s): it is lost. Ending every "
                       "hold here; each sandbox gets its liveness probe and its destroy, and every result stays in "
                       "this worker's journal (%s) for loadgen recover", time.time() - heard, limit,
                       proc.outbox.results_path)
@@ -524,8 +524,9 @@ class Controller:
                 granted = self._granted_workers()
                 live = {c.id for c in self.runner.clients.all if c.state != "missing"}
                 coord.check_lost(granted, granted - live)
-                if granted and not coord.collector.complete \
-                        and all(w in coord.final_from or w in coord.lost for w in granted):
+                # (with nobody lost, the records' arrival ends the run: see _on_all_results)
+                if granted and not coord.collector.complete and (coord.lost or coord.final_from >= granted) \
+                        and all(coord.nothing_left_from(w) for w in granted):
                     log.error("[phase] every worker has ended or been lost, but %d results are missing; "
                               "ending the run", len(coord.collector.missing()))
                     self._end_run()
