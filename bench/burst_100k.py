@@ -99,7 +99,11 @@ def _remove_provider_netns() -> None:
 def provider_netns():
     """A network namespace for the emulators, with listen queues a provider's front door has; removed after,
     whatever happens. Yields (the argv that runs a command inside it, the address it listens on)."""
-    _remove_provider_netns()  # a namespace left by a killed run
+    pids = subprocess.run(["ip", "netns", "pids", PROVIDER_NETNS], capture_output=True, text=True).stdout.split()
+    if pids:
+        raise SystemExit(f"namespace {PROVIDER_NETNS} is in use (processes {' '.join(pids)}): another "
+                         "burst_100k run is going; wait for it, or --no-provider-netns")
+    _remove_provider_netns()  # a namespace left by a killed run, with nothing in it
     try:
         _ip("ip", "netns", "add", PROVIDER_NETNS)
         _ip("ip", "link", "add", PROVIDER_VETH[0], "type", "veth", "peer", "name", PROVIDER_VETH[1])
