@@ -138,12 +138,18 @@ def dist(values: list[float]) -> str:
             f"(n={len(values)})")
 
 
-def agreement(records: list[dict], truth: list[dict]) -> dict:
+def truth_by_idx(truth: list[dict]) -> dict:
+    """The emulators' record of each sandbox, by the sandbox_idx the client sent with its create."""
     by_idx = {}
     for row in truth:
         idx = (row.get("metadata") or {}).get("sandbox_idx")
         if idx is not None:
             by_idx[int(idx)] = row
+    return by_idx
+
+
+def agreement(records: list[dict], truth: list[dict]) -> dict:
+    by_idx = truth_by_idx(truth)
     create, ready, setup = [], [], []
     for r in records:
         row = by_idx.get(r["sandbox_idx"])
@@ -164,11 +170,7 @@ def timeout_verdicts(records: list[dict], truth: list[dict], timeouts: dict) -> 
     did the emulator ever get the request (create: the sandbox's t_received; readiness: its first
     command's arrival), and did it answer within the phase's timeout of that arrival? A timeout the
     emulator answered in time is a wrong verdict (the generator's delay taken for the provider's)."""
-    by_idx = {}
-    for row in truth:
-        idx = (row.get("metadata") or {}).get("sandbox_idx")
-        if idx is not None:
-            by_idx[int(idx)] = row
+    by_idx = truth_by_idx(truth)
     out = {}
     for phase in ("create", "readiness"):
         counts = {"timeouts": 0, "never_arrived": 0, "answered_late": 0, "answered_in_time": 0, "unanswered": 0}

@@ -64,15 +64,14 @@ MSG_LIMITS = "loadgen_limits"
 LIMITS_WAIT_S = 5.0  # how long the master waits for a worker's limits before judging without them
 
 
-def set_worker_heartbeat_timeout(seconds: Optional[float]) -> None:
+def set_worker_heartbeat_timeout(seconds: float) -> None:
     """How long the master waits for a silent worker before it counts it lost (--worker-heartbeat-timeout).
 
     Locust's master counts down each worker's heartbeats once a second from
     ``HEARTBEAT_LIVENESS``, which it reads each time a heartbeat arrives or a
     worker joins; setting the module's value before any worker connects sets
     it for the run."""
-    if seconds:
-        locust_runners.HEARTBEAT_LIVENESS = max(3, math.ceil(seconds))
+    locust_runners.HEARTBEAT_LIVENESS = max(3, math.ceil(seconds))
 
 
 def provider_name_of(environment) -> str:
@@ -116,7 +115,7 @@ class Controller:
         self._worker_slots: dict[str, int] = {}  # worker -> its emulator, when the run spreads over several
         self.refusal: Optional[str] = None
         if self.is_master:
-            set_worker_heartbeat_timeout(getattr(self.options, "worker_heartbeat_timeout", None))
+            set_worker_heartbeat_timeout(self.settings.worker_heartbeat_timeout_s)
             install_master_dispatch(self.runner, lambda: self.allocator, self._options_for_worker)
             self.runner.register_message(MSG_RESULTS, self._m_results)
             self.runner.register_message(MSG_REPORT, self._m_report)

@@ -114,7 +114,8 @@ class Phase:
                 self.on_timeout()
 
     # -- what the lifecycle reads -------------------------------------------
-    def span(self, include_setup: bool = True) -> Optional[tuple[float, float]]:
+    def span(self, include_setup: bool = True, every_gap_is_generators: bool = False
+             ) -> Optional[tuple[float, float]]:
         """(start, last answer) of the phase's exchanges, when every one was answered.
 
         The start is the first exchange's wire start, its connection's set-up
@@ -136,7 +137,16 @@ class Phase:
         moves later by it: the lifecycle then counts it in the generator's
         share before the phase). Either way the figure is off by at most a
         gap: high by a gap shorter than a round trip, or low when a long poll
-        sent late had less left to wait than the generator's delay."""
+        sent late had less left to wait than the generator's delay.
+
+        ``every_gap_is_generators``: for an operation whose exchanges each
+        begin once the one before has been answered, with the provider holding
+        nothing between them (modal's command: its output is answered once the
+        command has ended, its wait then at once), every gap is the
+        generator's, and the span is the union of the exchanges'. The rule
+        above would be wrong there: after a stall a burst of waits queues at
+        the server, so the exchange after a gap is slow for the server's own
+        reasons, and the generator's gap before it would count."""
         exchanges = self.exchanges
         if not exchanges or any(x.answered is None for x in exchanges):
             return None
@@ -148,7 +158,7 @@ class Phase:
         start, end = intervals[0]
         for begin, finish in intervals[1:]:
             gap = begin - end
-            if gap > 0 and finish - begin < gap:  # answered quicker than the gap before it: the generator's gap
+            if gap > 0 and (every_gap_is_generators or finish - begin < gap):  # the generator's gap
                 provider_s += end - start
                 start = begin
             end = max(end, finish)

@@ -105,31 +105,6 @@ def _buffers_of(loop) -> tuple:
     return buffers
 
 
-def busy_span(exchanges, include_setup: bool) -> Optional[tuple[float, float]]:
-    """(start, end) of a phase whose exchanges each begin once the one before has been answered and
-    the provider holds nothing between them (modal's command: TaskExecStdioRead is answered once the
-    command has ended, TaskExecWait then at once): ``end`` is the last answer's arrival and
-    ``end - start`` the union of the exchanges' spans (set-up included with ``include_setup``), every
-    gap between an answer and the next request being the generator's. None unless all were answered.
-
-    Why not ``Phase.span``'s rule (a gap counts when the exchange after it took longer): after a
-    stall, a burst of TaskExecWaits queues at the server, so the next exchange is slow for the
-    server's own reasons, and the generator's gap before it would be counted as the provider's."""
-    if not exchanges or any(x.answered is None for x in exchanges):
-        return None
-    spans = sorted(((x.wire_started if include_setup else x.sent), x.answered) for x in exchanges)
-    total = 0.0
-    start, end = spans[0]
-    for s, e in spans[1:]:
-        if s > end:
-            total += end - start
-            start, end = s, e
-        elif e > end:
-            end = e
-    total += end - start
-    return end - total, end
-
-
 class _Track:
     """One stream sent inside a phase: what its Exchange will say, and its deadlines."""
 

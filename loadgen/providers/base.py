@@ -115,6 +115,9 @@ class Provider:
     # answer is wrong, and its stdout is the record's readiness_output as it is.
     liveness_probe = True
     checks_version = True
+    # True when an operation's exchanges follow one another with the provider holding nothing between
+    # them, so that every gap between them is the generator's (Phase.span; modal's RPCs)
+    every_gap_is_generators = False
     # Connections one sandbox holds open at once at most (a control-plane one while it is created,
     # a data-plane one while it runs a command): what the run's descriptor check counts.
     fds_per_sandbox = 2
@@ -178,9 +181,9 @@ class Provider:
 
     def wire_span(self, phase: exchange.Phase, operation: str) -> Optional[tuple[float, float]]:
         """(start, end) of a wire-judged ``operation``'s phase for the record, or None when an exchange
-        went unanswered: ``Phase.span`` (a command's with its connection's set-up), unless the adapter
-        knows better how its operation's exchanges follow one another (modal's)."""
-        return phase.span(include_setup=operation == "run")
+        went unanswered: ``Phase.span``, a command's with its connection's set-up, and with every gap
+        between exchanges the generator's where the adapter says so (``every_gap_is_generators``)."""
+        return phase.span(include_setup=operation == "run", every_gap_is_generators=self.every_gap_is_generators)
 
     def classify(self, exc: BaseException) -> ErrorInfo:
         return classify_exception(exc)

@@ -40,7 +40,7 @@ is read as the frame that completes it goes to the kernel, the answer's is
 the kernel's receive stamp of the frame that ended its HTTP/2 stream, however
 late the loop read it. So the adapter is wire-judged (``wire_verdicts``): each phase
 gets its timeout on the wire, and its recorded time is its exchanges on the
-wire (``wiregrpc.busy_span``: a command's three RPCs one after another, with
+wire (``Phase.span`` with ``every_gap_is_generators``: a command's three RPCs one after another, with
 the set-up of the sandbox's command-router connection when it needed one,
 less every gap between an answer and the next request, which is the
 generator's; a create's and a destroy's without the control plane's set-up). The SDK's
@@ -246,6 +246,7 @@ def _argv(command: str) -> list[str]:
 
 class ModalProvider(Provider):
     name = "modal"
+    every_gap_is_generators = True  # a command's RPCs follow one another, nothing held between them
     required_env = ("MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET")
     optional_env = ("MODAL_SERVER_URL", "MODAL_ENVIRONMENT")
     asynchronous = True
@@ -296,17 +297,15 @@ class ModalProvider(Provider):
                 tags=tags,
                 client=self._client,
             )
-        handle._loadgen_wire_create = wiregrpc.busy_span(phase.exchanges, include_setup=False)
+        handle._loadgen_wire_create = phase.span(include_setup=False, every_gap_is_generators=True)
         return handle
 
     def wire_times(self, handle, operation="create"):
         """(start, end) of the latest create, command ("run") or destroy on ``handle`` as the wire
-        saw it (wiregrpc.busy_span: for a command, its RPCs less every gap between them), or
+        saw it (Phase.span with every gap the generator's: for a command, its RPCs less every gap
+        between them), or
         None (the SDK's own transport, or an exchange that went unanswered)."""
         return getattr(handle, "_loadgen_wire_" + operation, None)
-
-    def wire_span(self, phase, operation):
-        return wiregrpc.busy_span(phase.exchanges, include_setup=operation == "run")
 
     async def run(self, handle, command: str, timeout: float) -> CommandResult:
         with exchange.recording() as phase:
@@ -324,7 +323,7 @@ class ModalProvider(Provider):
                 _raise_wire_timeout(phase, exc)
                 raise
             _raise_wire_timeout(phase)
-        handle._loadgen_wire_run = wiregrpc.busy_span(phase.exchanges, include_setup=True)
+        handle._loadgen_wire_run = phase.span(include_setup=True, every_gap_is_generators=True)
         return CommandResult(exit_code, stdout or "", stderr or "")
 
     async def destroy(self, handle, timeout: float) -> bool:
@@ -344,7 +343,7 @@ class ModalProvider(Provider):
                 except Exception:  # noqa: BLE001
                     pass
             _raise_wire_timeout(phase)
-        handle._loadgen_wire_destroy = wiregrpc.busy_span(phase.exchanges, include_setup=False)
+        handle._loadgen_wire_destroy = phase.span(include_setup=False, every_gap_is_generators=True)
         return True
 
     async def destroy_id(self, sandbox_id: str, timeout: float) -> bool:
