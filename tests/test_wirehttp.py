@@ -36,6 +36,7 @@ class ScriptedServer:
         self.tls = tls
         self.connections = 0
         self.closed_by_client = 0
+        self.reset_by_client = 0
         self.requests = 0
         self.sent_at: list[float] = []
         self.received: list[bytes] = []
@@ -72,6 +73,10 @@ class ScriptedServer:
             while not self._stop:
                 try:
                     data = conn.recv(65536)
+                except ConnectionResetError:  # an idle connection the client let go of (no TIME_WAIT)
+                    self.closed_by_client += 1
+                    self.reset_by_client += 1
+                    return
                 except OSError:
                     return
                 if not data:
@@ -283,6 +288,36 @@ def test_a_connection_the_server_closed_while_idle_is_not_reused(server_factory)
     first, second = run(scenario())
     assert first.status == second.status == 200
     assert srv.connections == 2
+
+
+def _time_wait_sockets_towards(port: int) -> int:
+    """This host's TIME_WAIT sockets whose peer is 127.0.0.1:port (the client's side of closed connections)."""
+    count = 0
+    with open("/proc/net/tcp") as fh:
+        for line in fh.readlines()[1:]:
+            fields = line.split()
+            if fields[3] == "06" and int(fields[2].split(":")[1], 16) == port:
+                count += 1
+    return count
+
+
+def test_connections_let_go_while_idle_leave_no_time_wait(server_factory):
+    """A burst closes the connections it cannot pool; each would hold a port for 60 s in TIME_WAIT."""
+    srv = server_factory(lambda req, n: ok())
+    client = wirehttp.WireClient(srv.url, max_idle=2)
+
+    async def scenario():
+        answers = await asyncio.gather(*(client.request("GET", f"/{i}", {}, None, timeout=10) for i in range(20)))
+        client.close()  # the two pooled ones too
+        return answers
+
+    answers = run(scenario())
+    assert [a.status for a in answers] == [200] * 20
+    deadline = time.monotonic() + 5
+    while srv.closed_by_client < 20 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert srv.connections == 20 and srv.reset_by_client == 20
+    assert _time_wait_sockets_towards(int(srv.url.rsplit(":", 1)[1])) == 0
 
 
 def test_chunked_close_delimited_and_interim_answers(server_factory):

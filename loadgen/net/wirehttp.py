@@ -137,6 +137,9 @@ class WireResponse:
         self.late = late  # answered after the deadline (kept only when the phase lingers for late answers)
 
 
+_LINGER_RESET = struct.pack("ii", 1, 0)  # struct linger {l_onoff 1, l_linger 0}: close() resets
+
+
 def _wake(future: asyncio.Future) -> None:
     if not future.done():
         future.set_result(None)
@@ -167,6 +170,24 @@ class _Connection:
             self.sock.close()
         except OSError:
             pass
+
+    def close_idle(self) -> None:
+        """Close a connection that carries nothing (idle in the pool, or one too many to pool) without
+        leaving this host a TIME_WAIT socket: a reset instead of a FIN (SO_LINGER 0).
+
+        Why: the side that closes first keeps the connection's port in TIME_WAIT for 60 s, and a
+        burst closes thousands of connections a second. Against one address the ephemeral port range
+        (28,232 ports by default) then fills with TIME_WAIT sockets, and the kernel searches most of
+        the range on every connect(): at 8,333 sandboxes in one process that search was 55 % of the
+        process's CPU, two-thirds of it system time (BENCHMARKS.md §7). Only a connection with
+        no request outstanding is reset: the server has answered everything it was sent, so nothing
+        is lost; a connection closed mid-exchange gets the orderly close (``close``), so a request
+        already sent (a kill) is still read by the server."""
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        except OSError:
+            pass
+        self.close()
 
     async def _wait(self, writable: bool, until: Optional[float] = None) -> None:
         """Until the socket is ready, or ``until`` (epoch seconds) has passed, whichever is first."""
@@ -450,21 +471,23 @@ class WireClient:
 
     def _release(self, conn: "_Connection", answer: "_Answer") -> None:
         """Back to the pool if the answer ended cleanly on a connection that stays open, else closed."""
-        if answer.complete and answer.keep_alive and not answer.trailing and len(self._idle) < self.max_idle:
+        if not (answer.complete and answer.keep_alive and not answer.trailing):
+            conn.close()
+        elif len(self._idle) < self.max_idle:
             conn.idle_since = time.monotonic()
             self._idle.append(conn)
         else:
-            conn.close()
+            conn.close_idle()
 
     def close(self) -> None:
         while self._idle:
-            self._idle.pop().close()
+            self._idle.pop().close_idle()
 
     def close_idle(self, older_than_s: float) -> int:
         """Close the connections idle for longer than ``older_than_s``; returns how many are left."""
         deadline = time.monotonic() - older_than_s
         while self._idle and self._idle[0].idle_since < deadline:  # the oldest are on the left
-            self._idle.popleft().close()
+            self._idle.popleft().close_idle()
         return len(self._idle)
 
     # -- internals -------------------------------------------------------------
@@ -485,7 +508,7 @@ class WireClient:
             conn = self._idle.pop()  # the most recently used: the least likely to have been closed idle
             if conn.idle_and_open():
                 return conn
-            conn.close()
+            conn.close_idle()
         return None
 
     async def _resolve(self, loop) -> list:
