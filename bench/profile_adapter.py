@@ -1,15 +1,20 @@
-"""Where an adapter's client CPU goes: cProfile of N lifecycles on the asyncio bridge's thread.
+"""Where an adapter's client CPU goes: cProfile of N lifecycles on the bridge's thread, the hub's, or both.
 
 bench/lifecycle_cost.py says how much CPU a lifecycle costs; this says on
 what. An asynchronous adapter's SDK runs on the bridge's loop (a real OS
 thread), which cProfile sees only when it is enabled on that thread, so the
-profiler is switched on and off there. N lifecycles (create, two `node -v`,
+profiler is switched on and off there; a synchronous adapter's SDK (daytona,
+runloop) runs in greenlets on gevent's hub, the main thread (``--thread hub``;
+``both`` profiles each thread apart). N lifecycles (create, two `node -v`,
 destroy) run concurrently from greenlets against a `fast` emulator, as in a
-burst; the report is the bridge thread's functions by own time and by
-cumulative time, and the thread's CPU beside the process's.
+burst; the report is each profiled thread's functions by own time and by
+cumulative time, and the thread's CPU beside the process's. (On the hub,
+cProfile follows greenlet switches as calls that return late, so cumulative
+times there include time other greenlets ran; own times are right.)
 
 Usage:
-  python bench/profile_adapter.py [--provider modal] [--n 500] [--top 25] [--env NAME=VALUE ...]
+  python bench/profile_adapter.py [--provider modal] [--thread bridge|hub|both] [--n 500] [--top 25]
+                                  [--env NAME=VALUE ...]
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ def main() -> int:
     ap.add_argument("--provider", default="modal")
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--thread", choices=("bridge", "hub", "both"), default="bridge")
     ap.add_argument("--env", action="append", default=[], help="NAME=VALUE for the adapter (repeatable)")
     args = ap.parse_args()
     for item in args.env:
@@ -63,26 +69,38 @@ def main() -> int:
             call(adapter.destroy, handle, 30)
 
         life(-1)  # warm: connections, the SDK's token, imports
-        profiler = cProfile.Profile()
-        thread_cpu = {}
+        threads = ("bridge", "hub") if args.thread == "both" else (args.thread,)
+        profilers = {name: cProfile.Profile() for name in threads}
+        thread_cpu: dict = {}
 
-        async def switch(on: bool):
-            (profiler.enable if on else profiler.disable)()
-            thread_cpu["on" if on else "off"] = time.thread_time()
+        def switch(name: str, on: bool) -> None:
+            (profilers[name].enable if on else profilers[name].disable)()
+            thread_cpu[name, on] = time.thread_time()
 
-        bridge.call(switch(True), timeout=10)
+        async def on_bridge(on: bool):
+            switch("bridge", on)
+
+        if "bridge" in profilers:
+            bridge.call(on_bridge(True), timeout=10)
+        if "hub" in profilers:
+            switch("hub", True)
         cpu0, wall0 = time.process_time(), time.time()
         gevent.joinall([gevent.spawn(life, i) for i in range(args.n)], raise_error=True)
-        bridge.call(switch(False), timeout=10)
+        if "hub" in profilers:
+            switch("hub", False)
+        if "bridge" in profilers:
+            bridge.call(on_bridge(False), timeout=10)
         cpu, wall = time.process_time() - cpu0, time.time() - wall0
-    loop_cpu = thread_cpu["off"] - thread_cpu["on"]
+    shares = ", ".join(f"the {name} thread {(thread_cpu[name, False] - thread_cpu[name, True]) / args.n * 1000:.2f} ms"
+                       for name in threads)
     print(f"{args.provider}: {args.n} lifecycles in {wall:.1f} s; process CPU {cpu / args.n * 1000:.2f} ms per "
-          f"lifecycle, of which the bridge thread {loop_cpu / args.n * 1000:.2f} ms (profiled, so inflated)")
-    for key in ("tottime", "cumulative"):
-        out = io.StringIO()
-        pstats.Stats(profiler, stream=out).strip_dirs().sort_stats(key).print_stats(args.top)
-        print(f"\n## bridge thread, by {key}\n")
-        print("\n".join(line for line in out.getvalue().splitlines() if line.strip())[:12000])
+          f"lifecycle, of which {shares} (profiled, so inflated)")
+    for name in threads:
+        for key in ("tottime", "cumulative"):
+            out = io.StringIO()
+            pstats.Stats(profilers[name], stream=out).strip_dirs().sort_stats(key).print_stats(args.top)
+            print(f"\n## {name} thread, by {key}\n")
+            print("\n".join(line for line in out.getvalue().splitlines() if line.strip())[:12000])
     return 0
 
 

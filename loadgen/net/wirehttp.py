@@ -41,6 +41,13 @@ content decoding; callers fall back to their SDK's own client for those.
 Where the kernel gives no stamps (not Linux), answers are timed when read,
 and ``kernel_stamped`` says so.
 
+Where it waits: the exchange is written as coroutines whose only waits are
+an ``Io``'s (a socket ready, a name resolved, a timer). ``ASYNCIO`` waits on
+the running asyncio loop (the process's bridge, where an asyncio SDK calls
+it); ``loadgen.net.greenwire.HUB`` waits on gevent's hub, for a greenlet's
+SDK, which then runs the whole exchange itself, without handing it to
+another thread. The sockets, stamps and deadlines are the same either way.
+
 Length: one HTTP/1.1 client (connection, TLS over memory BIOs, answer
 parsing, stamps and the per-origin pool); its parts share the connection state
 and are read together when a timing question comes up.
@@ -145,15 +152,77 @@ def _wake(future: asyncio.Future) -> None:
         future.set_result(None)
 
 
+class Io:
+    """How a client waits. Every wait is a coroutine that returns once it is over: on an asyncio loop it
+    suspends the task; on gevent's hub (``loadgen.net.greenwire.HubIo``) it switches the greenlet out
+    and returns without ever suspending the coroutine."""
+
+    def loop_key(self):
+        """What the pooled connections belong to (a loop, a hub in one process): a change empties a pool."""
+        raise NotImplementedError
+
+    async def wait(self, fd: int, writable: bool, until: Optional[float]) -> None:
+        """Until ``fd`` is readable (writable), or ``until`` (epoch seconds) has passed, whichever is first."""
+        raise NotImplementedError
+
+    async def resolve(self, host: str, port: int, until: Optional[float]) -> list:
+        """getaddrinfo's answer for a stream socket; TimeoutError past ``until``."""
+        raise NotImplementedError
+
+    def call_later(self, delay: float, fn) -> object:
+        """Run ``fn()`` after ``delay`` seconds, where this Io waits."""
+        raise NotImplementedError
+
+
+class AsyncioIo(Io):
+    """Waits on the running asyncio loop."""
+
+    def loop_key(self):
+        return asyncio.get_running_loop()
+
+    async def wait(self, fd: int, writable: bool, until: Optional[float]) -> None:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        timer = None if until is None else loop.call_later(max(0.0, until - time.time()), _wake, future)
+        try:
+            if writable:
+                loop.add_writer(fd, _wake, future)
+                try:
+                    await future
+                finally:
+                    loop.remove_writer(fd)
+            else:
+                loop.add_reader(fd, _wake, future)
+                try:
+                    await future
+                finally:
+                    loop.remove_reader(fd)
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    async def resolve(self, host: str, port: int, until: Optional[float]) -> list:
+        loop = asyncio.get_running_loop()
+        if until is None:
+            return await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        async with asyncio.timeout(max(0.0, until - time.time())):
+            return await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+
+    def call_later(self, delay: float, fn) -> object:
+        return asyncio.get_running_loop().call_later(delay, fn)
+
+
+ASYNCIO = AsyncioIo()
+
+
 class _Connection:
     """A non-blocking socket read with recvmsg, optionally under TLS."""
 
-    __slots__ = ("loop", "sock", "fd", "stamped", "tls", "tls_in", "tls_out", "_stamp", "_buffer", "setup_s",
+    __slots__ = ("io", "sock", "fd", "stamped", "tls", "tls_in", "tls_out", "_stamp", "_buffer", "setup_s",
                  "idle_since", "syn_retransmits")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, stamped: bool, buffer: memoryview,
-                 connect_called: float):
-        self.loop = loop
+    def __init__(self, io: Io, sock: socket.socket, stamped: bool, buffer: memoryview, connect_called: float):
+        self.io = io
         self._buffer = buffer  # the client's read buffer: reads are copied out at their size, never
         # allocated at the largest size and shrunk (which fragments the heap: +15 KiB RSS per held sandbox)
         self.sock = sock
@@ -191,22 +260,7 @@ class _Connection:
 
     async def _wait(self, writable: bool, until: Optional[float] = None) -> None:
         """Until the socket is ready, or ``until`` (epoch seconds) has passed, whichever is first."""
-        future = self.loop.create_future()
-        timer = None if until is None else self.loop.call_later(max(0.0, until - time.time()), _wake, future)
-        if writable:
-            self.loop.add_writer(self.fd, _wake, future)
-            try:
-                await future
-            finally:
-                self.loop.remove_writer(self.fd)
-        else:
-            self.loop.add_reader(self.fd, _wake, future)
-            try:
-                await future
-            finally:
-                self.loop.remove_reader(self.fd)
-        if timer is not None:
-            timer.cancel()
+        await self.io.wait(self.fd, writable, until)
 
     async def send_raw(self, data: bytes) -> None:
         view = memoryview(data)
@@ -358,10 +412,11 @@ class WireClient:
     """Requests to one origin (``scheme://host[:port][/prefix]``) over a pool of keep-alive connections.
 
     Not thread-safe. Pooled connections belong to the loop that opened them: when
-    called from another loop (a new ``asyncio.run``), the pool starts afresh."""
+    called from another loop (a new ``asyncio.run``), the pool starts afresh. ``io``:
+    where it waits (``ASYNCIO``, or ``loadgen.net.greenwire.HUB``)."""
 
     def __init__(self, base_url: str, *, ssl_context: Optional[ssl.SSLContext] = None, max_idle: int = 1000,
-                 buffer: Optional[memoryview] = None):
+                 buffer: Optional[memoryview] = None, io: Io = ASYNCIO):
         parts = urllib.parse.urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) origin: {parts.scheme}://{parts.hostname}")
@@ -378,6 +433,7 @@ class WireClient:
             self._ssl = ssl_context or default_ssl_context()
         self._idle: collections.deque = collections.deque()
         self._buffer = buffer if buffer is not None else memoryview(bytearray(_READ_SIZE))
+        self._io = io
         self._loop = None
         self._addresses: list = []
         self._addresses_at = 0.0
@@ -500,8 +556,8 @@ class WireClient:
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
     def _reuse(self) -> Optional[_Connection]:
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:
+        loop = self._io.loop_key()
+        if loop != self._loop:
             self.close()
             self._loop = loop
         while self._idle:
@@ -511,10 +567,10 @@ class WireClient:
             conn.close_idle()
         return None
 
-    async def _resolve(self, loop) -> list:
+    async def _resolve(self, deadline: Optional[float]) -> list:
         if not self._addresses or time.monotonic() - self._addresses_at > _DNS_TTL_S:
             try:
-                infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+                infos = await self._io.resolve(self.host, self.port, deadline)
             except OSError as exc:
                 raise ConnectError(f"cannot resolve {self.host}: {exc}") from exc
             self._addresses = [(family, sockaddr) for family, _type, _proto, _name, sockaddr in infos]
@@ -522,13 +578,8 @@ class WireClient:
         return self._addresses
 
     async def _connect(self, deadline: Optional[float] = None) -> _Connection:
-        loop = asyncio.get_running_loop()
         last_error: Optional[BaseException] = None
-        if deadline is None:
-            addresses = await self._resolve(loop)
-        else:
-            async with asyncio.timeout(max(0.0, deadline - time.time())):
-                addresses = await self._resolve(loop)
+        addresses = await self._resolve(deadline)
         for family, address in addresses:
             try:
                 sock = _socket_class(family, socket.SOCK_STREAM)
@@ -553,7 +604,7 @@ class WireClient:
             except BaseException:
                 sock.close()
                 raise
-            conn = _Connection(loop, sock, stamped, self._buffer, connect_called)
+            conn = _Connection(self._io, sock, stamped, self._buffer, connect_called)
             if self._ssl is not None:
                 try:
                     await conn.start_tls(self._ssl, self.host)
@@ -570,18 +621,9 @@ class WireClient:
             return
         if err not in (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY, errno.EINTR):
             raise OSError(err, os.strerror(err))
-        loop = asyncio.get_running_loop()
         fd = sock.fileno()
         while True:
-            future = loop.create_future()
-            loop.add_writer(fd, _wake, future)
-            timer = None if deadline is None else loop.call_later(max(0.0, deadline - time.time()), _wake, future)
-            try:
-                await future
-            finally:
-                loop.remove_writer(fd)
-                if timer is not None:
-                    timer.cancel()
+            await self._io.wait(fd, True, deadline)
             err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if err:
                 raise OSError(err, os.strerror(err))
@@ -802,16 +844,20 @@ class WirePool:
 
     Idle connections older than ``idle_expiry_s`` are closed by a sweep on the
     loop, and clients left with none are dropped: a held sandbox does not keep
-    a connection, an fd and its buffers through a long hold."""
+    a connection, an fd and its buffers through a long hold. ``io``: where its
+    exchanges wait (``ASYNCIO``: the running asyncio loop; ``greenwire.HUB``:
+    gevent's hub, see ``loadgen.net.greenwire.pool``)."""
 
     def __init__(self, *, max_idle_per_origin: int = 64, idle_expiry_s: float = 30.0,
-                 ssl_context: Optional[ssl.SSLContext] = None):
+                 ssl_context: Optional[ssl.SSLContext] = None, io: Io = ASYNCIO):
+        self.io = io
         self.max_idle_per_origin = max_idle_per_origin
         self.idle_expiry_s = idle_expiry_s
         self._ssl = ssl_context
         self._buffer = memoryview(bytearray(_READ_SIZE))
         self._clients: dict = {}
         self._sweeping = False
+        self._sweeper = None  # the sweep's timer (kept: a hub's timer must stay referenced)
         self._loop = None
 
     async def request(self, method: str, url: str, headers: dict, body: Optional[bytes] = None,
@@ -833,8 +879,8 @@ class WirePool:
     def _client_and_target(self, url: str):
         # "scheme:", "", "host[:port]", "path?query": a split, not a URL parse, on every request
         scheme, _, netloc, *rest = url.split("/", 3)
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:  # a new loop (a new asyncio.run): nothing of the old one carries over
+        loop = self.io.loop_key()
+        if loop != self._loop:  # a new loop (a new asyncio.run, a fork): nothing of the old one carries over
             self.close()
             self._loop, self._sweeping = loop, False
         client = self._clients.get((scheme, netloc))
@@ -843,10 +889,11 @@ class WirePool:
             if scheme == "https:" and ssl_context is None:
                 ssl_context = _shared_default_context()  # per origin: SSL_CERT_FILE may name another CA by then
             client = self._clients[(scheme, netloc)] = WireClient(
-                f"{scheme}//{netloc}", ssl_context=ssl_context, max_idle=self.max_idle_per_origin, buffer=self._buffer)
+                f"{scheme}//{netloc}", ssl_context=ssl_context, max_idle=self.max_idle_per_origin, buffer=self._buffer,
+                io=self.io)
             if not self._sweeping:
                 self._sweeping = True
-                loop.call_later(self.idle_expiry_s / 2, self._sweep)
+                self._sweeper = self.io.call_later(self.idle_expiry_s / 2, self._sweep)
         return client, "/" + (rest[0] if rest else "")
 
     def _sweep(self) -> None:
@@ -854,7 +901,7 @@ class WirePool:
             if not client.close_idle(self.idle_expiry_s):
                 del self._clients[key]  # (a request in flight holds its connection, not the client)
         if self._clients:
-            self._loop.call_later(self.idle_expiry_s / 2, self._sweep)
+            self._sweeper = self.io.call_later(self.idle_expiry_s / 2, self._sweep)
         else:
             self._sweeping = False
 

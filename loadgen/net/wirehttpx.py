@@ -14,8 +14,8 @@ judges the lifecycle phase's deadline by them (``loadgen.net.exchange``).
   before it closed the response (``wirehttp.WireStream``): for the together
   SDK's exec stream, the event that carries the exit code.
 - ``WireSyncTransport`` for an ``httpx.Client`` used from gevent greenlets:
-  the exchange runs on the bridge (``loadgen.net.greenwire``) and the answer
-  is read whole.
+  the exchange runs on the hub, in the greenlet that sends the request
+  (``loadgen.net.greenwire``), and the answer is read whole.
 
 Either way the body is handed to httpx as received (``stream=``), so httpx
 decodes its content-encoding as it would its own transport's.
@@ -121,15 +121,18 @@ class WireAsyncTransport(httpx.AsyncBaseTransport):
 
 
 class WireSyncTransport(httpx.BaseTransport):
-    """An ``httpx.Client``'s transport for greenlets: each exchange on the bridge's loop, read whole."""
+    """An ``httpx.Client``'s transport for greenlets: each exchange on the hub (a ``greenwire.pool()``),
+    read whole."""
 
     def __init__(self, pool: Optional[WirePool] = None):
-        self._pool = pool if pool is not None else WirePool()
+        self._pool = pool if pool is not None else greenwire.pool()
+        if self._pool.io is not greenwire.HUB:
+            raise ValueError("WireSyncTransport needs a pool on the hub: loadgen.net.greenwire.pool()")
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         body = request.read()
         try:
-            answer = greenwire.call(self._pool.request(request.method, str(request.url), _headers(request),
+            answer = greenwire.run(self._pool.request(request.method, str(request.url), _headers(request),
                                                        body or None, _timeout(request)))
         except WireError as error:
             mapped = _as_httpx(error, request)
@@ -140,4 +143,4 @@ class WireSyncTransport(httpx.BaseTransport):
                               request=request, extensions=_HTTP11)
 
     def close(self) -> None:
-        greenwire.close(self._pool)
+        self._pool.close()

@@ -4,8 +4,8 @@ OpenAPI-generated Python clients (Daytona's API and toolbox clients) send
 every request through ``rest_client.pool_manager.request(method, url,
 body=, headers=, timeout=, preload_content=False)`` and read the answer's
 ``status``, ``reason``, ``headers`` and ``data``. ``WirePoolManager`` takes
-that call: the exchange runs on ``loadgen.net.wirehttp`` (on the asyncio
-bridge, from the calling greenlet: ``loadgen.net.greenwire``), which takes
+that call: the exchange runs on ``loadgen.net.wirehttp`` (on the hub, in the
+calling greenlet: ``loadgen.net.greenwire``), which takes
 its times from the kernel's stamps and judges the lifecycle phase's deadline
 by them (``loadgen.net.exchange``), and the answer comes back as a
 ``urllib3.HTTPResponse`` built from the bytes received. The SDK's request
@@ -66,11 +66,14 @@ def _reason(status: int) -> str:
 
 
 class WirePoolManager:
-    """Stands in for a ``urllib3.PoolManager`` (``fallback``): its ``request`` on a ``WirePool``."""
+    """Stands in for a ``urllib3.PoolManager`` (``fallback``): its ``request`` on a ``WirePool`` on the hub
+    (``greenwire.pool()``)."""
 
     def __init__(self, fallback: urllib3.PoolManager, pool: Optional[WirePool] = None):
         self._fallback = fallback
-        self._pool = pool if pool is not None else WirePool()
+        self._pool = pool if pool is not None else greenwire.pool()
+        if self._pool.io is not greenwire.HUB:
+            raise ValueError("WirePoolManager needs a pool on the hub: loadgen.net.greenwire.pool()")
 
     def __getattr__(self, name: str) -> Any:  # connection_pool_kw, clear(), urlopen()...: the real one
         return getattr(self._fallback, name)
@@ -84,7 +87,7 @@ class WirePoolManager:
         if isinstance(body, str):
             body = body.encode("utf-8")
         try:
-            answer = greenwire.call(self._pool.request(method.upper(), url, dict(headers or {}), body or None,
+            answer = greenwire.run(self._pool.request(method.upper(), url, dict(headers or {}), body or None,
                                                        _timeout_s(timeout)))
         except WireError as error:
             mapped = _as_urllib3(error, url)
@@ -105,4 +108,4 @@ class WirePoolManager:
 
     def clear(self) -> None:
         self._fallback.clear()
-        greenwire.close(self._pool)
+        self._pool.close()

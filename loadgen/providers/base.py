@@ -191,9 +191,9 @@ class Provider:
     # -- plumbing --------------------------------------------------------------
     def threadsafe(self, fn):
         """``fn``, safe to call from where the timed transport reports its verdicts: the asyncio
-        bridge's thread, for an asynchronous adapter and for a sync one whose exchanges run there
-        (loadgen.net.greenwire)."""
-        return get_bridge().hub_callback(fn) if self.asynchronous or self.wire_verdicts else fn
+        bridge's thread, for an asynchronous adapter; the hub itself for a sync one, whose exchanges
+        run in its greenlets (loadgen.net.greenwire)."""
+        return get_bridge().hub_callback(fn) if self.asynchronous else fn
 
     def start_call(self, method, *args, phase: Optional[exchange.Phase] = None) -> Pending | "GreenletCall":
         """Start an operation without waiting: the lifecycle decides how long to wait,

@@ -40,9 +40,9 @@ What the SDK does on its own, and what this adapter does about it:
 
 Measurement: both generated clients' ``rest_client.pool_manager`` is
 ``loadgen.net.wireurllib3.WirePoolManager``, which sends each request on
-loadgen's timed client (on the process's asyncio bridge; the greenlet waits
-for it) and hands the SDK a ``urllib3.HTTPResponse`` of the bytes received.
-So every create, command and delete is timed by the kernel's stamps of its
+loadgen's timed client (on the hub, in the greenlet that makes the request:
+``loadgen.net.greenwire``) and hands the SDK a ``urllib3.HTTPResponse`` of
+the bytes received. So every create, command and delete is timed by the kernel's stamps of its
 exchange and judged on the wire (``wire_verdicts``): a busy generator never
 turns an answer that arrived in time into a timeout, and the latency leaves
 out this process's queueing (``loadgen.net.exchange``). The SDK still builds
@@ -111,9 +111,9 @@ class DaytonaProvider(Provider):
         self.wire_verdicts = self.transport == "wire"
         self._wire_pool = None
         if self.wire_verdicts:
-            from loadgen.net.wirehttp import WirePool
+            from loadgen.net import greenwire
 
-            self._wire_pool = WirePool(max_idle_per_origin=self.pool_size, idle_expiry_s=_IDLE_EXPIRY_S)
+            self._wire_pool = greenwire.pool(max_idle_per_origin=self.pool_size, idle_expiry_s=_IDLE_EXPIRY_S)
         if s.base_url:
             self.api_url = api_url_for_emulator(s.base_url)
         else:

@@ -41,7 +41,7 @@ What the SDK does on its own, and what this adapter does about it:
 
 Measurement: the SDK's HTTP goes through loadgen's timed client
 (``loadgen.net.wirehttpx.WireSyncTransport`` under its ``httpx.Client``; the
-exchange runs on the process's asyncio bridge, the greenlet waits for it), so
+exchange runs on the hub, in the greenlet that makes it: ``loadgen.net.greenwire``), so
 every create, command and shutdown is timed by the kernel's stamps of its
 exchanges and judged on the wire (``wire_verdicts``): a busy generator never
 turns an answer that arrived in time into a timeout, and the latency leaves
@@ -115,10 +115,10 @@ class RunloopProvider(Provider):
         self.transport = transport_choice(TRANSPORT_ENV)
         self.wire_verdicts = self.transport == "wire"
         if self.wire_verdicts:
-            from loadgen.net.wirehttp import WirePool
+            from loadgen.net import greenwire
             from loadgen.net.wirehttpx import WireSyncTransport
 
-            wire = WireSyncTransport(WirePool(max_idle_per_origin=self.pool_size, idle_expiry_s=_IDLE_EXPIRY_S))
+            wire = WireSyncTransport(greenwire.pool(max_idle_per_origin=self.pool_size, idle_expiry_s=_IDLE_EXPIRY_S))
             shards, client_args = 1, {"transport": wire}
         else:
             ssl_context = httpx.create_ssl_context()  # one for all clients: each costs ~20 ms of CPU
