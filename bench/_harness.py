@@ -390,14 +390,15 @@ VARIANTS = {
 }
 
 
-# What a bench row's client speaks to the emulator: (emulator with --tls, LOADGEN_HTTP2).
+# What a bench row's client speaks to the emulator: (emulator with --tls, LOADGEN_HTTP2 and LOADGEN_WIRE_HTTP2).
 PROTOCOLS = {"h1": (False, False), "h2": (False, True), "tls": (True, False), "h2+tls": (True, True)}
 
 
 def protocol_env(protocol: str, ca_file: Optional[str]) -> dict:
-    """The client processes' environment for `protocol`: the emulator's CA (SSL_CERT_FILE) and LOADGEN_HTTP2."""
+    """The client processes' environment for `protocol`: the emulator's CA (SSL_CERT_FILE), LOADGEN_HTTP2 (the
+    SDKs' own HTTP/2) and LOADGEN_WIRE_HTTP2 (the timed client's, to control planes: `tls` is HTTP/1.1 only)."""
     tls, http2 = PROTOCOLS[protocol]
-    env = {"LOADGEN_HTTP2": "1" if http2 else ""}
+    env = {"LOADGEN_HTTP2": "1" if http2 else "", "LOADGEN_WIRE_HTTP2": "1" if http2 else "0"}
     if tls:
         env["SSL_CERT_FILE"] = ca_file
     return env

@@ -6,8 +6,11 @@ all N are in flight together. The emulator advertises --streams concurrent
 HTTP/2 streams per connection (0 = no limit; load balancers allow 100-256).
 Clients:
 
-- `wirehttp-h1`: loadgen's own timed client (loadgen's e2b control plane):
-  HTTP/1.1, one connection per request in flight;
+- `wirehttp-h1`: loadgen's own timed client on HTTP/1.1 (`LOADGEN_WIRE_HTTP2=0`),
+  one connection per request in flight;
+- `wirehttp-h2`: the same client as loadgen's control planes run it, HTTP/2
+  by ALPN, a hundred streams a connection (fewer under a server limit), each
+  stream timed by the kernel's stamps (loadgen/net/wireh2.py);
 - `httpx-h2`: httpx with http2=True (what runloop's and codesandbox's
   adapters use under LOADGEN_HTTP2=1), ALPN h2;
 - `pyqwest-h2`: pyqwest (e2b's own SDK client), ALPN h2;
@@ -23,7 +26,7 @@ TLS handshakes and the event loop).
 
 Usage:
   python bench/connection_budget.py [--n 10000] [--latency-ms 20000] [--streams 0,100]
-                                    [--clients wirehttp-h1,httpx-h2,pyqwest-h2]
+                                    [--clients wirehttp-h1,wirehttp-h2,httpx-h2,pyqwest-h2]
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ import _harness as H  # noqa: E402
 
 from loadgen.emulator import start_emulator  # noqa: E402
 
-CLIENTS = ("wirehttp-h1", "httpx-h2", "pyqwest-h2", "httpx-h1")
+CLIENTS = ("wirehttp-h1", "wirehttp-h2", "httpx-h2", "pyqwest-h2", "httpx-h1")
 BODY = b'{"templateID":"base","timeout":300,"metadata":{"run_id":"budget","sandbox_idx":"%d"}}'
 HEADERS = {"x-api-key": "e2b_bench", "content-type": "application/json"}
 
@@ -71,12 +74,12 @@ def _sockets_to(port: int) -> int:
 async def _send_all(client: str, url: str, n: int, ca_file: str):
     import ssl
 
-    if client == "wirehttp-h1":
-        try:
-            from loadgen.net.wirehttp import WirePool
-        except ImportError:  # before the layout change
-            from loadgen.net.wirehttp import WirePool
-        pool = WirePool(max_idle_per_origin=n, ssl_context=ssl.create_default_context(cafile=ca_file))
+    if client.startswith("wirehttp"):
+        from loadgen.net.wirehttp import default_ssl_context, WirePool
+
+        http2 = client == "wirehttp-h2"
+        os.environ["SSL_CERT_FILE"] = ca_file
+        pool = WirePool(max_idle_per_origin=n, ssl_context=default_ssl_context(h2=http2), http2=http2)
 
         async def one(i):
             answer = await pool.request("POST", url + "/v2/sandboxes", dict(HEADERS), BODY % i, 600)
@@ -159,7 +162,7 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--latency-ms", type=int, default=20_000)
     ap.add_argument("--streams", default="0,100", help="the emulator's HTTP/2 stream limits to try (0 = none)")
-    ap.add_argument("--clients", default="wirehttp-h1,httpx-h2,pyqwest-h2")
+    ap.add_argument("--clients", default="wirehttp-h1,wirehttp-h2,pyqwest-h2")
     args = ap.parse_args()
     clients = args.clients.split(",")
     for c in clients:

@@ -36,7 +36,7 @@ def e2b_emulator(protocol, **settings):
     """An emulator serving `protocol`, and this process's environment set to speak it."""
     with start_emulator("fast", tls=uses_tls(protocol), **settings) as emu, speaking(protocol, emu):
         yield emu
-        assert spoke(emu.stats(), protocol, http2=False)  # loadgen's timed client: HTTP/1.1 on every wire
+        assert spoke(emu.stats(), protocol)  # the timed client: HTTP/2 to the API exactly when asked for
 
 
 def lifecycle(adapter, idx):
@@ -64,7 +64,7 @@ def test_500_concurrent_lifecycles_from_greenlets(monkeypatch, emulator):
     ({"fault_reset": 1.0}, ("network_error", None)),
     ({"fault_kill": 1.0}, ("http_error", 500)),
 ])
-@pytest.mark.parametrize("protocol", ["h1", "tls"])
+@pytest.mark.parametrize("protocol", ["h1", "tls", "h2+tls"])
 def test_faults_are_classified(monkeypatch, fault, expected, protocol):
     monkeypatch.setenv("E2B_API_KEY", "e2b_test_key")
     with e2b_emulator(protocol, **fault) as emu:
@@ -82,7 +82,7 @@ def test_faults_are_classified(monkeypatch, fault, expected, protocol):
     assert (info.failure_class, info.http_status) == expected
 
 
-@pytest.mark.parametrize("protocol", ["h1", "tls"])
+@pytest.mark.parametrize("protocol", ["h1", "tls", "h2+tls"])
 def test_dead_sandbox_is_classified_as_gone(monkeypatch, protocol):
     monkeypatch.setenv("E2B_API_KEY", "e2b_test_key")
     with e2b_emulator(protocol, fault_died=1.0) as emu:
@@ -96,7 +96,7 @@ def test_dead_sandbox_is_classified_as_gone(monkeypatch, protocol):
         assert (info.failure_class, info.error_code) == ("http_error", "sandbox_gone")
 
 
-@pytest.mark.parametrize("protocol", ["h1", "tls"])
+@pytest.mark.parametrize("protocol", ["h1", "tls", "h2+tls"])
 def test_create_hang_times_out(monkeypatch, protocol):
     monkeypatch.setenv("E2B_API_KEY", "e2b_test_key")
     with e2b_emulator(protocol, fault_create_hang=1.0) as emu:
@@ -107,7 +107,7 @@ def test_create_hang_times_out(monkeypatch, protocol):
         assert adapter.classify(caught.value).failure_class == "timeout"
 
 
-@pytest.mark.parametrize("protocol", ["h1", "tls"])
+@pytest.mark.parametrize("protocol", ["h1", "tls", "h2+tls"])
 def test_create_command_and_destroy_are_timed_on_the_wire_even_when_the_client_is_busy(monkeypatch, protocol):
     """The create's, the command's and the destroy's (sent, answered) times are
     the wire's: with the bridge's loop stalled for 0.5 s while 100 answers
@@ -141,7 +141,7 @@ def test_create_command_and_destroy_are_timed_on_the_wire_even_when_the_client_i
         bridge.call(adapter.create({"run_id": "warm", "sandbox_idx": "-1"}), timeout=10)
         n = 100 if protocol == "h1" else 60
         handles = burst("create", [adapter.create({"run_id": "busy", "sandbox_idx": str(i)}) for i in range(n)])
-        if protocol == "tls":
+        if uses_tls(protocol):
             [p.wait(timeout=30) for p in [bridge.submit(adapter.run(h, "true", 10)) for h in handles]]
         results = burst("run", [adapter.run(h, "node -v", 10) for h in handles], handles)
         assert all(r.exit_code == 0 for r in results)
@@ -198,7 +198,27 @@ def _outcome(op):
     return (op["failure_class"], op["http_status"]) if not op["ok"] else ("ok", op["value"])
 
 
+@pytest.fixture(scope="module")
+def h2_wire_matrix():
+    """The adapter as it runs (loadgen's timed client), over TLS: HTTP/2 to the API by ALPN, HTTP/1.1 to envd."""
+    return run_matrix("e2b", {"sandbox_lifetime_s": 600}, protocol="h2+tls")
+
+
 def test_the_sdks_own_transport_speaks_http2_over_tls_and_maps_every_fault(h2_matrix):
+    _every_fault_mapped(h2_matrix)
+
+
+def test_the_timed_client_speaks_http2_to_the_api_over_tls_and_maps_every_fault(h2_wire_matrix):
+    _every_fault_mapped(h2_wire_matrix)
+    for case in h2_wire_matrix.values():  # the API's exchanges on HTTP/2, envd's on HTTP/1.1
+        opened = case["stats"]["server"]["connections_by_protocol"]
+        assert opened["h2"] == 1, opened
+        if any(op["op"] == "run" for op in case["ops"]):
+            assert opened["http/1.1"] >= 2, opened  # (one of them the matrix's own stats request)
+
+
+def _every_fault_mapped(matrix):
+    h2_matrix = matrix
     assert all(spoke(case["stats"], "h2+tls") for case in h2_matrix.values())
     ops = {name: case["ops"] for name, case in h2_matrix.items()}
     assert _outcome(ops["create_5xx"][0]) == ("http_error", 500)

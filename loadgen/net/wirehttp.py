@@ -36,8 +36,13 @@ close-delimited answers, read whole (``request``) or as they arrive
 (``stream``: an SSE stream, whose exchange is answered by the last bytes the
 caller needed, see ``WireStream``), TLS through in-memory BIOs (so the raw bytes, with
 their stamps, are still ours to read; certificates checked against
-``SSL_CERT_FILE`` when set, else certifi's roots). No redirects, proxies, HTTP/2 or
-content decoding; callers fall back to their SDK's own client for those.
+``SSL_CERT_FILE`` when set, else certifi's roots). A client made with
+``http2=True`` (a control plane, whose one host every sandbox of the process
+shares) speaks HTTP/2 where the server offers it: chosen by ALPN over TLS,
+with prior knowledge over cleartext only when ``LOADGEN_WIRE_HTTP2=1``
+(``0``: HTTP/1.1 everywhere); many exchanges then share a connection, each
+stream timed as an exchange here is (``loadgen.net.wireh2``). No redirects,
+proxies or content decoding; callers fall back to their SDK's own client for those.
 Where the kernel gives no stamps (not Linux), answers are timed when read,
 and ``kernel_stamped`` says so.
 
@@ -86,6 +91,19 @@ _ANCILLARY_SIZE = socket.CMSG_SPACE(16)
 _TIMESPEC = struct.Struct("qq")
 _READ_SIZE = 64 * 1024
 _DNS_TTL_S = 60.0
+HTTP2_ENV = "LOADGEN_WIRE_HTTP2"
+
+
+def http2_setting() -> str:
+    """``LOADGEN_WIRE_HTTP2``: how a client made with ``http2=True`` speaks: ``alpn`` (the default: HTTP/2
+    when the server picks it over TLS, HTTP/1.1 in cleartext), ``prior`` (``1``: HTTP/2 with prior knowledge
+    in cleartext too) or ``off`` (``0``: HTTP/1.1 everywhere)."""
+    value = os.environ.get(HTTP2_ENV, "").strip().lower()
+    if value in ("1", "true", "yes", "prior"):
+        return "prior"
+    if value in ("0", "false", "no", "off"):
+        return "off"
+    return "alpn"
 
 
 class WireError(Exception):
@@ -416,7 +434,7 @@ class WireClient:
     where it waits (``ASYNCIO``, or ``loadgen.net.greenwire.HUB``)."""
 
     def __init__(self, base_url: str, *, ssl_context: Optional[ssl.SSLContext] = None, max_idle: int = 1000,
-                 buffer: Optional[memoryview] = None, io: Io = ASYNCIO):
+                 buffer: Optional[memoryview] = None, io: Io = ASYNCIO, http2: bool = False):
         parts = urllib.parse.urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) origin: {parts.scheme}://{parts.hostname}")
@@ -428,9 +446,13 @@ class WireClient:
         self.host_header = host if self.port == default_port else f"{host}:{self.port}"
         self.prefix = parts.path.rstrip("/")
         self.max_idle = max_idle
+        setting = http2_setting() if http2 and isinstance(io, AsyncioIo) else "off"  # (its transport is asyncio's)
+        # HTTP/2 offered by ALPN over TLS, or spoken with prior knowledge in cleartext when asked
+        self._http2 = setting != "off" and (parts.scheme == "https" or setting == "prior")
+        self._h2 = None  # wireh2.Origin, made on the first exchange
         self._ssl = None
         if parts.scheme == "https":
-            self._ssl = ssl_context or default_ssl_context()
+            self._ssl = ssl_context or default_ssl_context(h2=self._http2)
         self._idle: collections.deque = collections.deque()
         self._buffer = buffer if buffer is not None else memoryview(bytearray(_READ_SIZE))
         self._io = io
@@ -448,6 +470,10 @@ class WireClient:
         ConnectError, ConnectTimeout, WriteError, ReadError, ReadTimeout,
         RemoteProtocolError, GeneratorError or NotSent. The exchange is
         recorded on the current phase, answered or not."""
+        if self._http2:
+            answer = await self._origin().exchange(method, target, headers, body, timeout, False)
+            if answer is not None:
+                return answer
         sending = await self._send(method, target, headers, body, timeout)
         conn, reading, answer = sending.conn, sending.reading, _Answer()
         try:
@@ -472,7 +498,11 @@ class WireClient:
         Returns once the answer's head is in, with the body to read through
         ``WireStream.read``; the same deadlines, errors and recording as
         ``request``. The exchange counts as answered when the last bytes the
-        caller read arrived (see ``WireStream``)."""
+        caller read arrived (see ``WireStream``; over HTTP/2, ``wireh2.H2Stream``)."""
+        if self._http2:
+            answer = await self._origin().exchange(method, target, headers, body, timeout, True)
+            if answer is not None:
+                return answer
         sending = await self._send(method, target, headers, body, timeout)
         answer = _Answer()
         try:
@@ -538,13 +568,35 @@ class WireClient:
     def close(self) -> None:
         while self._idle:
             self._idle.pop().close_idle()
+        if self._h2 is not None:
+            self._h2.close()
 
     def close_idle(self, older_than_s: float) -> int:
-        """Close the connections idle for longer than ``older_than_s``; returns how many are left."""
+        """Close the connections idle for longer than ``older_than_s``; returns how many are left
+        (HTTP/2 connections with streams open included)."""
         deadline = time.monotonic() - older_than_s
         while self._idle and self._idle[0].idle_since < deadline:  # the oldest are on the left
             self._idle.popleft().close_idle()
-        return len(self._idle)
+        return len(self._idle) + (self._h2.close_idle(older_than_s) if self._h2 is not None else 0)
+
+    @property
+    def http2_connections(self) -> int:
+        """HTTP/2 connections open (or opening) to the origin."""
+        return len(self._h2.conns) if self._h2 is not None else 0
+
+    def _origin(self):
+        if self._h2 is None:
+            from loadgen.net import wireh2  # (it imports this module)
+
+            self._h2 = wireh2.Origin(self, prior_knowledge=self.scheme == "http")
+        if self._h2.h1:
+            self._http2 = False  # the server chose HTTP/1.1 by ALPN: so be it, from now on
+        return self._h2
+
+    def _park(self, conn: "_Connection") -> None:
+        """A new connection on which the server chose HTTP/1.1: to the pool, for the next exchange."""
+        conn.idle_since = time.monotonic()
+        self._idle.append(conn)
 
     # -- internals -------------------------------------------------------------
 
@@ -849,9 +901,10 @@ class WirePool:
     gevent's hub, see ``loadgen.net.greenwire.pool``)."""
 
     def __init__(self, *, max_idle_per_origin: int = 64, idle_expiry_s: float = 30.0,
-                 ssl_context: Optional[ssl.SSLContext] = None, io: Io = ASYNCIO):
+                 ssl_context: Optional[ssl.SSLContext] = None, io: Io = ASYNCIO, http2: bool = False):
         self.io = io
         self.max_idle_per_origin = max_idle_per_origin
+        self.http2 = http2  # a control plane's pool: HTTP/2 where offered (see WireClient)
         self.idle_expiry_s = idle_expiry_s
         self._ssl = ssl_context
         self._buffer = memoryview(bytearray(_READ_SIZE))
@@ -887,10 +940,12 @@ class WirePool:
         if client is None:
             ssl_context = self._ssl
             if scheme == "https:" and ssl_context is None:
-                ssl_context = _shared_default_context()  # per origin: SSL_CERT_FILE may name another CA by then
+                # per origin: SSL_CERT_FILE may name another CA by then
+                ssl_context = _shared_default_context(self.http2 and isinstance(self.io, AsyncioIo)
+                                                      and http2_setting() != "off")
             client = self._clients[(scheme, netloc)] = WireClient(
                 f"{scheme}//{netloc}", ssl_context=ssl_context, max_idle=self.max_idle_per_origin, buffer=self._buffer,
-                io=self.io)
+                io=self.io, http2=self.http2)
             if not self._sweeping:
                 self._sweeping = True
                 self._sweeper = self.io.call_later(self.idle_expiry_s / 2, self._sweep)
@@ -911,10 +966,10 @@ class WirePool:
         self._clients.clear()
 
 
-def default_ssl_context() -> ssl.SSLContext:
-    """Certificate checks as httpx makes them, ALPN http/1.1: the roots of ``SSL_CERT_FILE`` (or
-    ``SSL_CERT_DIR``) when set, as for httpx, urllib3 and OpenSSL (how an emulator under ``--tls`` is
-    trusted), else certifi's. A new context each call."""
+def default_ssl_context(h2: bool = False) -> ssl.SSLContext:
+    """Certificate checks as httpx makes them, ALPN http/1.1 (with ``h2``: h2 first, then http/1.1): the
+    roots of ``SSL_CERT_FILE`` (or ``SSL_CERT_DIR``) when set, as for httpx, urllib3 and OpenSSL (how an
+    emulator under ``--tls`` is trusted), else certifi's. A new context each call."""
     key = _roots_named_by_environment()
     if key[0]:
         context = ssl.create_default_context(cafile=key[0])
@@ -927,7 +982,7 @@ def default_ssl_context() -> ssl.SSLContext:
             context = ssl.create_default_context(cafile=certifi.where())
         except ImportError:  # pragma: no cover - httpx depends on certifi
             context = ssl.create_default_context()
-    context.set_alpn_protocols(["http/1.1"])
+    context.set_alpn_protocols(["h2", "http/1.1"] if h2 else ["http/1.1"])
     return context
 
 
@@ -938,10 +993,10 @@ def _roots_named_by_environment() -> tuple:
 _shared_contexts: dict = {}
 
 
-def _shared_default_context() -> ssl.SSLContext:
-    """default_ssl_context(), one per set of roots, shared by the pools: each costs ~20 ms of CPU to build."""
-    key = _roots_named_by_environment()
+def _shared_default_context(h2: bool = False) -> ssl.SSLContext:
+    """default_ssl_context(h2), one per set of roots, shared by the pools: each costs ~20 ms of CPU to build."""
+    key = _roots_named_by_environment() + (h2,)
     context = _shared_contexts.get(key)
     if context is None:
-        context = _shared_contexts[key] = default_ssl_context()
+        context = _shared_contexts[key] = default_ssl_context(h2)
     return context

@@ -34,8 +34,9 @@ builders, response parsers and exception mapping):
 
 Measurement: the HTTP exchanges themselves (create and kill on the control
 plane, each command's ``process.Process/Start`` stream on the data plane) run
-on loadgen.net.wirehttp, an HTTP/1.1 client whose answer time is the kernel's
-arrival stamp of the answer, so a phase's latency does not grow with how busy
+on loadgen.net.wirehttp, a client whose answer time is the kernel's
+arrival stamp of the answer (HTTP/2 to the API where it offers it, a stream
+per exchange; HTTP/1.1 to each sandbox's envd), so a phase's latency does not grow with how busy
 this process is when the answer lands (BENCHMARKS.md §3). The SDK still
 builds every request and parses every answer. A command's time includes the
 connection set-up to the sandbox's host when one was needed, as the wire saw
@@ -54,8 +55,11 @@ real service), for A/B measurements.
 A/B measurements and as an escape hatch should an SDK upgrade break them.
 
 TLS: wirehttp and the SDK's pyqwest both trust ``SSL_CERT_FILE`` when it is
-set (how an emulator under ``--tls`` is trusted). wirehttp speaks HTTP/1.1;
-with ``LOADGEN_HTTP2=1`` the SDK's own pyqwest paths speak HTTP/2 by ALPN.
+set (how an emulator under ``--tls`` is trusted). wirehttp offers HTTP/2 by
+ALPN to the API (as the SDK's own client does; ``LOADGEN_WIRE_HTTP2=0`` keeps
+it on HTTP/1.1, ``=1`` speaks it in cleartext too, with prior knowledge) and
+HTTP/1.1 to envd; with ``LOADGEN_HTTP2=1`` the SDK's own pyqwest paths speak
+HTTP/2 by ALPN.
 
 Length: one adapter, which carries the SDK's request path on loadgen's timed
 transport (control plane and envd) beside the escape hatches that restore the
@@ -138,7 +142,7 @@ class E2BProvider(Provider):
         if self.settings.base_url:
             # The real service is HTTP/2 over TLS; against the emulator, the SDK's own pyqwest paths speak
             # HTTP/1.1 unless LOADGEN_HTTP2=1 (then HTTP/2 by ALPN under --tls; pyqwest keeps cleartext on
-            # HTTP/1.1). loadgen.wirehttp's exchanges are HTTP/1.1 either way.
+            # HTTP/1.1). loadgen.wirehttp's follow LOADGEN_WIRE_HTTP2 (the API's) and HTTP/1.1 (envd's).
             self._opts.update(
                 api_url=self.settings.base_url, sandbox_url=self.settings.base_url,
                 http_version="2" if http2_requested() else "1.1", debug=False
@@ -474,6 +478,18 @@ def _httpx_default_headers() -> dict:
 
 
 _api_clients: dict = {}
+_control_plane: list = []
+
+
+def _control_plane_pool() -> WirePool:
+    """The one pool of the API's connections, whatever the configuration (a create's and a kill's
+    clients differ by their timeouts, and share the connections): the API is a control plane, so HTTP/2
+    where it offers it (ALPN over TLS), a hundred exchanges in flight per connection; over HTTP/1.1 one
+    connection per create in flight, kept for the kills unless idle for long."""
+    if not _control_plane:
+        _control_plane.append(WirePool(max_idle_per_origin=int(os.environ.get("E2B_MAX_CONNECTIONS", _POOL_FLOOR)),
+                                       idle_expiry_s=_IDLE_EXPIRY_S, http2=True))
+    return _control_plane[0]
 
 
 def _install_lean_control_plane() -> None:
@@ -505,9 +521,7 @@ def _install_lean_control_plane() -> None:
             if os.environ.get(TRANSPORT_ENV, "wire") == "pyqwest":
                 wire = Client(get_pyqwest_transport(proxy_to_config(config.proxy), http_version=config.http_version))
             else:
-                # one connection per create in flight (HTTP/1.1), kept for the kills unless idle for long
-                wire = WirePool(max_idle_per_origin=int(os.environ.get("E2B_MAX_CONNECTIONS", _POOL_FLOOR)),
-                                idle_expiry_s=_IDLE_EXPIRY_S)
+                wire = _control_plane_pool()
             client.set_async_httpx_client(_LeanHttpxClient(client, wire, real_httpx_client))
             _api_clients[key] = client
         return client
