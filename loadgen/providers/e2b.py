@@ -80,11 +80,11 @@ from loadgen.providers.base import attributes, CommandResult, http2_requested, P
 from loadgen.result import ErrorInfo, FailureClass, classify_exception, status_code_of, truncate
 
 _POOL_FLOOR = 1000
-# Idle data-plane connections kept per host (wirehttp's pool, and the SDK's pyqwest pool for what
-# still uses it). On the real service every sandbox's envd is a host of its own, so this changes
-# nothing there; against one host (the emulator, a proxy) it stops thousands of idle connections
-# being kept through the hold (BENCHMARKS.md §4). E2B_MAX_KEEPALIVE_CONNECTIONS overrides it.
-# The control plane's pool is sized apart.
+# Idle data-plane connections kept per host by the SDK's pyqwest pool (for what still uses it:
+# LOADGEN_E2B_TRANSPORT=pyqwest, the plain SDK). On the real service every sandbox's envd is a host
+# of its own, so this changes nothing there; against one host (the emulator, a proxy) it stops
+# thousands of idle pyqwest connections, each with its own buffers, being kept through the hold
+# (BENCHMARKS.md §4). E2B_MAX_KEEPALIVE_CONNECTIONS overrides it. wirehttp's pools are sized apart.
 _IDLE_PER_HOST = 64
 # Seconds a connection may sit idle (wirehttp's pools sweep them). A held sandbox's data-plane
 # connection is idle from its readiness command to its liveness probe, and the control plane's
@@ -436,8 +436,14 @@ def _wire_rpc_client_factory():
     from e2b.envd.client_shared import ENVD_JSON_CODEC, ENVD_RPC_COMPRESSION
     from e2b.envd.interceptors import build_interceptors
 
+    # As many idle connections as the control plane keeps (one per sandbox in flight), not the SDK
+    # pool's 64: an idle wirehttp connection is a socket and a few hundred bytes (answers are read into
+    # one buffer per process), so against one shared data-plane origin (the emulator, a proxy) the
+    # commands reuse the connections of earlier ones instead of opening (and later resetting) one
+    # each: at 8,333 sandboxes in a process that was 2 of its 3.8 connections a lifecycle. Against
+    # the real service each sandbox's envd is a host of its own, and this changes nothing.
     transport = PlainHTTPErrorTransport(_WireRpcTransport(WirePool(
-        max_idle_per_origin=int(os.environ.get("E2B_MAX_KEEPALIVE_CONNECTIONS") or _IDLE_PER_HOST),
+        max_idle_per_origin=int(os.environ.get("E2B_MAX_CONNECTIONS", _POOL_FLOOR)),
         idle_expiry_s=_IDLE_EXPIRY_S)))
 
     def create_rpc_client(client_cls, base_url, config):
