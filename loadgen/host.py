@@ -62,6 +62,20 @@ def port_range() -> Optional[tuple[int, int]]:
         return None
 
 
+def open_descriptors() -> Optional[int]:
+    """How many descriptors this process has open, cheaply enough to ask every second.
+
+    Linux 6.2 and later give the count as the size of /proc/self/fd, an O(1)
+    look; listing that folder (psutil's num_fds) costs a syscall and a name per
+    descriptor, which at 8,000 held connections was 5 % of a worker's CPU at
+    one sample a second. Older kernels report 0 there, and get the listing."""
+    try:
+        size = os.stat("/proc/self/fd").st_size
+        return size if size > 0 else len(os.listdir("/proc/self/fd")) - 1  # (less the listing's own descriptor)
+    except OSError:
+        return None
+
+
 def process_limits() -> dict:
     """This process's limits (after raising them), and its host's."""
     soft, hard = raise_descriptor_limit()

@@ -86,3 +86,21 @@ def test_a_host_whose_port_range_cannot_hold_the_connections_is_refused(small_po
     assert out.returncode == 2, (out.stdout[-2000:], out.stderr[-2000:])
     assert "ephemeral port range has only 100 ports" in out.stderr and "ip_local_port_range" in out.stderr
     assert not run_dir.exists() or not any(run_dir.iterdir())
+
+
+def test_open_descriptors_counts_this_process_exactly():
+    """The health sample's count (O(1) from /proc/self/fd's size) moves with every descriptor opened and closed."""
+    import os
+
+    from loadgen.host import open_descriptors
+
+    before = open_descriptors()
+    assert before == len(os.listdir("/proc/self/fd")) - 1  # (less the listing's own descriptor)
+    pipes = [os.pipe() for _ in range(50)]
+    try:
+        assert open_descriptors() == before + 100
+    finally:
+        for r, w in pipes:
+            os.close(r)
+            os.close(w)
+    assert open_descriptors() == before

@@ -17,8 +17,9 @@ from typing import Callable, Optional
 import gevent
 import psutil
 
-from loadgen.result import iso
+from loadgen.host import open_descriptors
 from loadgen.report.percentiles import percentile
+from loadgen.result import iso
 
 PROBE_INTERVAL_S = 0.02
 TRIM_INTERVAL_S = 10.0
@@ -101,10 +102,7 @@ class HealthSampler:
         self._maybe_trim(gauges)
         lags, self._lags = sorted(self._lags), []
         now = time.time()
-        try:
-            fds = self._proc.num_fds()
-        except Exception:  # noqa: BLE001
-            fds = None
+        fds = open_descriptors()
         sample = {
             "t": now,
             "ts": iso(now),
