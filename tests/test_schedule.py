@@ -5,9 +5,10 @@ import time
 from types import SimpleNamespace
 
 import gevent
-import gevent.event
 import pytest
 
+from loadgen.engine.abort import Abort
+from loadgen.engine.barrier import BarrierGate
 from loadgen.engine.schedule import ARRIVAL, Schedule, Sequencer, StartGate, schedule_from_options
 
 
@@ -91,7 +92,7 @@ def test_sequencer_with_concurrency_keeps_exactly_that_many_lives_granted_and_no
 
 def test_start_gate_releases_lives_in_turn_and_an_abort_ends_the_wait():
     gate = StartGate(Schedule("sequential"), clock_offset=lambda: 0.0)
-    abort = gevent.event.Event()
+    abort = Abort()
     started = []
 
     def life(idx):
@@ -116,9 +117,29 @@ def test_start_gate_releases_lives_in_turn_and_an_abort_ends_the_wait():
 def test_start_gate_sleeps_until_the_due_time_on_the_masters_clock():
     offset = 0.3  # this worker's clock runs 0.3 s ahead of the master's
     gate = StartGate(Schedule("staggered", 0.1), clock_offset=lambda: offset)
-    abort = gevent.event.Event()
+    abort = Abort()
     t0 = time.time() - offset  # "now" on the master's clock
     gate.set_origin(t0)
     due = gate.wait(2, abort)
     assert due == pytest.approx(t0 + 0.2)
     assert time.time() - offset >= due - 0.002
+
+
+def test_an_abort_ends_every_hold_and_scheduled_start_at_once_and_keeps_no_waiter():
+    """2,000 lives held at the barrier and 2,000 waiting for a start 60 s away: one abort ends all 4,000
+    waits; waits that ended by themselves leave nothing registered on the abort."""
+    abort = Abort()
+    holds, starts = BarrierGate(min_hold_s=60.0), StartGate(Schedule("staggered", 60.0), clock_offset=lambda: 0.0)
+    starts.set_origin(time.time())
+    quick = [gevent.spawn(abort.sleep, 0.01) for _ in range(100)]
+    gevent.joinall(quick, timeout=5)
+    assert all(g.value is False for g in quick) and not abort._wakes  # slept out: nothing left behind
+    holds.release({"released_at": time.time()})
+    ended = []
+    lives = [gevent.spawn(lambda: (holds.hold(i, time.time(), abort), ended.append("hold"))) for i in range(2000)]
+    lives += [gevent.spawn(lambda i=i: ended.append(starts.wait(i + 1, abort))) for i in range(2000)]
+    gevent.sleep(0.1)
+    assert ended == []
+    abort.set()
+    gevent.joinall(lives, timeout=30)
+    assert len(ended) == 4000 and ended.count("hold") == 2000 and ended.count(None) == 2000

@@ -20,6 +20,8 @@ from typing import Callable, Optional
 import gevent
 import gevent.event
 
+from loadgen.engine.abort import Abort
+
 GOLDEN = 0.6180339887498949
 
 
@@ -102,6 +104,7 @@ class BarrierGate:
         self.spread_s = spread_s
         self.phase1_done = 0
         self.event = gevent.event.Event()
+        self._released_or_abort = gevent.event.Event()  # what holds wait on: one link each (engine/abort.py)
         self.release_info: dict = {}
         self.released_locally_at: Optional[float] = None
         self.on_change: Optional[Callable[[], None]] = None
@@ -116,6 +119,7 @@ class BarrierGate:
             self.release_info = dict(info)
             self.released_locally_at = time.time()
             self.event.set()
+            self._released_or_abort.set()
 
     @property
     def released(self) -> bool:
@@ -127,13 +131,14 @@ class BarrierGate:
             return 0.0
         return self.spread_s * ((sandbox_idx * GOLDEN) % 1.0)
 
-    def hold(self, sandbox_idx: int, ready_at: float, abort: gevent.event.Event) -> None:
+    def hold(self, sandbox_idx: int, ready_at: float, abort: Abort) -> None:
         """Block (cooperatively) until release, the minimum hold, and this sandbox's spread offset.
         An abort (run interrupted) ends the hold at once."""
-        gevent.wait([self.event, abort], count=1)
+        abort.also_sets(self._released_or_abort)
+        self._released_or_abort.wait()
         if abort.is_set():
             return
         wake_at = max(ready_at + self.min_hold_s, self.released_locally_at + self.spread_offset(sandbox_idx))
         delay = wake_at - time.time()
         if delay > 0:
-            abort.wait(delay)
+            abort.sleep(delay)

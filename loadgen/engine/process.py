@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import gevent
-import gevent.event
 import gevent.pool
 
 from loadgen import rundir
+from loadgen.engine.abort import Abort
 from loadgen.engine.barrier import BarrierGate
 from loadgen.engine.dispatch import RANGES_OPTION, TicketBook
 from loadgen.engine.journal import Outbox
@@ -54,7 +54,7 @@ class ProcessRun:
         if settings.schedule.sequential:
             # one sandbox at a time: nothing else can arrive, so no barrier holds it
             self.gate.release({"released_at": None, "reason": "sequential"})
-        self.abort = gevent.event.Event()
+        self.abort = Abort()
         self.abort_reason: Optional[str] = None
         self.lives = gevent.pool.Group()
         self.outbox = Outbox(run_path / rundir.JOURNAL_DIR, worker_id, send_results)

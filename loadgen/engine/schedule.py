@@ -46,6 +46,7 @@ from typing import Callable, Iterable, Optional
 import gevent
 import gevent.event
 
+from loadgen.engine.abort import Abort
 from loadgen.result import iso
 
 MODES = ("burst", "staggered", "sequential")
@@ -165,6 +166,7 @@ class StartGate:
         self.schedule = schedule
         self.t0: Optional[float] = None
         self._origin = gevent.event.Event()
+        self._origin_or_abort = gevent.event.Event()  # what the waiters wait on: one link each (engine/abort.py)
         self.clock_offset = clock_offset  # worker clock minus master clock, read at each wait
         self.turn = 0  # sequential: every idx below or at the turn may start
         self.granted_at: dict[int, float] = {}
@@ -179,11 +181,13 @@ class StartGate:
             self.t0 = t0
             self.granted_at.setdefault(0, t0)
             self._origin.set()
+            self._origin_or_abort.set()
 
-    def wait(self, idx: int, abort: gevent.event.Event) -> Optional[float]:
+    def wait(self, idx: int, abort: Abort) -> Optional[float]:
         self.waiting += 1
         try:
-            gevent.wait([self._origin, abort], count=1)
+            abort.also_sets(self._origin_or_abort)
+            self._origin_or_abort.wait()
             if abort.is_set():
                 return None
             if self.schedule.sequential:
@@ -195,16 +199,15 @@ class StartGate:
                     return None
                 if delay <= 0.0005:
                     return due
-                abort.wait(delay)
+                abort.sleep(delay)
         finally:
             self.waiting -= 1
 
-    def _wait_turn(self, idx: int, abort: gevent.event.Event) -> Optional[float]:
+    def _wait_turn(self, idx: int, abort: Abort) -> Optional[float]:
         while self.turn < idx:
             if abort.is_set():
                 return None
-            event = self._turn_events.setdefault(idx, gevent.event.Event())
-            gevent.wait([event, abort], count=1)
+            abort.wait_for(self._turn_events.setdefault(idx, gevent.event.Event()))
         self._turn_events.pop(idx, None)
         if abort.is_set():
             return None
