@@ -43,6 +43,23 @@ def test_answers_that_arrive_during_a_stall_longer_than_the_timeout_are_successe
     assert meta["generator_failures"] == 0 and meta["success_rate"] == 1.0
 
 
+def test_a_stall_longer_than_the_verdict_window_still_ends_in_the_wires_verdict(tmp_path):
+    """The bridge's loop blocked 6 s, twice the lifecycle's window for a verdict (2 x the 1 s timeout + 1 s),
+    while the hub runs on and 30 readiness answers arrive: the requests were on the wire, so the
+    transport was busy, not stuck, and every record is the wire's success, none the generator's stall."""
+    with start_emulator("fast", exec_latency="constant:400") as emu:
+        run = run_locust(str(LOCUSTFILES / "stalled.py"), 30, tmp_path / "runs",
+                         ["--emulator-url", emu.url, "--command-timeout", "1"],
+                         env={"TEST_STALL_S": "6", "TEST_STALL_HUB": "0", "TEST_VERDICT_GRACE_S": "1"})
+    assert run.returncode == 0, run.output[-3000:]
+    records = run.records
+    assert len(records) == 30
+    assert all(r["status"] == "success" for r in records), \
+        [(r["sandbox_idx"], r["status"], r["error_message"]) for r in records if r["status"] != "success"]
+    assert max(r["readiness_gen_after_ms"] for r in records) > 3000.0  # read after the window had passed
+    assert run.meta["generator_failures"] == 0
+
+
 def test_a_dropped_syn_is_in_the_measured_readiness(tmp_path):
     """The sandbox's host drops the first SYN (a full listen queue): readiness includes the
     kernel's 1 s retransmission, and its set-up equals the handshake a packet capture saw

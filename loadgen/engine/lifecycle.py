@@ -56,8 +56,14 @@ VERSION_PATTERN = re.compile(r"v?\d+\.\d+\.\d+")
 
 # A wire-judged call can take longer than its timeout for the generator's reasons only: the
 # request may leave as late as the deadline (later, it is not sent), and the provider then has
-# its whole timeout. Past twice the timeout and this, the transport itself was starved.
+# its whole timeout. Past twice the timeout and this (one "window"), the lifecycle looks at the
+# transport: if this call's request is on the wire, or any other call of the process finished in
+# the window, the transport is busy, not stuck, and its verdict (the wire's) is waited for, window
+# after window, up to VERDICT_MAX_WINDOWS. Only a transport that did nothing for a whole window is
+# the generator's stall. (At 100,000 sandboxes on two cores, commands answered in a millisecond were
+# read 30 s later; one window made every one of them a generator failure.)
 VERDICT_GRACE_S = 30.0
+VERDICT_MAX_WINDOWS = 10
 # A destroy the generator itself could not make is tried again, this often, for at least this long.
 GENERATOR_RETRY_INTERVAL_S = 0.5
 GENERATOR_RETRY_S = 60.0
@@ -192,24 +198,35 @@ class Lifecycle:
                         raise  # the operation's own timeout error
                     raise NoAnswer(f"no answer within {timeout:g} s") from None
             else:
-                safety_s = 2 * timeout + VERDICT_GRACE_S
-                gevent.wait([call.waitable, verdict], count=1, timeout=safety_s)
-                if not (call.done or phase.timed_out):
-                    get_bridge().deliver()  # a verdict already in, behind the busy hub's queue
+                self._await_verdict(call, phase, verdict, timeout)
                 if call.done:
                     value = call.result()
-                elif phase.timed_out:
-                    raise NoAnswer(f"no answer on the wire within {timeout:g} s of the request")
                 else:
-                    raise GeneratorStalled(f"no verdict from the transport within {safety_s:g} s: this process "
-                                           "was too busy to run it")
+                    raise NoAnswer(f"no answer on the wire within {timeout:g} s of the request")
         except BaseException as e:  # noqa: BLE001 - every failure is data
             exc = e
             if isinstance(e, (NoAnswer, GeneratorStalled)) and cancel_on_timeout:
                 call.cancel()
         ended = self._now()
         self.proc.in_flight -= 1
+        self.proc.calls_finished += 1
         return Outcome(value, exc, started, ended, call, phase)
+
+    def _await_verdict(self, call, phase: Phase, verdict, timeout: float) -> None:
+        """Until the call is done or the wire's deadline passed; GeneratorStalled if the transport
+        did nothing for a whole window (see VERDICT_GRACE_S)."""
+        window_s = 2 * timeout + VERDICT_GRACE_S
+        for windows in range(1, VERDICT_MAX_WINDOWS + 1):
+            finished_before = self.proc.calls_finished
+            gevent.wait([call.waitable, verdict], count=1, timeout=window_s)
+            if not (call.done or phase.timed_out):
+                get_bridge().deliver()  # a verdict already in, behind the busy hub's queue
+            if call.done or phase.timed_out:
+                return
+            if phase.wire_started is None and self.proc.calls_finished == finished_before:
+                break  # not sent, and nothing else finished: stuck, not busy
+        raise GeneratorStalled(f"no verdict from the transport within {windows * window_s:g} s: this process "
+                               "was too busy to run it")
 
     def _classify(self, exc: BaseException) -> ErrorInfo:
         cause = generator_cause(exc)

@@ -60,6 +60,7 @@ class ProcessRun:
         self.outbox = Outbox(run_path / rundir.JOURNAL_DIR, worker_id, send_results)
         self.sampler = HealthSampler(worker_id, send_metrics, self.gauges)
         self.in_flight = 0
+        self.calls_finished = 0  # every adapter call's end: the lifecycle's sign that the transport is moving
         self.held = 0
         self.late_waiting = 0  # lives waiting for a timed-out create's late answer (to destroy it)
         self.created_count = 0

@@ -1,8 +1,9 @@
 """The e2b face of the emulator, with this process stalled while the readiness answers arrive.
 
 Once every sandbox is created (their readiness commands then on the wire),
-both the gevent hub and the asyncio bridge's loop are blocked for
-TEST_STALL_S seconds: longer than the command timeout. The answers arrive
+the asyncio bridge's loop and the gevent hub (unless TEST_STALL_HUB=0) are blocked for
+TEST_STALL_S seconds: longer than the command timeout (and, with
+TEST_VERDICT_GRACE_S, than the lifecycle's window for a verdict). The answers arrive
 during the stall and wait, unread, in the sockets.
 """
 
@@ -18,6 +19,11 @@ from loadgen.net.aio import get_bridge
 _real_sleep = get_original("time", "sleep")
 STALL_S = float(os.environ.get("TEST_STALL_S", "2.5"))
 STALLED_AT = os.environ.get("TEST_STALLED_AT_FILE")
+STALL_HUB = os.environ.get("TEST_STALL_HUB", "1") == "1"  # 0: only the bridge's loop (the hub runs on)
+if os.environ.get("TEST_VERDICT_GRACE_S"):  # a short verdict window, so that a stall can outlast it
+    import loadgen.engine.lifecycle
+
+    loadgen.engine.lifecycle.VERDICT_GRACE_S = float(os.environ["TEST_VERDICT_GRACE_S"])
 
 
 @events.test_start.add_listener
@@ -33,7 +39,10 @@ def _arm(environment, **kw):
 
         started = time.time()
         get_bridge().loop.call_soon_threadsafe(_real_sleep, STALL_S)
-        _real_sleep(STALL_S)  # the hub, with every greenlet on it
+        if STALL_HUB:
+            _real_sleep(STALL_S)  # the hub, with every greenlet on it
+        else:
+            gevent.sleep(STALL_S)
         if STALLED_AT:
             with open(STALLED_AT, "w") as fh:
                 fh.write(f"{started} {time.time()}\n")
