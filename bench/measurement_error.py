@@ -13,8 +13,13 @@ kernel. N users start at once in one local locust process; profile
 Baseline: FastHttpUser's own measured create latency (time.time() around
 `client.post`) minus the same server time, same N, same profile.
 
+`--protocol` (bench/_harness.py's PROTOCOLS): what the clients speak to the
+emulator; `h2+tls` puts e2b's API exchanges on HTTP/2 streams of a few shared
+connections (loadgen's timed client by ALPN; FastHttpUser stays HTTP/1.1).
+
 Usage:
   python bench/measurement_error.py [--sizes 500,2000,5000] [--profile realistic-e2b] [--providers e2b]
+                                    [--protocol h1]
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ def main() -> int:
     ap.add_argument("--sizes", default="500,2000,5000")
     ap.add_argument("--profile", default="realistic-e2b")
     ap.add_argument("--providers", default="e2b")
+    ap.add_argument("--protocol", default="h1", choices=list(H.PROTOCOLS))
     args = ap.parse_args()
     print(f"# {H.command_line()}  ({H.today()}, {H.machine()})")
     sizes = [int(x) for x in args.sizes.split(",")]
@@ -77,18 +83,19 @@ def main() -> int:
         for kind in kinds:
             face = H.face_of(kind)
             if face not in emulators:
-                emulators[face] = start_emulator(args.profile, faces=face)
+                emulators[face] = start_emulator(args.profile, faces=face, tls=H.PROTOCOLS[args.protocol][0])
         for n in sizes:
             for kind in kinds:
                 emu = emulators[H.face_of(kind)]
                 emu.reset()
+                env = H.protocol_env(args.protocol, emu.ca_file)
                 if kind == "baseline":
-                    res, measured = H.run_baseline(n, emu.url, mode="create")
+                    res, measured = H.run_baseline(n, emu.url, mode="create", env=env)
                     measured = [((m["run_id"]), str(m["idx"]), m["latency_ms"]) for m in measured]
                     cpu_note = ""
                     records = []
                 else:
-                    res = H.run_loadgen(n, emu.url, provider=kind, args=["--create-timeout", "120"])
+                    res = H.run_loadgen(n, emu.url, provider=kind, args=["--create-timeout", "120"], env=env)
                     if res.master.returncode != 0:
                         raise SystemExit(f"{kind} N={n} failed:\n{res.master.output[-3000:]}")
                     records = res.records()
