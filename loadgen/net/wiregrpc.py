@@ -69,7 +69,7 @@ from typing import Callable, Optional
 from grpclib import protocol as _grpc_protocol
 from h2.events import StreamEnded, StreamReset
 
-from loadgen.net import exchange, wirehttp
+from loadgen.net import exchange, gcpauses, heldread, wirehttp
 from loadgen.net.aio import _allocate_lock, _start_new_thread
 from loadgen.net.exchange import Exchange, NotSent
 
@@ -101,8 +101,14 @@ _loop_buffers: dict = {}
 def _buffers_of(loop) -> tuple:
     buffers = _loop_buffers.get(loop)
     if buffers is None:
-        buffers = _loop_buffers[loop] = (bytearray(_PEEK_SIZE), bytearray(wirehttp._READ_SIZE))
+        buffers = _loop_buffers[loop] = (_read_buffer(), bytearray(wirehttp._READ_SIZE))
     return buffers
+
+
+def _read_buffer():
+    """What ``_read_socket`` reads into: a heldread.Reader (reads that keep the GIL), else a bytearray."""
+    buffer = bytearray(_PEEK_SIZE)
+    return heldread.Reader(buffer) if heldread.available else buffer
 
 
 class _Track:
@@ -209,7 +215,11 @@ class _Reader:
     A thread blocked in epoll reads each answer as it lands, so its stamp is its
     own; the loop gets the pieces, stamps attached, in one wake-up per batch.
     Under a busy process the thread waits for the GIL (sys.getswitchinterval(),
-    5 ms by default), which bounds how long answers can sit unread."""
+    5 ms by default), which bounds how long answers can sit unread, provided
+    nothing holds the GIL longer: its reads keep the GIL (``heldread``: a pass
+    is one hold, not a wait for the GIL after every cut), and on a server
+    (``StampedServer``) the process's garbage collections are kept short
+    (``gcpauses``), the full ones run once the sockets are idle."""
 
     def __init__(self):
         self._epoll = _epoll()
@@ -249,19 +259,21 @@ class _Reader:
         return out
 
     def _run(self) -> None:
-        buffer = bytearray(_PEEK_SIZE)
+        buffer = _read_buffer()
         while True:
             try:
                 self._pass(buffer)
             except Exception:  # noqa: BLE001 - the thread must outlive any one connection's trouble
                 log.exception("wiregrpc: the reader thread's pass failed; reading on")
 
-    def _pass(self, buffer: bytearray) -> None:
+    def _pass(self, buffer) -> None:
         """One wait for readiness, and everything it found read and handed to the loops."""
         try:
-            events = self._epoll.poll()
+            events = self._epoll.poll(gcpauses.IDLE_S if gcpauses.active else -1)
         except InterruptedError:
             return
+        if gcpauses.due(idle=not events):
+            self._collect_garbage()
         touched = []
         for fd, _mask in events:
             if fd == self._wake_r:
@@ -304,6 +316,18 @@ class _Reader:
                 except RuntimeError:  # the loop is closed: nobody is left to read for
                     out[0].clear()
                     out[1] = False
+
+    def _collect_garbage(self) -> None:
+        """A full collection on a loop this thread reads for (finalizers run there, as they would anyway)."""
+        for out in list(self._outs.values()):
+            loop = out[2]
+            if not loop.is_closed():
+                try:
+                    loop.call_soon_threadsafe(gcpauses.collect)
+                    return
+                except RuntimeError:  # closed meanwhile
+                    continue
+        gcpauses.collect()
 
     @staticmethod
     def _drain(out: list) -> None:
@@ -356,7 +380,6 @@ class StampedTransport(asyncio.Transport):
         # one read buffer per loop, shared by its connections (a read never yields): 2,000 sandboxes'
         # command-router connections must not cost 2,000 of them
         self._peek, self._plain = _buffers_of(loop)
-        self._view = memoryview(self._peek)
         self.stamp = 0.0  # the stamp of the bytes being delivered (read by _StampedConnection.feed)
         self._backlog = bytearray()
         self._written = 0  # bytes handed to write()
@@ -553,10 +576,13 @@ class StampedTransport(asyncio.Transport):
         if status == "eof":
             self._eof()
 
-    def _read_socket(self, buffer: bytearray, emit) -> Optional[str]:
+    def _read_socket(self, buffer, emit) -> Optional[str]:
         """Read what is waiting, in pieces that end just past each stream-ending frame (over TLS, each
         record), so that each piece's stamp is that of its last byte's segment: ``emit(data, stamp)``
-        per piece. Returns "eof" at the end of the stream, else None once drained; raises OSError."""
+        per piece. Returns "eof" at the end of the stream, else None once drained; raises OSError.
+        ``buffer`` is a heldread.Reader (the GIL kept throughout) or a bytearray (socket methods)."""
+        if buffer.__class__ is not bytearray:
+            return self._read_held(buffer, emit)
         sock = self._sock
         view = memoryview(buffer)
         size = len(buffer)
@@ -578,6 +604,29 @@ class StampedTransport(asyncio.Transport):
                     if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= _TIMESPEC.size:
                         seconds, nanoseconds = _TIMESPEC.unpack_from(value)
                         stamp = seconds + nanoseconds * 1e-9
+                emit(bytes(view[start:start + got]), time.time() if stamp is None else stamp)
+                start = cut
+            if n < size:
+                return None
+
+    def _read_held(self, reader, emit) -> Optional[str]:
+        """``_read_socket`` with heldread's calls: one hold of the GIL for the peek and every cut."""
+        fd = self._fd
+        view = reader.view
+        size = len(view)
+        cut_at = self._record_cuts if self._tls is not None else self._frame_cuts
+        while True:
+            n = reader.peek(fd, size)
+            if n is None:
+                return None
+            if n == 0:
+                return "eof"
+            cuts = cut_at(view, n)
+            if not cuts or cuts[-1] != n:
+                cuts.append(n)
+            start = 0
+            for cut in cuts:
+                got, stamp = reader.read(fd, start, cut - start)
                 emit(bytes(view[start:start + got]), time.time() if stamp is None else stamp)
                 start = cut
             if n < size:
@@ -908,6 +957,9 @@ class StampedServer:
 
     def __init__(self, sock: socket.socket, protocol_factory, ssl_context: Optional[ssl.SSLContext] = None):
         self._loop = asyncio.get_running_loop()
+        # the server's own stamps are the reference a client is judged by: no full collection during traffic
+        gcpauses.keep_pauses_short()
+        _the_reader()
         self._sock = sock
         self._factory = protocol_factory
         self._ssl = ssl_context
