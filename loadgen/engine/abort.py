@@ -44,15 +44,7 @@ class Abort:
 
     def sleep(self, seconds: float) -> bool:
         """Sleep ``seconds``, or until the abort; True if it was aborted."""
-        if self._set:
-            return True
-        mine = gevent.event.Event()
-        self._wakes.add(mine)
-        try:
-            mine.wait(seconds)
-        finally:
-            self._wakes.discard(mine)
-        return self._set
+        return self.wait_for(gevent.event.Event(), seconds)
 
     def wait_for(self, event: gevent.event.Event, timeout: Optional[float] = None) -> bool:
         """Wait until ``event`` (one this waiter alone waits on) is set, or the abort; True if aborted."""
