@@ -15,9 +15,14 @@ Hub lag at 1,000 concurrent sandboxes (not part of the normal run):
 from __future__ import annotations
 
 import collections
+import functools
 import http.client
 import json
 import os
+import re
+import socket
+import threading
+import time
 
 import pytest
 
@@ -172,6 +177,129 @@ def test_kill_failure_clean_life_and_long_poll(matrix):
     assert not gone["ok"] and gone["http_status"] == 404
     (truth,) = matrix["clean"]["truth"]
     assert truth["metadata"] == {"run_id": "matrix", "sandbox_idx": "0"} and truth["lifetime_s"] == 900
+
+
+# ---------------------------------------------------------------------------
+# the lean SDK path sends what the SDK as shipped sends
+
+
+class _Tap:
+    """A TCP relay to the emulator that keeps every byte its clients sent, connection by connection."""
+
+    def __init__(self, port: int):
+        self._port = port
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self.streams: list = []  # (first byte's arrival, bytearray) per connection
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self._port))
+            stream = [None, bytearray()]
+            self.streams.append(stream)
+            threading.Thread(target=self._pipe, args=(client, upstream, stream), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, None), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source, sink, stream) -> None:
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                if stream is not None:
+                    stream[0] = stream[0] or time.monotonic()
+                    stream[1] += data
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def requests(self) -> list:
+        """Every request sent so far, in order: (head lines, body)."""
+        out = []
+        for first, data in sorted((s for s in self.streams if s[0] is not None), key=lambda s: s[0]):
+            data = bytes(data)
+            while data:
+                head, _, rest = data.partition(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                length = next((int(line.split(":", 1)[1]) for line in lines[1:]
+                               if line.lower().startswith("content-length:")), 0)
+                out.append((lines, rest[:length]))
+                data = rest[length:]
+        return out
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+_UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _lifecycle_on_the_wire(tap: _Tap, plain: bool, monkeypatch) -> list:
+    """A create, a command, a command with a query parameter (which the lean path leaves to the SDK), a
+    shutdown and a shutdown of a devbox that is gone, as sent; ids and per-request UUIDs replaced."""
+    from loadgen.providers import get_provider_class
+    from loadgen.providers.base import ProviderSettings
+
+    monkeypatch.setenv("RUNLOOP_API_KEY", "runloop_test_key")
+    monkeypatch.delenv("LOADGEN_RUNLOOP_TRANSPORT", raising=False)
+    if plain:
+        monkeypatch.setenv("LOADGEN_RUNLOOP_PLAIN_SDK", "1")
+    else:
+        monkeypatch.delenv("LOADGEN_RUNLOOP_PLAIN_SDK", raising=False)
+    tap.streams.clear()
+    adapter = get_provider_class("runloop")(ProviderSettings(base_url=tap.url, users_in_process=2))
+    adapter.prepare()
+    assert adapter.wire_verdicts and adapter.lean is not plain
+    call = lambda method, *args: adapter.start_call(method, *args).wait(30)  # noqa: E731
+    handle = call(adapter.create, {"run_id": "tap", "sandbox_idx": "0"})
+    assert call(adapter.run, handle, "node -v", 10).stdout == "v20.18.1\n"
+    view = call(functools.partial(handle.client.devboxes.execute, handle.id, command="node -v", last_n="5",
+                                  optimistic_timeout=5))
+    assert view.exit_status == 0
+    assert call(adapter.destroy, handle, 10) is True
+    assert call(adapter.destroy, handle, 10) is False
+    sent = tap.requests()
+    normalised = []
+    for lines, body in sent:
+        text = _UUID.sub(b"<uuid>", "\r\n".join(lines).encode("latin-1").replace(handle.id.encode(), b"<id>"))
+        normalised.append((text.decode("latin-1").split("\r\n"), _UUID.sub(b"<uuid>", body)))
+    return normalised
+
+
+def test_the_lean_sdk_path_sends_what_the_sdk_as_shipped_sends(monkeypatch):
+    """Method, path, every header (names, values, order) and body, request by request, with the lean path
+    on and with LOADGEN_RUNLOOP_PLAIN_SDK=1 (the SDK's own request path on the same timed transport)."""
+    with start_emulator("fast", faces="runloop") as emu:
+        tap = _Tap(int(emu.url.rsplit(":", 1)[1]))
+        try:
+            lean = _lifecycle_on_the_wire(tap, False, monkeypatch)
+            plain = _lifecycle_on_the_wire(tap, True, monkeypatch)
+        finally:
+            tap.close()
+    assert [lines[0] for lines, _ in lean] == [
+        "POST /v1/devboxes/create_and_await_running HTTP/1.1", "POST /v1/devboxes/<id>/execute HTTP/1.1",
+        "POST /v1/devboxes/<id>/execute?last_n=5 HTTP/1.1", "POST /v1/devboxes/<id>/shutdown HTTP/1.1",
+        "POST /v1/devboxes/<id>/shutdown HTTP/1.1"]
+    assert len(plain) == len(lean)
+    for (lean_lines, lean_body), (plain_lines, plain_body) in zip(lean, plain):
+        assert lean_lines == plain_lines
+        assert lean_body == plain_body
+    create_head = lean[0][0]
+    assert any(line.lower() == "authorization: bearer runloop_test_key" for line in create_head), create_head
 
 
 # ---------------------------------------------------------------------------

@@ -43,7 +43,8 @@ from loadgen.net.wirehttp import WireError, WirePool, WireStream
 _HTTP11 = {"http_version": b"HTTP/1.1"}
 
 
-def _headers(request: httpx.Request) -> dict:
+def headers_of(request: httpx.Request) -> dict:
+    """The request's headers as sent (raw names and values, a repeated name joined with commas)."""
     headers: dict = {}
     for name, value in request.headers.raw:
         key = name.decode("latin-1")
@@ -52,7 +53,8 @@ def _headers(request: httpx.Request) -> dict:
     return headers
 
 
-def _timeout(request: httpx.Request) -> Optional[float]:
+def timeout_of(request: httpx.Request) -> Optional[float]:
+    """The request's read timeout, else its connect timeout (what bounds the exchange when no phase does)."""
     timeouts = request.extensions.get("timeout") or {}
     read = timeouts.get("read")
     return read if read is not None else timeouts.get("connect")
@@ -100,8 +102,8 @@ class WireAsyncTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         body = await request.aread()
         try:
-            stream = await self._pool.stream(request.method, str(request.url), _headers(request), body or None,
-                                             _timeout(request))
+            stream = await self._pool.stream(request.method, str(request.url), headers_of(request), body or None,
+                                             timeout_of(request))
         except WireError as error:
             mapped = _as_httpx(error, request)
             if mapped is error:
@@ -131,9 +133,14 @@ class WireSyncTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         body = request.read()
+        return self.exchange(request, str(request.url), headers_of(request), body or None, timeout_of(request))
+
+    def exchange(self, request: httpx.Request, url: str, headers: dict, body: Optional[bytes],
+                 timeout: Optional[float]) -> httpx.Response:
+        """``request``'s exchange, sent as ``url``, ``headers`` and ``body`` (what ``handle_request`` reads from
+        it, or a caller that already has them: runloop's lean client)."""
         try:
-            answer = greenwire.run(self._pool.request(request.method, str(request.url), _headers(request),
-                                                       body or None, _timeout(request)))
+            answer = greenwire.run(self._pool.request(request.method, url, headers, body, timeout))
         except WireError as error:
             mapped = _as_httpx(error, request)
             if mapped is error:

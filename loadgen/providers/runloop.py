@@ -52,11 +52,38 @@ every answer. One ``httpx.Client`` then serves every sandbox (the timed
 client's pool has no per-request scan, so the sharding below is for the
 SDK's own transport only).
 
+Client cost: the SDK's own Python work per request, not the HTTP, is what a
+burst pays for (BENCHMARKS.md §8). On the timed transport the adapter takes
+out the layers below the SDK that redo what it has just done, and keeps the
+SDK's code path (every call still goes through its resource methods, its
+options, its body transform and serialisation, its headers, its answer
+parsing into models and its exception mapping):
+
+- ``_build_request``: the SDK builds its headers and body as shipped; the
+  ``httpx.Request`` is then put together from them (the client's headers
+  merged in, ``Host`` and ``Content-Length`` where httpx puts them) instead
+  of going through httpx's ``build_request``, which parsed the URL twice more
+  and normalised every header again. A request it does not cover (query
+  parameters, files, an SDK-set ``Host``...) is built by the SDK as shipped.
+- ``httpx.Client.send``: a lean request goes straight to the timed exchange,
+  past httpx's auth flow (the SDK's bearer token is a header), its cookie
+  jar (consulted only when an answer sets a cookie) and its redirect loop
+  (taken over by httpx when an answer is a redirect).
+
+The bytes on the wire are the same (tests/test_provider_runloop.py checks
+method, path, every header in order and the body against the SDK as
+shipped). ``LOADGEN_RUNLOOP_PLAIN_SDK=1`` turns the lean path off (the SDK's
+request path exactly as shipped, on the same timed transport), for A/B
+measurements and as an escape hatch should an SDK upgrade break it.
+
 ``LOADGEN_RUNLOOP_TRANSPORT=sdk`` sends on the SDK's own httpx transport
-instead (sharded clients as above; latency timed around each SDK call, by
-this greenlet's clock), for A/B measurements and as an escape hatch should an
-SDK upgrade break the timed one. ``LOADGEN_HTTP2=1`` implies it: the timed
-client speaks HTTP/1.1 only.
+instead (sharded clients as above, the SDK's request path as shipped;
+latency timed around each SDK call, by this greenlet's clock), for A/B
+measurements and as an escape hatch should an SDK upgrade break the timed
+one. ``LOADGEN_HTTP2=1`` implies it: the timed client speaks HTTP/1.1 only.
+
+Length: the adapter and its lean request path, which subclasses the SDK's
+client and only makes sense next to it.
 """
 
 from __future__ import annotations
@@ -64,6 +91,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from typing import Any, Optional
 
 from loadgen.net import exchange
@@ -77,6 +105,7 @@ _SHARD_USERS = 4  # sandboxes per httpx client (see the module docstring)
 _MAX_KEEP_ALIVE_S = 172800  # Runloop's documented maximum (48 h)
 _IDLE_EXPIRY_S = 60.0  # idle connections kept this long (httpx's keepalive_expiry, as before)
 TRANSPORT_ENV = "LOADGEN_RUNLOOP_TRANSPORT"
+PLAIN_SDK_ENV = "LOADGEN_RUNLOOP_PLAIN_SDK"
 
 
 class Devbox:
@@ -114,20 +143,26 @@ class RunloopProvider(Provider):
                               keepalive_expiry=60.0)
         self.transport = transport_choice(TRANSPORT_ENV)
         self.wire_verdicts = self.transport == "wire"
+        # the lean path needs the timed transport (its send is that transport's exchange)
+        self.lean = self.wire_verdicts and os.environ.get(PLAIN_SDK_ENV, "").strip().lower() not in ("1", "true", "yes")
+        client_class, http_client_class = Runloop, httpx.Client
         if self.wire_verdicts:
             from loadgen.net import greenwire
             from loadgen.net.wirehttpx import WireSyncTransport
 
             wire = WireSyncTransport(greenwire.pool(max_idle_per_origin=self.pool_size, idle_expiry_s=_IDLE_EXPIRY_S))
             shards, client_args = 1, {"transport": wire}
+            if self.lean:
+                client_class, lean_http_client = _lean_sdk_classes()
+                http_client_class, client_args = lean_http_client, {"wire": wire}
         else:
             ssl_context = httpx.create_ssl_context()  # one for all clients: each costs ~20 ms of CPU
             shards = max(1, math.ceil(int(s.users_in_process) / _SHARD_USERS))
             client_args = {"limits": limits, "verify": ssl_context, **httpx_versions(base_url)}
         self.clients = []
         for _ in range(shards):
-            http_client = httpx.Client(timeout=default_timeout, follow_redirects=True, **client_args)
-            self.clients.append(Runloop(
+            http_client = http_client_class(timeout=default_timeout, follow_redirects=True, **client_args)
+            self.clients.append(client_class(
                 bearer_token=os.environ.get("RUNLOOP_API_KEY"),
                 base_url=base_url,
                 max_retries=0,
@@ -146,8 +181,9 @@ class RunloopProvider(Provider):
         if s.sandbox_lifetime_s > _MAX_KEEP_ALIVE_S:
             log.warning("runloop: sandbox lifetime %d s is above Runloop's maximum keep-alive; using %d s",
                         s.sandbox_lifetime_s, _MAX_KEEP_ALIVE_S)
-        log.info("runloop: api %s, %d clients of %d connections (%s transport), keep-alive %d s",
-                 base_url or "(SDK default)", len(self.clients), self.pool_size, self.transport, self.keep_alive_s)
+        log.info("runloop: api %s, %d clients of %d connections (%s transport%s), keep-alive %d s",
+                 base_url or "(SDK default)", len(self.clients), self.pool_size, self.transport,
+                 ", lean SDK path" if self.lean else "", self.keep_alive_s)
 
     def _client_for(self, tags: dict[str, str]):
         try:
@@ -256,3 +292,153 @@ class RunloopProvider(Provider):
             # the devbox booted into failure/shutdown instead of running
             return ErrorInfo(FailureClass.OTHER.value, None, "devbox_failed", error_type, message)
         return classify_exception(exc)
+
+
+# -- the lean path: the SDK's request work without the layers below it that redo it ---------------------
+
+_SAFE_PATH = re.compile(r"/?[A-Za-z0-9_.~/-]*\Z")  # a path httpx's URL parser leaves as it is (no query)
+_PROBE_PATH = "/v1/devboxes/dbx_probe/execute"
+_lean_classes: tuple = ()
+
+
+def _lean_sdk_classes() -> tuple:
+    """(LeanRunloop, LeanHttpxClient): the SDK's client and an httpx.Client, each with the redundant layers
+    of a request bypassed (see the module docstring). Built once, on first use (they subclass the SDK's)."""
+    global _lean_classes
+    if _lean_classes:
+        return _lean_classes
+    import time
+    from datetime import timedelta
+
+    import httpx
+    from httpx._client import USE_CLIENT_DEFAULT, UseClientDefault
+    from runloop_api_client import Runloop
+    from runloop_api_client._base_client import log as sdk_log
+    from runloop_api_client._types import NotGiven
+    from runloop_api_client._utils import is_given
+    from runloop_api_client._utils._json import openapi_dumps
+
+    from loadgen.net.wirehttpx import headers_of, timeout_of
+
+    class LeanRequest(httpx.Request):
+        """The ``httpx.Request`` httpx's ``build_request`` would make (the same method, URL, headers in the
+        same order, body and timeout), built from parts already checked; the wire takes the URL's text."""
+
+        def __init__(self, method: str, url: httpx.URL, url_text: str, raw_headers: list, content: Optional[bytes],
+                     timeout):
+            self.method = method
+            self.url = url
+            self.url_text = url_text
+            self.headers = httpx.Headers(raw_headers)
+            self.extensions = {"timeout": httpx.Timeout(timeout).as_dict()}
+            self._content = content or b""
+            self.stream = httpx.ByteStream(self._content)
+
+    class LeanHttpxClient(httpx.Client):
+        """An ``httpx.Client`` on loadgen's timed transport whose ``send`` of a ``LeanRequest`` goes straight
+        to the exchange: no auth flow (the SDK's bearer token is a header), the cookie jar only if the
+        answer sets a cookie, httpx's redirect machinery only for a redirect. Anything else: httpx's own."""
+
+        def __init__(self, wire, **kwargs):
+            super().__init__(transport=wire, **kwargs)
+            self._wire = wire
+            self.defaults_raw = [(name, value) for name, value in self.headers.raw]
+
+        def lean_request(self, method: str, url: httpx.URL, url_text: str, host: bytes, headers: httpx.Headers,
+                         content: Optional[bytes], timeout) -> Optional[LeanRequest]:
+            """What ``build_request`` would make of the SDK's ``headers`` and ``content`` (its merge with this
+            client's headers, then ``Host`` and ``Content-Length`` where httpx puts them), or None where
+            that takes httpx itself (the SDK set one of those headers, the cookie jar is not empty)."""
+            names = {name.lower() for name, _ in headers.raw}
+            if names & {b"host", b"content-length", b"transfer-encoding"} or self.cookies or self.auth is not None \
+                    or self._event_hooks["request"] or self._event_hooks["response"] or self.params:
+                return None
+            raw = [(b"Host", host)]
+            if not content and method in ("POST", "PUT", "PATCH"):
+                raw.append((b"Content-Length", b"0"))
+            raw += [(name, value) for name, value in self.defaults_raw if name.lower() not in names]
+            raw += headers.raw
+            if content:
+                raw.append((b"Content-Length", str(len(content)).encode()))
+            return LeanRequest(method, url, url_text, raw, content, timeout)
+
+        def send(self, request, *, stream=False, auth=USE_CLIENT_DEFAULT, follow_redirects=USE_CLIENT_DEFAULT):
+            if not isinstance(request, LeanRequest) or auth is not USE_CLIENT_DEFAULT or self.is_closed:
+                return super().send(request, stream=stream, auth=auth, follow_redirects=follow_redirects)
+            started = time.perf_counter()
+            response = self._wire.exchange(request, request.url_text, headers_of(request), request._content or None,
+                                           timeout_of(request))
+            response.default_encoding = self._default_encoding
+            if "set-cookie" in response.headers:
+                self.cookies.extract_cookies(response)
+            follow = self.follow_redirects if isinstance(follow_redirects, UseClientDefault) else follow_redirects
+            if follow and response.has_redirect_location:  # (never from Runloop's API): httpx takes it from here
+                response.read()
+                response.close()
+                return super().send(self._build_redirect_request(request, response), stream=stream, auth=auth,
+                                    follow_redirects=follow_redirects)
+            if not stream:
+                response.read()
+            response.elapsed = timedelta(seconds=time.perf_counter() - started)
+            return response
+
+    class LeanRunloop(Runloop):
+        """The SDK's client whose ``_build_request`` skips httpx's second pass over what the SDK just built:
+        the SDK still merges its options and headers (``_build_headers``), serialises its body
+        (``openapi_dumps``) and takes the timeout as it does; the URL is what ``_prepare_url`` makes of a
+        plain path, put together from the base URL's parsed parts instead of parsed twice again (checked
+        against ``_prepare_url`` once, at start: a mismatch turns the lean path off). Anything the lean
+        request does not cover (query parameters, files, extra JSON, raw content, a path httpx would
+        re-encode, debug logging) goes through the SDK's own ``_build_request``."""
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            base = self.base_url
+            self._lean_root = None
+            if "_" not in base.host and not base.query and not base.userinfo and not base.fragment:
+                self._lean_root = base.raw_path.decode("ascii")
+                self._lean_prefix = f"{base.scheme}://{base.netloc.decode('ascii')}{self._lean_root}"
+                self._lean_host = base.netloc
+                url, text = self._lean_url(_PROBE_PATH)
+                expected = self._prepare_url(_PROBE_PATH)
+                if url != expected or text != str(expected) or url.path != expected.path:
+                    self._lean_root = None  # this httpx builds URLs otherwise: the SDK's own way, always
+
+        def _lean_url(self, path: str) -> tuple:
+            """(URL, its text) of ``path`` on the base URL, as ``_prepare_url`` would make them."""
+            path = path.lstrip("/")
+            url = httpx.URL.__new__(httpx.URL)
+            url._uri_reference = self.base_url._uri_reference._replace(path=self._lean_root + path)
+            return url, self._lean_prefix + path
+
+        def _build_request(self, options, *, retries_taken: int = 0):
+            json_data, url = options.json_data, options.url
+            if (self._lean_root is None or options.files is not None or options.extra_json is not None
+                    or options.params or self.default_query or options.content is not None
+                    or isinstance(json_data, bytes) or not _SAFE_PATH.match(url) or "/." in url
+                    or not isinstance(self._client, LeanHttpxClient) or sdk_log.isEnabledFor(logging.DEBUG)):
+                return super()._build_request(options, retries_taken=retries_taken)
+            headers = self._build_headers(options, retries_taken=retries_taken)
+            if (headers.get("Content-Type") or "").startswith("multipart/form-data"):
+                return super()._build_request(options, retries_taken=retries_taken)
+            method = options.method.upper()
+            if method != "GET":
+                content = openapi_dumps(json_data) if is_given(json_data) and json_data is not None else None
+            else:
+                headers.pop("Content-Type", None)
+                content = None
+            timeout = self.timeout if isinstance(options.timeout, NotGiven) else options.timeout
+            request = self._client.lean_request(method, *self._lean_url(url), self._lean_host, headers, content,
+                                                timeout)
+            if request is None:
+                return super()._build_request(options, retries_taken=retries_taken)
+            return request
+
+        def _send_client_for_request(self, request):
+            if not self._isolate_workload_pools:  # an http_client of ours: the one client (no path to parse)
+                return self._client
+            return super()._send_client_for_request(request)
+
+    LeanRunloop.__name__ = LeanRunloop.__qualname__ = "Runloop"
+    _lean_classes = (LeanRunloop, LeanHttpxClient)
+    return _lean_classes
