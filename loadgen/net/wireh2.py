@@ -36,9 +36,13 @@ answer: an answer is read whole (``request``) or as it arrives (``stream``:
 ``H2Stream``, with wirehttp's ``WireStream`` interface and meaning of
 "answered").
 
-A new connection's set-up (TCP and TLS, as the kernel saw them) is the
-exchange's that opened it; requests that arrive while it is being made wait
-for it instead of opening their own.
+A new connection's set-up (TCP, TLS, and the server's SETTINGS, as the
+kernel saw them) is the exchange's that opened it; requests that arrive while
+it is being made wait for it instead of opening their own. Its first
+requests go out once the server's SETTINGS are in: within its stream limit,
+and after the SETTINGS ACK (a server, the emulator among them, that dates a
+request by its connection's latest segment would otherwise date the whole
+first batch by that ACK).
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ import h2.settings
 
 from loadgen.net import exchange, wiregrpc
 from loadgen.net.exchange import Exchange, NotSent
-from loadgen.net.wirehttp import (ConnectTimeout, ReadError, ReadTimeout, RemoteProtocolError, WireError,
+from loadgen.net.wirehttp import (ConnectError, ConnectTimeout, ReadError, ReadTimeout, RemoteProtocolError, WireError,
                                   WireResponse)
 
 STREAMS_PER_CONNECTION = 100  # the client's own cap; the RFC's recommended minimum for servers, and h2's default
@@ -202,7 +206,7 @@ class _Connection(asyncio.Protocol):
             h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: 1 << 16,
         })
         self.streams: dict = {}
-        self.capacity = origin.capacity_hint()  # until this connection's SETTINGS come
+        self.capacity = origin.capacity_hint()  # the requests that wait for this connection's SETTINGS
         self.active = 0  # streams reserved or open
         self.usable = True  # takes new streams (no GOAWAY, not closing, not lost)
         self.idle_since = time.monotonic()
@@ -212,6 +216,8 @@ class _Connection(asyncio.Protocol):
         self.wired = None  # wirehttp's connection under the transport
         self.stamped = True
         self.lost = False
+        self.settled: Optional[asyncio.Future] = None  # the server's first SETTINGS came (None) or not (an error)
+        self.settled_at = 0.0
         self._blocked: list = []  # streams whose request body waits for the flow-control window
 
     # -- set-up -----------------------------------------------------------------
@@ -238,9 +244,29 @@ class _Connection(asyncio.Protocol):
             self.ready.set_result("h1")
             return
         self.wired, self.stamped = wired, wired.stamped
+        self.settled = self.loop.create_future()
         transport = wiregrpc.StampedTransport(self.loop, wired, self, None, keep_ends=False)
         self.connection_made(transport)
+        preface_at = time.time()  # (sent at the end of this loop step)
         transport.start()  # (what TLS decrypted with its last flight first: the server's SETTINGS, maybe)
+        # The first requests wait for the server's SETTINGS: they are sent within its stream limit, and
+        # after the SETTINGS ACK rather than before it (a server that dates a request by its connection's
+        # latest segment would otherwise date a whole first batch by the ACK). The set-up includes it.
+        try:
+            if deadline is None:
+                outcome = await self.settled
+            else:
+                async with asyncio.timeout(max(0.0, deadline - time.time())):
+                    outcome = await self.settled
+        except TimeoutError:
+            outcome = ConnectTimeout(f"connect to {origin.host}: no HTTP/2 SETTINGS within the deadline")
+        if outcome is not None:
+            self.usable = False
+            origin.forget(self)
+            transport.abort()
+            self.ready.set_result(outcome)
+            return
+        wired.setup_s += max(0.0, self.settled_at - preface_at)
         self.ready.set_result(None)
 
     def connection_made(self, transport) -> None:
@@ -302,6 +328,9 @@ class _Connection(asyncio.Protocol):
                 limit = self.state.remote_settings.max_concurrent_streams
                 self.origin.server_limit = limit
                 self.capacity = min(self.origin.streams_per_connection, limit)
+                if not self.settled.done():
+                    self.settled_at = stamp
+                    self.settled.set_result(None)
                 self._unblock()
             elif kind is h2.events.WindowUpdated:
                 self._unblock()
@@ -316,6 +345,9 @@ class _Connection(asyncio.Protocol):
         self.lost = True
         self.usable = False
         self.origin.forget(self)
+        if self.settled is not None and not self.settled.done():
+            self.settled.set_result(ConnectError(f"{self.origin.host} closed the connection before its HTTP/2 "
+                                                 f"SETTINGS" + (f": {exc}" if exc else "")))
         for stream in list(self.streams.values()):
             if stream.sent_at is None:
                 stream.refused = True  # never left this host: safe to send again
@@ -545,7 +577,8 @@ class Origin:
         started_by = phase.wire_started if phase is not None and phase.wire_started is not None else None
         connect_deadline = None if budget is None else (started_by or started) + budget
         head = self._head(method, target, headers, body)
-        for _attempt in range(_RETRIES):
+        refusals = 0
+        while refusals < _RETRIES:
             conn, opener = self._pick(loop)
             if opener:
                 loop.create_task(conn.open(connect_deadline, self.prior_knowledge))
@@ -556,8 +589,8 @@ class Origin:
                 return None
             if outcome is not None:
                 raise outcome.__class__(*outcome.args) if isinstance(outcome, WireError) else outcome
-            if conn.lost or not conn.usable:  # lost, or told GOAWAY, since it was picked
-                conn.active -= 1
+            if conn.lost or not conn.usable or len(conn.streams) >= conn.capacity:
+                conn.active -= 1  # lost, told GOAWAY, or its SETTINGS allow fewer streams than waited for it
                 continue
             setup_s = syn = 0
             connect_s = 0.0
@@ -571,6 +604,7 @@ class Origin:
                     stream.waiter = loop.create_future()
                     await stream.waiter
                 if stream.refused:
+                    refusals += 1
                     continue
                 if stream.error is not None:
                     raise stream.error
