@@ -591,6 +591,7 @@ class Origin:
                 raise outcome.__class__(*outcome.args) if isinstance(outcome, WireError) else outcome
             if conn.lost or not conn.usable or len(conn.streams) >= conn.capacity:
                 conn.active -= 1  # lost, told GOAWAY, or its SETTINGS allow fewer streams than waited for it
+                refusals += conn.capacity <= 0  # (a server that allows none for now: not for ever)
                 continue
             setup_s = syn = 0
             connect_s = 0.0
