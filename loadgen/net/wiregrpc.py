@@ -985,7 +985,7 @@ class StampedServer:
                 conn.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             except OSError:
                 pass
-            wired = wirehttp._Connection(self._loop, conn, True, self._buffer, time.time())
+            wired = wirehttp._Connection(wirehttp.ASYNCIO, conn, True, self._buffer, time.time())
             if self._ssl is None:
                 _run(self._loop, wired, self._factory(), None, keep_ends=True)
             else:
