@@ -25,10 +25,11 @@ Errors are httpx's own classes of the same names (``ConnectError``,
 httpx's; a failure that is the generator's (``GeneratorError``, ``NotSent``)
 is raised as it is, to be found in the SDK's exception chain. Timeouts: the
 request's read timeout (else its connect timeout) bounds the connect and the
-answer from the wire start, unless a lifecycle phase gives its own. What the
-timed client does not do (HTTP/2, proxies, redirects are httpx's and work
-unchanged) stays the SDK's choice of transport: see each adapter's escape
-hatch.
+answer from the wire start, unless a lifecycle phase gives its own. The
+exchanges are HTTP/1.1, or HTTP/2 where the pool was made for a control plane
+(``WirePool(http2=True)``) and the server offers it. What the timed client
+does not do (proxies, redirects are httpx's and work unchanged) stays the
+SDK's choice of transport: see each adapter's escape hatch.
 """
 
 from __future__ import annotations

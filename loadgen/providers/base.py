@@ -75,8 +75,8 @@ def http2_requested() -> bool:
 
 def transport_choice(variable: str) -> str:
     """The HTTP transport an adapter's SDK sends on: ``wire`` (loadgen.net's timed client, the default)
-    or ``sdk`` (the SDK's own, from ``variable`` = ``sdk``, or with ``LOADGEN_HTTP2=1``: the timed client
-    speaks HTTP/1.1 only, so HTTP/2 is the SDK's transport)."""
+    or ``sdk`` (the SDK's own, from ``variable`` = ``sdk``, or with ``LOADGEN_HTTP2=1``: these adapters'
+    timed pools speak HTTP/1.1 only, so HTTP/2 is the SDK's transport)."""
     if os.environ.get(variable, "").strip().lower() == "sdk" or http2_requested():
         return "sdk"
     return "wire"
