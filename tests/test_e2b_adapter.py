@@ -170,6 +170,22 @@ print(json.dumps({"exit_code": result.exit_code, "stdout": result.stdout.strip()
 """
 
 
+def test_a_fresh_gevent_process_speaks_http2_to_the_api_over_tls():
+    """As a locust worker runs it: gevent patched, the adapter's exchanges on the bridge's thread, HTTP/2's
+    modules (wiregrpc's, which may run a subprocess at import: gevent allows that on the main thread
+    only) imported with the adapter."""
+    with start_emulator("fast", tls=True) as emu:
+        out = subprocess.run([sys.executable, "-c", "from gevent import monkey; monkey.patch_all()\n"
+                              + _ESCAPE_HATCH_SCRIPT, emu.url], capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "E2B_API_KEY": "e2b_test_key", "SSL_CERT_FILE": emu.ca_file,
+                                  "LOADGEN_WIRE_HTTP2": ""})
+        assert out.returncode == 0, out.stderr[-2000:]
+        opened = emu.stats()["server"]["connections_by_protocol"]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert (got["exit_code"], got["stdout"][:4], got["killed"]) == (0, "v20.", True)
+    assert opened["h2"] == 1  # the API's create and kill on one HTTP/2 connection (envd's on HTTP/1.1)
+
+
 @pytest.mark.parametrize("env, wire", [
     ({"LOADGEN_E2B_TRANSPORT": "pyqwest"}, {"create": True, "run": False, "destroy": True}),
     ({"LOADGEN_E2B_PLAIN_SDK": "1"}, {"create": False, "run": False, "destroy": False}),

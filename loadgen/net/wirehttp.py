@@ -586,7 +586,7 @@ class WireClient:
 
     def _origin(self):
         if self._h2 is None:
-            from loadgen.net import wireh2  # (it imports this module)
+            from loadgen.net import wireh2  # (it imports this module; import it on the main thread first, as e2b does)
 
             self._h2 = wireh2.Origin(self, prior_knowledge=self.scheme == "http")
         if self._h2.h1:

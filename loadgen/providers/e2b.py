@@ -74,6 +74,8 @@ import sys
 import time
 
 from loadgen.net import exchange
+from loadgen.net import wireh2  # noqa: F401 - the API's HTTP/2, imported here, on the main thread: its imports
+# (wiregrpc's) may run a subprocess, which gevent allows only there, not on the asyncio bridge's thread
 from loadgen.net.exchange import Exchange
 from loadgen.net.wirehttp import WireError, WirePool
 from loadgen.providers.base import attributes, CommandResult, http2_requested, Provider
