@@ -178,7 +178,7 @@ def test_a_fresh_gevent_process_speaks_http2_to_the_api_over_tls():
         out = subprocess.run([sys.executable, "-c", "from gevent import monkey; monkey.patch_all()\n"
                               + _ESCAPE_HATCH_SCRIPT, emu.url], capture_output=True, text=True, timeout=60,
                              env={**os.environ, "E2B_API_KEY": "e2b_test_key", "SSL_CERT_FILE": emu.ca_file,
-                                  "LOADGEN_WIRE_HTTP2": ""})
+                                  "LOADGEN_WIRE_HTTP2": "alpn"})
         assert out.returncode == 0, out.stderr[-2000:]
         opened = emu.stats()["server"]["connections_by_protocol"]
     got = json.loads(out.stdout.strip().splitlines()[-1])

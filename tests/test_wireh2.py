@@ -23,14 +23,14 @@ _HEADERS = {"x-api-key": "k", "content-type": "application/json"}
 
 @pytest.fixture
 def tls_emulator(monkeypatch):
-    """An emulator under --tls whose CA this process trusts; the timed client's default (HTTP/2 by ALPN)."""
+    """An emulator under --tls whose CA this process trusts; the timed client asked for HTTP/2 by ALPN."""
     def start(**settings):
         emu = start_emulator("fast", tls=True, **settings)
         monkeypatch.setenv("SSL_CERT_FILE", emu.ca_file)
         started.append(emu)
         return emu
 
-    monkeypatch.delenv("LOADGEN_WIRE_HTTP2", raising=False)
+    monkeypatch.setenv("LOADGEN_WIRE_HTTP2", "alpn")
     started: list = []
     yield start
     for emu in started:
@@ -208,7 +208,7 @@ def test_cleartext_speaks_http2_only_when_asked(monkeypatch):
     assert before["h2"] == 0 and after["h2"] == 1
 
 
-def test_over_tls_the_server_may_choose_http1_and_zero_keeps_the_client_on_it(tls_emulator, monkeypatch):
+def test_over_tls_the_client_speaks_http1_by_default_and_with_zero(tls_emulator, monkeypatch):
     emu = tls_emulator()
 
     async def main():
@@ -218,6 +218,26 @@ def test_over_tls_the_server_may_choose_http1_and_zero_keeps_the_client_on_it(tl
         finally:
             pool.close()
 
-    monkeypatch.setenv("LOADGEN_WIRE_HTTP2", "0")
-    assert asyncio.run(main()) == [200, 200]
+    for setting in ("0", None):  # HTTP/1.1 when told so, and by default
+        if setting is None:
+            monkeypatch.delenv("LOADGEN_WIRE_HTTP2", raising=False)
+        else:
+            monkeypatch.setenv("LOADGEN_WIRE_HTTP2", setting)
+        assert asyncio.run(main()) == [200, 200]
     assert emu.stats()["server"]["connections_by_protocol"]["h2"] == 0
+
+
+def test_a_setting_it_cannot_read_is_refused_before_anything_is_created(tmp_path):
+    """LOADGEN_WIRE_HTTP2=yes-please: exit 2 naming the values it takes, and no create reaches the emulator."""
+    import subprocess
+
+    from tests.locust_harness import LOCUST, LOCUSTFILES, base_env
+
+    with start_emulator("fast") as emu:
+        out = subprocess.run(
+            [LOCUST, "-f", str(LOCUSTFILES / "local.py"), "--headless", "-u", "2", "-r", "2",
+             "--run-dir", str(tmp_path / "runs"), "--emulator-url", emu.url, "--only-summary"],
+            capture_output=True, text=True, env={**base_env(), "LOADGEN_WIRE_HTTP2": "yes-please"}, timeout=120)
+        assert out.returncode == 2, out.stderr[-3000:]
+        assert "LOADGEN_WIRE_HTTP2" in out.stderr and "alpn" in out.stderr
+        assert emu.stats()["ops"]["create"]["requests"] == 0

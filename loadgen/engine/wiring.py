@@ -45,6 +45,7 @@ from loadgen.engine.identity import make_identity
 from loadgen.engine.options import RunSettings, add_arguments, refusals
 from loadgen.engine.process import ProcessRun
 from loadgen.engine.target import emulator_health
+from loadgen.net.wirehttp import http2_setting
 from loadgen.engine.schedule import SANDBOXES_OPTION
 from loadgen.providers import get_provider_class
 from loadgen.providers.base import MissingCredentials
@@ -672,6 +673,7 @@ def on_init(environment, **kw) -> None:
         missing = controller.provider_class.missing_env()
         if missing:
             raise MissingCredentials(controller.provider_name, missing)
+        http2_setting()  # a LOADGEN_WIRE_HTTP2 it cannot read is refused here, not at the first create
         starts_now = bool(getattr(options, "headless", False) or getattr(options, "autostart", False))
         if not controller.is_worker:
             users = getattr(options, "num_users", None) if starts_now else None

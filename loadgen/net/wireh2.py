@@ -6,9 +6,10 @@ descriptors and ephemeral ports toward one API address (50,000 per host do not
 fit Linux's default port range at all), where HTTP/2 needs one connection per
 hundred streams (BENCHMARKS.md §10). So a ``WireClient`` made with
 ``http2=True`` (a control plane: one API host that every sandbox of the
-process shares) offers ``h2`` by ALPN over TLS and speaks whatever the server
-picks; over cleartext it speaks HTTP/2 with prior knowledge only when asked
-(``LOADGEN_WIRE_HTTP2=1``; ``0`` keeps every origin on HTTP/1.1). Data planes
+process shares), when asked (``LOADGEN_WIRE_HTTP2=alpn`` or ``1``; the
+default keeps every origin on HTTP/1.1), offers ``h2`` by ALPN over TLS and
+speaks whatever the server picks; over cleartext it speaks HTTP/2 with prior
+knowledge only with ``LOADGEN_WIRE_HTTP2=1``. Data planes
 (a sandbox's own host) stay on HTTP/1.1: one connection each either way.
 
 Timing is wirehttp's, per stream. The connection runs on

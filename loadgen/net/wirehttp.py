@@ -38,10 +38,11 @@ caller needed, see ``WireStream``), TLS through in-memory BIOs (so the raw bytes
 their stamps, are still ours to read; certificates checked against
 ``SSL_CERT_FILE`` when set, else certifi's roots). A client made with
 ``http2=True`` (a control plane, whose one host every sandbox of the process
-shares) speaks HTTP/2 where the server offers it: chosen by ALPN over TLS,
-with prior knowledge over cleartext only when ``LOADGEN_WIRE_HTTP2=1``
-(``0``: HTTP/1.1 everywhere); many exchanges then share a connection, each
-stream timed as an exchange here is (``loadgen.net.wireh2``). No redirects,
+shares) can speak HTTP/2 when asked (``http2_setting``): chosen by ALPN over
+TLS with ``LOADGEN_WIRE_HTTP2=alpn``, and with prior knowledge over cleartext
+too with ``LOADGEN_WIRE_HTTP2=1``; many exchanges then share a connection,
+each stream timed as an exchange here is (``loadgen.net.wireh2``). By
+default it speaks HTTP/1.1, whose timing is exact per exchange. No redirects,
 proxies or content decoding; callers fall back to their SDK's own client for those.
 Where the kernel gives no stamps (not Linux), answers are timed when read,
 and ``kernel_stamped`` says so.
@@ -95,15 +96,25 @@ HTTP2_ENV = "LOADGEN_WIRE_HTTP2"
 
 
 def http2_setting() -> str:
-    """``LOADGEN_WIRE_HTTP2``: how a client made with ``http2=True`` speaks: ``alpn`` (the default: HTTP/2
-    when the server picks it over TLS, HTTP/1.1 in cleartext), ``prior`` (``1``: HTTP/2 with prior knowledge
-    in cleartext too) or ``off`` (``0``: HTTP/1.1 everywhere)."""
+    """``LOADGEN_WIRE_HTTP2``: how a client made with ``http2=True`` speaks: ``off`` (the default, or ``0``:
+    HTTP/1.1 everywhere), ``alpn`` (HTTP/2 when the server picks it over TLS, HTTP/1.1 in cleartext) or
+    ``prior`` (``1``: by ALPN over TLS, and with prior knowledge in cleartext too).
+
+    Why HTTP/1.1 by default: each exchange then has a connection of its own, and its answer a kernel
+    stamp of its own. On a shared HTTP/2 connection answers that wait unread share one stamp, and the
+    emulator dates requests by the connection's latest segment: at 2,000 creates per process the
+    create's measurement error was p99 56-139 ms over HTTP/2 against 2.4 ms over HTTP/1.1
+    (BENCHMARKS.md §10). HTTP/2 is for when the connection budget demands it: 10,000 creates in
+    flight over TLS took 100 connections instead of 10,000, at a quarter of the CPU."""
     value = os.environ.get(HTTP2_ENV, "").strip().lower()
     if value in ("1", "true", "yes", "prior"):
         return "prior"
-    if value in ("0", "false", "no", "off"):
+    if value == "alpn":
+        return "alpn"
+    if value in ("", "0", "false", "no", "off"):
         return "off"
-    return "alpn"
+    raise ValueError(f"{HTTP2_ENV}={value!r}: expected 0 (HTTP/1.1, the default), alpn (HTTP/2 over TLS) "
+                     "or 1 (HTTP/2 over TLS and in cleartext)")
 
 
 class WireError(Exception):

@@ -55,10 +55,10 @@ real service), for A/B measurements.
 A/B measurements and as an escape hatch should an SDK upgrade break them.
 
 TLS: wirehttp and the SDK's pyqwest both trust ``SSL_CERT_FILE`` when it is
-set (how an emulator under ``--tls`` is trusted). wirehttp offers HTTP/2 by
-ALPN to the API (as the SDK's own client does; ``LOADGEN_WIRE_HTTP2=0`` keeps
-it on HTTP/1.1, ``=1`` speaks it in cleartext too, with prior knowledge) and
-HTTP/1.1 to envd; with ``LOADGEN_HTTP2=1`` the SDK's own pyqwest paths speak
+set (how an emulator under ``--tls`` is trusted). wirehttp speaks HTTP/1.1
+to the API by default (exact timing per exchange), HTTP/2 by ALPN with
+``LOADGEN_WIRE_HTTP2=alpn`` (as the SDK's own client does) or in cleartext too
+with ``=1`` (prior knowledge), and HTTP/1.1 to envd always; with ``LOADGEN_HTTP2=1`` the SDK's own pyqwest paths speak
 HTTP/2 by ALPN.
 
 Length: one adapter, which carries the SDK's request path on loadgen's timed
