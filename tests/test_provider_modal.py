@@ -440,8 +440,9 @@ print(json.dumps({"exit_code": result.exit_code, "stdout": result.stdout.strip()
 """
 
 
-@pytest.mark.parametrize("env, wire", [({}, True), ({"LOADGEN_MODAL_TRANSPORT": "sdk"}, False)],
-                         ids=["wire", "sdk"])
+@pytest.mark.parametrize("env, wire", [({}, True), ({"LOADGEN_MODAL_TRANSPORT": "sdk"}, False),
+                                       ({"LOADGEN_MODAL_TRANSPORT": "sdk", "LOADGEN_MODAL_PLAIN_SDK": "1"}, False)],
+                         ids=["wire", "sdk", "plain-sdk"])
 def test_the_escape_hatch_gives_the_sdk_its_transport_back(env, wire):
     """LOADGEN_MODAL_TRANSPORT=sdk: the SDK's own grpclib transport, timed around the SDK call (a
     subprocess: the switch is read at setup and patches the SDK process-wide)."""
@@ -453,6 +454,78 @@ def test_the_escape_hatch_gives_the_sdk_its_transport_back(env, wire):
     assert (got["exit_code"], got["stdout"][:4], got["killed"]) == (0, "v20.", True)
     assert got["wire_verdicts"] is wire
     assert got["wire"] == {"create": wire, "run": wire, "destroy": wire}
+
+
+_CAPTURE_SCRIPT = """
+import json, sys
+import grpclib.protocol as P
+from loadgen.net.aio import get_bridge
+from loadgen.providers.base import ProviderSettings
+from loadgen.providers.modal import ModalProvider
+sent, by_stream = [], {}
+send_request, send_data = P.Stream.send_request, P.Stream.send_data
+async def request(self, headers, end_stream=False, **kw):  # what goes into the HEADERS frame, before HPACK
+    by_stream[id(self)] = len(sent)
+    sent.append([[list(h) for h in headers], []])
+    return await send_request(self, headers, end_stream, **kw)
+async def data(self, payload, end_stream=False):  # the gRPC-framed messages of the DATA frames
+    if id(self) in by_stream:
+        sent[by_stream[id(self)]][1].append(bytes(payload).hex())
+    return await send_data(self, payload, end_stream)
+P.Stream.send_request, P.Stream.send_data = request, data
+adapter = ModalProvider(ProviderSettings(base_url=sys.argv[1], create_timeout_s=10, sandbox_lifetime_s=600))
+adapter.prepare()
+assert adapter._setup_error is None, adapter._setup_error
+call = lambda coro: get_bridge().call(coro, timeout=20)
+sent.clear()
+handle = call(adapter.create({"run_id": "lean", "sandbox_idx": "0"}))
+result = call(adapter.run(handle, "node -v", 5))
+killed = call(adapter.destroy(handle, 5))
+print(json.dumps({"lean": adapter._lean, "sent": sent, "ok": [result.exit_code, result.stdout.strip(), killed]}))
+"""
+# differ from one run to the next whoever calls: a fresh uuid, the clock, a JWT with its expiry, the port
+_VOLATILE_HEADERS = {"x-idempotency-key", "x-modal-timestamp", "x-modal-auth-token", "authorization", ":authority"}
+
+
+def _requests_sent(env: dict) -> dict:
+    with start_emulator("fast", faces="modal") as emu:  # a fresh one each: the same sandbox ids
+        out = subprocess.run([sys.executable, "-c", _CAPTURE_SCRIPT, emu.url], capture_output=True, text=True,
+                             timeout=120, env={**os.environ, **CREDS, **env})
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _message(path: str, payload_hex: str):
+    """A request's message from its gRPC framing, with the exec id (a fresh uuid per command) cleared."""
+    from modal_proto import api_pb2, task_command_router_pb2
+
+    payload = bytes.fromhex(payload_hex)
+    assert payload[0] == 0 and int.from_bytes(payload[1:5], "big") == len(payload) - 5
+    name = path.rsplit("/", 1)[1]
+    module = task_command_router_pb2 if "TaskCommandRouter" in path else api_pb2
+    cls = getattr(module, name + "Request", None) or getattr(module, name.removesuffix("V2") + "Request")
+    message = cls.FromString(payload[5:])
+    if "exec_id" in cls.DESCRIPTOR.fields_by_name:
+        message.ClearField("exec_id")
+    return message
+
+
+def test_the_lean_calls_send_what_the_plain_sdk_sends():
+    """The adapter calls the SDK's implementation objects beneath synchronicity's wrappers; with
+    LOADGEN_MODAL_PLAIN_SDK=1 it goes through the wrappers (.aio). One lifecycle each: the same RPCs in
+    the same order, the same headers (metadata) and the same messages, but for what is fresh per call."""
+    lean, plain = _requests_sent({}), _requests_sent({"LOADGEN_MODAL_PLAIN_SDK": "1"})
+    assert (lean["lean"], plain["lean"]) == (True, False)
+    assert lean["ok"] == plain["ok"] == [0, "v20.18.1", True]
+    paths = [dict(map(tuple, headers))[":path"] for headers, _ in lean["sent"]]
+    assert [p.rsplit("/", 1)[1] for p in paths] == ["AuthTokenGet", "SandboxCreateV2", "TaskExecStart",
+                                                    "TaskExecStdioRead", "TaskExecWait", "SandboxTerminateV2"]
+    assert len(plain["sent"]) == len(lean["sent"])
+    for path, (lean_headers, lean_data), (plain_headers, plain_data) in zip(paths, lean["sent"], plain["sent"]):
+        assert [h[0] for h in lean_headers] == [h[0] for h in plain_headers], path
+        assert ({k: v for k, v in lean_headers if k not in _VOLATILE_HEADERS}
+                == {k: v for k, v in plain_headers if k not in _VOLATILE_HEADERS}), path
+        assert [_message(path, d) for d in lean_data] == [_message(path, d) for d in plain_data], path
 
 
 @pytest.mark.skipif(not os.environ.get("LOADGEN_SLOW_TESTS"), reason="set LOADGEN_SLOW_TESTS=1 (about a minute)")

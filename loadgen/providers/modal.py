@@ -51,6 +51,15 @@ transport: times and verdicts by this greenlet's clock around the SDK call,
 as before, for A/B measurements and as an escape hatch should an SDK upgrade
 break the seam.
 
+Lean calls: the SDK's public objects are synchronicity wrappers whose ``.aio``
+methods translate every argument and result between wrapper and
+implementation objects and wrap each coroutine (BENCHMARKS.md §9: a few
+percent of a lifecycle's CPU). Already on the SDK's loop, the adapter calls
+the implementation objects beneath them (``_Sandbox``, ``_ContainerProcess``,
+``_StreamReader``) directly: the same SDK code builds the same requests, only
+the wrappers are skipped. ``LOADGEN_MODAL_PLAIN_SDK=1`` calls through the
+wrappers, as a user's code would.
+
 Errors: gRPC statuses arrive as `modal.exception` classes carrying
 `_grpc_status`; its name is the record's `http_status` (e.g.
 "RESOURCE_EXHAUSTED"). Deadlines and `modal.exception.TimeoutError` are
@@ -80,6 +89,7 @@ APP_NAME = os.environ.get("LOADGEN_MODAL_APP", "loadgen")
 SDK_VERSION = "1.6.4"  # the pinned release this adapter (and the emulator's modal face) was checked against
 _SHELL_SYNTAX = re.compile(r"[;&|<>$`*?(){}\[\]~\\\n]")
 TRANSPORT_ENV = "LOADGEN_MODAL_TRANSPORT"  # "wire" (default) or "sdk"
+PLAIN_SDK_ENV = "LOADGEN_MODAL_PLAIN_SDK"  # "1": every call through the SDK's synchronicity wrappers (.aio)
 
 
 def _sdk():
@@ -268,6 +278,7 @@ class ModalProvider(Provider):
         bridge = get_bridge()
         _adopt_bridge_loop(bridge.loop)
         self._client = self._app = self._image = None
+        self._sdk_args, self._lean = (None, None, None, None), False
         self._setup_error: Optional[BaseException] = None
         try:
             if self.settings.base_url:
@@ -283,19 +294,30 @@ class ModalProvider(Provider):
         app = await modal.App.lookup.aio(APP_NAME, create_if_missing=True, client=client)
         image = modal.Image.from_registry(self.settings.template or self.default_template)
         await image.build.aio(app)  # once per process: creates then only reference it
-        self._client, self._app, self._image = client, app, image
+        self._client, self._app, self._image = client, app, image  # (the SDK's public objects, for the user)
+        self._lean = os.environ.get(PLAIN_SDK_ENV, "").strip() != "1"
+        self._sdk_args = (client, app, image, modal.Sandbox)
+        if self._lean:  # the implementation objects beneath the wrappers (see the module's doc)
+            from modal._utils.async_utils import synchronizer
+
+            self._sdk_args = tuple(synchronizer._translate_in(obj) for obj in self._sdk_args)
+
+    def _call(self, method, *args, **kwargs):
+        """The SDK coroutine for ``method`` (an implementation's method, or a wrapper's through .aio)."""
+        return method(*args, **kwargs) if self._lean else method.aio(*args, **kwargs)
 
     async def create(self, tags: dict[str, str]):
         if self._setup_error is not None:
             raise copy.copy(self._setup_error).with_traceback(None)
-        modal = _sdk()
+        client, app, image, sandbox_class = self._sdk_args
         with exchange.recording() as phase:  # this task's context: the SDK's RPCs run in it
-            handle = await modal.Sandbox.create.aio(
-                app=self._app,
-                image=self._image,
+            handle = await self._call(
+                sandbox_class.create,
+                app=app,
+                image=image,
                 timeout=int(self.settings.sandbox_lifetime_s),
                 tags=tags,
-                client=self._client,
+                client=client,
             )
         handle._loadgen_wire_create = phase.span(include_setup=False, every_gap_is_generators=True)
         return handle
@@ -310,13 +332,13 @@ class ModalProvider(Provider):
     async def run(self, handle, command: str, timeout: float) -> CommandResult:
         with exchange.recording() as phase:
             try:
-                process = await handle.exec.aio(*_argv(command), timeout=max(1, math.ceil(timeout)))
-                stdout = await process.stdout.read.aio()
-                exit_code = await process.wait.aio()  # -1 when the exec's own deadline passed
+                process = await self._call(handle.exec, *_argv(command), timeout=max(1, math.ceil(timeout)))
+                stdout = await self._call(process.stdout.read)
+                exit_code = await self._call(process.wait)  # -1 when the exec's own deadline passed
                 stderr = ""
                 if exit_code != 0:
                     try:
-                        stderr = await process.stderr.read.aio()
+                        stderr = await self._call(process.stderr.read)
                     except Exception:  # noqa: BLE001 - the exit code is the answer; stderr only explains it
                         pass
             except Exception as exc:
@@ -330,7 +352,7 @@ class ModalProvider(Provider):
         modal = _sdk()
         with exchange.recording() as phase:
             try:
-                await handle.terminate.aio()  # a no-op that succeeds if the sandbox already ended
+                await self._call(handle.terminate)  # a no-op that succeeds if the sandbox already ended
             except modal.exception.NotFoundError:
                 _raise_wire_timeout(phase)
                 return False
@@ -339,7 +361,7 @@ class ModalProvider(Provider):
                 raise
             finally:
                 try:
-                    await handle.detach.aio()  # close this sandbox's command-router connection
+                    await self._call(handle.detach)  # close this sandbox's command-router connection
                 except Exception:  # noqa: BLE001
                     pass
             _raise_wire_timeout(phase)
@@ -353,9 +375,10 @@ class ModalProvider(Provider):
         # A handle on the id alone, as `Sandbox.from_id` builds it but without its
         # lookup (SandboxWaitV2): the terminate is the one RPC, and answers
         # NOT_FOUND for an id the server does not know.
-        handle = modal.Sandbox._new_hydrated(sandbox_id, self._client, None)
+        client, _app, _image, sandbox_class = self._sdk_args
+        handle = sandbox_class._new_hydrated(sandbox_id, client, None)
         try:
-            await handle.terminate.aio()  # a no-op that succeeds if the sandbox already ended
+            await self._call(handle.terminate)  # a no-op that succeeds if the sandbox already ended
         except modal.exception.NotFoundError:
             return False
         return True
