@@ -387,6 +387,8 @@ VARIANTS = {
     "e2b-idle-kept": ("e2b", {"E2B_MAX_KEEPALIVE_CONNECTIONS": "100000"}),
     # the modal adapter on grpclib's own asyncio transport, timed around the SDK call (no wire stamps)
     "modal-sdk": ("modal", {"LOADGEN_MODAL_TRANSPORT": "sdk"}),
+    # the modal adapter's SDK calls through synchronicity's wrappers (.aio), as a user's code makes them
+    "modal-plain": ("modal", {"LOADGEN_MODAL_PLAIN_SDK": "1"}),
     # the runloop adapter on the timed transport with its lean SDK path off: the SDK's request path as shipped
     "runloop-plain": ("runloop", {"LOADGEN_RUNLOOP_PLAIN_SDK": "1"}),
 }
