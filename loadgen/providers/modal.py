@@ -57,7 +57,8 @@ implementation objects and wrap each coroutine (BENCHMARKS.md §9: a few
 percent of a lifecycle's CPU). Already on the SDK's loop, the adapter calls
 the implementation objects beneath them (``_Sandbox``, ``_ContainerProcess``,
 ``_StreamReader``) directly: the same SDK code builds the same requests, only
-the wrappers are skipped. ``LOADGEN_MODAL_PLAIN_SDK=1`` calls through the
+the wrappers are skipped. The handles handed out stay the SDK's public
+``Sandbox`` objects. ``LOADGEN_MODAL_PLAIN_SDK=1`` calls through the
 wrappers, as a user's code would.
 
 Errors: gRPC statuses arrive as `modal.exception` classes carrying
@@ -306,12 +307,21 @@ class ModalProvider(Provider):
         """The SDK coroutine for ``method`` (an implementation's method, or a wrapper's through .aio)."""
         return method(*args, **kwargs) if self._lean else method.aio(*args, **kwargs)
 
+    def _sdk_object(self, handle):
+        """What the lean calls are made on: the implementation beneath a handle (the SDK's public
+        Sandbox, as the adapter hands it out); the handle itself through the wrappers."""
+        if not self._lean:
+            return handle
+        from modal._utils.async_utils import synchronizer
+
+        return synchronizer._translate_in(handle)
+
     async def create(self, tags: dict[str, str]):
         if self._setup_error is not None:
             raise copy.copy(self._setup_error).with_traceback(None)
         client, app, image, sandbox_class = self._sdk_args
         with exchange.recording() as phase:  # this task's context: the SDK's RPCs run in it
-            handle = await self._call(
+            sandbox = await self._call(
                 sandbox_class.create,
                 app=app,
                 image=image,
@@ -319,6 +329,11 @@ class ModalProvider(Provider):
                 tags=tags,
                 client=client,
             )
+        handle = sandbox
+        if self._lean:  # handed out as the SDK's public object, as through the wrappers
+            from modal._utils.async_utils import synchronizer
+
+            handle = synchronizer._translate_out(sandbox)
         handle._loadgen_wire_create = phase.span(include_setup=False, every_gap_is_generators=True)
         return handle
 
@@ -332,7 +347,8 @@ class ModalProvider(Provider):
     async def run(self, handle, command: str, timeout: float) -> CommandResult:
         with exchange.recording() as phase:
             try:
-                process = await self._call(handle.exec, *_argv(command), timeout=max(1, math.ceil(timeout)))
+                sandbox = self._sdk_object(handle)
+                process = await self._call(sandbox.exec, *_argv(command), timeout=max(1, math.ceil(timeout)))
                 stdout = await self._call(process.stdout.read)
                 exit_code = await self._call(process.wait)  # -1 when the exec's own deadline passed
                 stderr = ""
@@ -352,7 +368,7 @@ class ModalProvider(Provider):
         modal = _sdk()
         with exchange.recording() as phase:
             try:
-                await self._call(handle.terminate)  # a no-op that succeeds if the sandbox already ended
+                await self._call(self._sdk_object(handle).terminate)  # a no-op if the sandbox already ended
             except modal.exception.NotFoundError:
                 _raise_wire_timeout(phase)
                 return False
@@ -361,7 +377,7 @@ class ModalProvider(Provider):
                 raise
             finally:
                 try:
-                    await self._call(handle.detach)  # close this sandbox's command-router connection
+                    await self._call(self._sdk_object(handle).detach)  # close its command-router connection
                 except Exception:  # noqa: BLE001
                     pass
             _raise_wire_timeout(phase)
