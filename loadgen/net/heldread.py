@@ -22,7 +22,6 @@ socket methods.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import socket
 import struct
@@ -50,8 +49,9 @@ class _Msghdr(ctypes.Structure):
 
 def _libc():
     try:
-        name = ctypes.util.find_library("c") or "libc.so.6"
-        lib = ctypes.PyDLL(name, use_errno=True)  # PyDLL: the GIL is kept across the call
+        # None: the symbols already loaded into this process (libc's among them), found without
+        # ctypes.util.find_library, which runs a subprocess (refused by gevent off the main thread)
+        lib = ctypes.PyDLL(None, use_errno=True)  # PyDLL: the GIL is kept across the call
         recv, recvmsg = lib.recv, lib.recvmsg
     except (OSError, AttributeError):
         return None
