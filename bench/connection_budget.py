@@ -75,11 +75,14 @@ async def _send_all(client: str, url: str, n: int, ca_file: str):
     import ssl
 
     if client.startswith("wirehttp"):
+        from loadgen.net import wireh2
         from loadgen.net.wirehttp import default_ssl_context, WirePool
 
         http2 = client == "wirehttp-h2"
         os.environ["SSL_CERT_FILE"] = ca_file
-        pool = WirePool(max_idle_per_origin=n, ssl_context=default_ssl_context(h2=http2), http2=http2)
+        os.environ["LOADGEN_WIRE_HTTP2"] = "alpn" if http2 else "0"
+        pool = WirePool(max_idle_per_origin=n, ssl_context=default_ssl_context(h2=http2),
+                        http2=wireh2.Origin if http2 else None)
 
         async def one(i):
             answer = await pool.request("POST", url + "/v2/sandboxes", dict(HEADERS), BODY % i, 600)

@@ -14,7 +14,7 @@ import struct
 import pytest
 
 from loadgen.emulator import start_emulator
-from loadgen.net import exchange
+from loadgen.net import exchange, wireh2
 from loadgen.net.wirehttp import RemoteProtocolError, WirePool
 
 _CREATE = json.dumps({"templateID": "base", "timeout": 300}).encode()
@@ -52,7 +52,7 @@ def test_many_creates_in_flight_share_a_few_connections(tls_emulator):
     emu = tls_emulator(create_latency="uniform:100,200")
 
     async def main():
-        pool = WirePool(http2=True)
+        pool = WirePool(http2=wireh2.Origin)
         try:
             results = await _creates(pool, emu.url, 1000)
             return results, pool.client(emu.url).http2_connections
@@ -76,7 +76,7 @@ def test_a_server_stream_limit_below_the_creates_in_flight_still_answers_all(tls
     emu = tls_emulator(create_latency="uniform:100,200", h2_max_streams=7)
 
     async def main():
-        pool = WirePool(http2=True)
+        pool = WirePool(http2=wireh2.Origin)
         try:
             results = await _creates(pool, emu.url, 300)
             return results, [conn.capacity for conn in pool.client(emu.url)._h2.conns]
@@ -98,7 +98,7 @@ def test_a_reset_stream_fails_that_exchange_alone(tls_emulator):
     emu = tls_emulator(fault_reset=0.5, seed=7)
 
     async def main():
-        pool = WirePool(http2=True)
+        pool = WirePool(http2=wireh2.Origin)
         outcomes = []
 
         async def one():
@@ -131,7 +131,7 @@ def test_a_deadline_is_judged_per_stream_on_the_wire(tls_emulator):
     emu = tls_emulator(fault_create_hang=0.5, seed=3)
 
     async def main():
-        pool = WirePool(http2=True)
+        pool = WirePool(http2=wireh2.Origin)
 
         async def one():
             phase = exchange.Phase(1.0, linger_s=0.5)
@@ -160,7 +160,7 @@ def test_an_answer_read_as_it_arrives_is_answered_by_the_last_bytes_taken(tls_em
     emu = tls_emulator(exec_latency="uniform:150,160")
 
     async def main():
-        pool = WirePool(http2=True)
+        pool = WirePool(http2=wireh2.Origin)
         try:
             created = await pool.request("POST", emu.url + "/sandboxes", _HEADERS, _CREATE)
             sandbox = json.loads(created.content)
@@ -193,7 +193,7 @@ def test_an_answer_read_as_it_arrives_is_answered_by_the_last_bytes_taken(tls_em
 def test_cleartext_speaks_http2_only_when_asked(monkeypatch):
     with start_emulator("fast") as emu:
         async def main():
-            pool = WirePool(http2=True)
+            pool = WirePool(http2=wireh2.Origin)
             try:
                 return [r.status for r, in [(await pool.request("GET", emu.url + "/sandboxes", _HEADERS),)]]
             finally:
@@ -212,7 +212,7 @@ def test_over_tls_the_client_speaks_http1_by_default_and_with_zero(tls_emulator,
     emu = tls_emulator()
 
     async def main():
-        pool = WirePool(http2=True)
+        pool = WirePool(http2=wireh2.Origin)
         try:
             return [(await pool.request("GET", emu.url + "/sandboxes", _HEADERS)).status for _ in range(2)]
         finally:

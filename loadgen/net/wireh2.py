@@ -5,7 +5,7 @@ Why: over HTTP/1.1 every create in flight holds a connection of its own: at
 descriptors and ephemeral ports toward one API address (50,000 per host do not
 fit Linux's default port range at all), where HTTP/2 needs one connection per
 hundred streams (BENCHMARKS.md §10). So a ``WireClient`` made with
-``http2=True`` (a control plane: one API host that every sandbox of the
+``http2=wireh2.Origin`` (a control plane: one API host that every sandbox of the
 process shares), when asked (``LOADGEN_WIRE_HTTP2=alpn`` or ``1``; the
 default keeps every origin on HTTP/1.1), offers ``h2`` by ALPN over TLS and
 speaks whatever the server picks; over cleartext it speaks HTTP/2 with prior

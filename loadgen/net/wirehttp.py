@@ -37,8 +37,8 @@ close-delimited answers, read whole (``request``) or as they arrive
 caller needed, see ``WireStream``), TLS through in-memory BIOs (so the raw bytes, with
 their stamps, are still ours to read; certificates checked against
 ``SSL_CERT_FILE`` when set, else certifi's roots). A client made with
-``http2=True`` (a control plane, whose one host every sandbox of the process
-shares) can speak HTTP/2 when asked (``http2_setting``): chosen by ALPN over
+``http2=wireh2.Origin`` (a control plane, whose one host every sandbox of the process
+shares; HTTP/2 lives in ``loadgen.net.wireh2``, which builds on this module) can speak HTTP/2 when asked (``http2_setting``): chosen by ALPN over
 TLS with ``LOADGEN_WIRE_HTTP2=alpn``, and with prior knowledge over cleartext
 too with ``LOADGEN_WIRE_HTTP2=1``; many exchanges then share a connection,
 each stream timed as an exchange here is (``loadgen.net.wireh2``). By
@@ -96,7 +96,7 @@ HTTP2_ENV = "LOADGEN_WIRE_HTTP2"
 
 
 def http2_setting() -> str:
-    """``LOADGEN_WIRE_HTTP2``: how a client made with ``http2=True`` speaks: ``off`` (the default, or ``0``:
+    """``LOADGEN_WIRE_HTTP2``: how a client made with ``http2=wireh2.Origin`` speaks: ``off`` (the default, or ``0``:
     HTTP/1.1 everywhere), ``alpn`` (HTTP/2 when the server picks it over TLS, HTTP/1.1 in cleartext) or
     ``prior`` (``1``: by ALPN over TLS, and with prior knowledge in cleartext too).
 
@@ -445,7 +445,7 @@ class WireClient:
     where it waits (``ASYNCIO``, or ``loadgen.net.greenwire.HUB``)."""
 
     def __init__(self, base_url: str, *, ssl_context: Optional[ssl.SSLContext] = None, max_idle: int = 1000,
-                 buffer: Optional[memoryview] = None, io: Io = ASYNCIO, http2: bool = False):
+                 buffer: Optional[memoryview] = None, io: Io = ASYNCIO, http2=None):
         parts = urllib.parse.urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) origin: {parts.scheme}://{parts.hostname}")
@@ -460,7 +460,8 @@ class WireClient:
         setting = http2_setting() if http2 and isinstance(io, AsyncioIo) else "off"  # (its transport is asyncio's)
         # HTTP/2 offered by ALPN over TLS, or spoken with prior knowledge in cleartext when asked
         self._http2 = setting != "off" and (parts.scheme == "https" or setting == "prior")
-        self._h2 = None  # wireh2.Origin, made on the first exchange
+        self._h2_origin = http2  # what makes the origin's HTTP/2 side (wireh2.Origin), given by the caller
+        self._h2 = None  # made on the first exchange
         self._ssl = None
         if parts.scheme == "https":
             self._ssl = ssl_context or default_ssl_context(h2=self._http2)
@@ -597,9 +598,7 @@ class WireClient:
 
     def _origin(self):
         if self._h2 is None:
-            from loadgen.net import wireh2  # (it imports this module; import it on the main thread first, as e2b does)
-
-            self._h2 = wireh2.Origin(self, prior_knowledge=self.scheme == "http")
+            self._h2 = self._h2_origin(self, prior_knowledge=self.scheme == "http")
         if self._h2.h1:
             self._http2 = False  # the server chose HTTP/1.1 by ALPN: so be it, from now on
         return self._h2
@@ -912,10 +911,10 @@ class WirePool:
     gevent's hub, see ``loadgen.net.greenwire.pool``)."""
 
     def __init__(self, *, max_idle_per_origin: int = 64, idle_expiry_s: float = 30.0,
-                 ssl_context: Optional[ssl.SSLContext] = None, io: Io = ASYNCIO, http2: bool = False):
+                 ssl_context: Optional[ssl.SSLContext] = None, io: Io = ASYNCIO, http2=None):
         self.io = io
         self.max_idle_per_origin = max_idle_per_origin
-        self.http2 = http2  # a control plane's pool: HTTP/2 where offered (see WireClient)
+        self.http2 = http2  # a control plane's pool: wireh2.Origin, for HTTP/2 where asked and offered (see WireClient)
         self.idle_expiry_s = idle_expiry_s
         self._ssl = ssl_context
         self._buffer = memoryview(bytearray(_READ_SIZE))

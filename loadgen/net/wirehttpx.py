@@ -27,7 +27,7 @@ is raised as it is, to be found in the SDK's exception chain. Timeouts: the
 request's read timeout (else its connect timeout) bounds the connect and the
 answer from the wire start, unless a lifecycle phase gives its own. The
 exchanges are HTTP/1.1, or HTTP/2 where the pool was made for a control plane
-(``WirePool(http2=True)``) and the server offers it. What the timed client
+(``WirePool(http2=wireh2.Origin)``) and the server offers it. What the timed client
 does not do (proxies, redirects are httpx's and work unchanged) stays the
 SDK's choice of transport: see each adapter's escape hatch.
 """

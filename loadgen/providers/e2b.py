@@ -73,9 +73,7 @@ import os
 import sys
 import time
 
-from loadgen.net import exchange
-from loadgen.net import wireh2  # noqa: F401 - the API's HTTP/2, imported here, on the main thread: its imports
-# (wiregrpc's) may run a subprocess, which gevent allows only there, not on the asyncio bridge's thread
+from loadgen.net import exchange, wireh2
 from loadgen.net.exchange import Exchange
 from loadgen.net.wirehttp import WireError, WirePool
 from loadgen.providers.base import attributes, CommandResult, http2_requested, Provider
@@ -496,7 +494,7 @@ def _control_plane_pool() -> WirePool:
     connection per create in flight, kept for the kills unless idle for long."""
     if not _control_plane:
         _control_plane.append(WirePool(max_idle_per_origin=int(os.environ.get("E2B_MAX_CONNECTIONS", _POOL_FLOOR)),
-                                       idle_expiry_s=_IDLE_EXPIRY_S, http2=True))
+                                       idle_expiry_s=_IDLE_EXPIRY_S, http2=wireh2.Origin))
     return _control_plane[0]
 
 
