@@ -182,13 +182,16 @@ def tcp_proxy(target_port: int) -> Iterator[Proxy]:
         proxy.stop()
 
 
-def pipe(src: socket.socket, dst: socket.socket) -> None:
-    """Copy bytes from src to dst until either side closes (one direction of a TCP proxy)."""
+def pipe(src: socket.socket, dst: socket.socket, tap=None) -> None:
+    """Copy bytes from src to dst until either side closes (one direction of a TCP proxy);
+    ``tap(data)`` sees every chunk before it is passed on."""
     try:
         while True:
             data = src.recv(65536)
             if not data:
                 break
+            if tap is not None:
+                tap(data)
             dst.sendall(data)
     except OSError:
         pass

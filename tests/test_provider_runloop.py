@@ -29,6 +29,7 @@ import pytest
 from loadgen.emulator import start_emulator
 from tests.adapter_matrix import run_matrix
 from tests.protocol_fixtures import spoke
+from tests.s3_fixtures import pipe
 
 PROTOCOLS = ["h1", "h2", "tls", "h2+tls"]
 from tests.locust_harness import run_locust
@@ -204,28 +205,14 @@ class _Tap:
             upstream = socket.create_connection(("127.0.0.1", self._port))
             stream = [None, bytearray()]
             self.streams.append(stream)
-            threading.Thread(target=self._pipe, args=(client, upstream, stream), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, None), daemon=True).start()
+            threading.Thread(target=pipe, args=(client, upstream, functools.partial(self._record, stream)),
+                             daemon=True).start()
+            threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
 
     @staticmethod
-    def _pipe(source, sink, stream) -> None:
-        try:
-            while True:
-                data = source.recv(65536)
-                if not data:
-                    break
-                if stream is not None:
-                    stream[0] = stream[0] or time.monotonic()
-                    stream[1] += data
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, sink):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+    def _record(stream, data: bytes) -> None:
+        stream[0] = stream[0] or time.monotonic()
+        stream[1] += data
 
     def requests(self) -> list:
         """Every request sent so far, in order: (head lines, body)."""

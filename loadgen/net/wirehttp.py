@@ -213,20 +213,12 @@ class AsyncioIo(Io):
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         timer = None if until is None else loop.call_later(max(0.0, until - time.time()), _wake, future)
+        add, remove = (loop.add_writer, loop.remove_writer) if writable else (loop.add_reader, loop.remove_reader)
         try:
-            if writable:
-                loop.add_writer(fd, _wake, future)
-                try:
-                    await future
-                finally:
-                    loop.remove_writer(fd)
-            else:
-                loop.add_reader(fd, _wake, future)
-                try:
-                    await future
-                finally:
-                    loop.remove_reader(fd)
+            add(fd, _wake, future)
+            await future
         finally:
+            remove(fd)
             if timer is not None:
                 timer.cancel()
 
