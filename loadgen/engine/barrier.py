@@ -103,7 +103,6 @@ class BarrierGate:
         self.min_hold_s = min_hold_s
         self.spread_s = spread_s
         self.phase1_done = 0
-        self.event = gevent.event.Event()
         self._released_or_abort = gevent.event.Event()  # what holds wait on: one link each (engine/abort.py)
         self.release_info: dict = {}
         self.released_locally_at: Optional[float] = None
@@ -115,15 +114,14 @@ class BarrierGate:
             self.on_change()
 
     def release(self, info: dict) -> None:
-        if not self.event.is_set():
+        if not self.released:
             self.release_info = dict(info)
             self.released_locally_at = time.time()
-            self.event.set()
             self._released_or_abort.set()
 
     @property
     def released(self) -> bool:
-        return self.event.is_set()
+        return self.released_locally_at is not None
 
     def spread_offset(self, sandbox_idx: int) -> float:
         """A fixed, evenly spread offset per sandbox, so probes do not all wake in one instant."""

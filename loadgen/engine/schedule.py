@@ -165,7 +165,6 @@ class StartGate:
     def __init__(self, schedule: Schedule, clock_offset: Callable[[], float]):
         self.schedule = schedule
         self.t0: Optional[float] = None
-        self._origin = gevent.event.Event()
         self._origin_or_abort = gevent.event.Event()  # what the waiters wait on: one link each (engine/abort.py)
         self.clock_offset = clock_offset  # worker clock minus master clock, read at each wait
         self.turn = 0  # sequential: every idx below or at the turn may start
@@ -180,7 +179,6 @@ class StartGate:
         if self.t0 is None:
             self.t0 = t0
             self.granted_at.setdefault(0, t0)
-            self._origin.set()
             self._origin_or_abort.set()
 
     def wait(self, idx: int, abort: Abort) -> Optional[float]:

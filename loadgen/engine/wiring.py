@@ -45,8 +45,8 @@ from loadgen.engine.identity import make_identity
 from loadgen.engine.options import RunSettings, add_arguments, refusals
 from loadgen.engine.process import ProcessRun
 from loadgen.engine.target import emulator_health
-from loadgen.net.wirehttp import http2_setting
 from loadgen.engine.schedule import SANDBOXES_OPTION
+from loadgen.net.wirehttp import http2_setting
 from loadgen.providers import get_provider_class
 from loadgen.providers.base import MissingCredentials
 from loadgen.report.cost import describe_estimate

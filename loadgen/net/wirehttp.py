@@ -37,12 +37,13 @@ close-delimited answers, read whole (``request``) or as they arrive
 caller needed, see ``WireStream``), TLS through in-memory BIOs (so the raw bytes, with
 their stamps, are still ours to read; certificates checked against
 ``SSL_CERT_FILE`` when set, else certifi's roots). A client made with
-``http2=wireh2.Origin`` (a control plane, whose one host every sandbox of the process
-shares; HTTP/2 lives in ``loadgen.net.wireh2``, which builds on this module) can speak HTTP/2 when asked (``http2_setting``): chosen by ALPN over
-TLS with ``LOADGEN_WIRE_HTTP2=alpn``, and with prior knowledge over cleartext
-too with ``LOADGEN_WIRE_HTTP2=1``; many exchanges then share a connection,
-each stream timed as an exchange here is (``loadgen.net.wireh2``). By
-default it speaks HTTP/1.1, whose timing is exact per exchange. No redirects,
+``http2=wireh2.Origin`` (a control plane, whose one host every sandbox of
+the process shares; HTTP/2 lives in ``loadgen.net.wireh2``, which builds on
+this module) can speak HTTP/2 when asked (``http2_setting``): chosen by ALPN
+over TLS with ``LOADGEN_WIRE_HTTP2=alpn``, and with prior knowledge over
+cleartext too with ``LOADGEN_WIRE_HTTP2=1``; many exchanges then share a
+connection, each stream timed as an exchange here is. By default it speaks
+HTTP/1.1, whose timing is exact per exchange. No redirects,
 proxies or content decoding; callers fall back to their SDK's own client for those.
 Where the kernel gives no stamps (not Linux), answers are timed when read,
 and ``kernel_stamped`` says so.
@@ -96,9 +97,9 @@ HTTP2_ENV = "LOADGEN_WIRE_HTTP2"
 
 
 def http2_setting() -> str:
-    """``LOADGEN_WIRE_HTTP2``: how a client made with ``http2=wireh2.Origin`` speaks: ``off`` (the default, or ``0``:
-    HTTP/1.1 everywhere), ``alpn`` (HTTP/2 when the server picks it over TLS, HTTP/1.1 in cleartext) or
-    ``prior`` (``1``: by ALPN over TLS, and with prior knowledge in cleartext too).
+    """``LOADGEN_WIRE_HTTP2``: how a client made with ``http2=wireh2.Origin`` speaks: ``off`` (the default,
+    or ``0``: HTTP/1.1 everywhere), ``alpn`` (HTTP/2 when the server picks it over TLS, HTTP/1.1 in
+    cleartext) or ``prior`` (``1``: by ALPN over TLS, and with prior knowledge in cleartext too).
 
     Why HTTP/1.1 by default: each exchange then has a connection of its own, and its answer a kernel
     stamp of its own. On a shared HTTP/2 connection answers that wait unread share one stamp, and the
@@ -115,6 +116,16 @@ def http2_setting() -> str:
         return "off"
     raise ValueError(f"{HTTP2_ENV}={value!r}: expected 0 (HTTP/1.1, the default), alpn (HTTP/2 over TLS) "
                      "or 1 (HTTP/2 over TLS and in cleartext)")
+
+
+def _speaks_http2(origin_maker, io: "Io", scheme: str) -> bool:
+    """Whether a client given ``origin_maker`` (wireh2.Origin, or None) speaks HTTP/2 to a ``scheme`` origin:
+    offered by ALPN over TLS, or with prior knowledge in cleartext, as ``http2_setting`` says; only on
+    asyncio (wireh2's transport is asyncio's)."""
+    if origin_maker is None or not isinstance(io, AsyncioIo):
+        return False
+    setting = http2_setting()
+    return setting != "off" and (scheme == "https" or setting == "prior")
 
 
 class WireError(Exception):
@@ -449,9 +460,7 @@ class WireClient:
         self.host_header = host if self.port == default_port else f"{host}:{self.port}"
         self.prefix = parts.path.rstrip("/")
         self.max_idle = max_idle
-        setting = http2_setting() if http2 and isinstance(io, AsyncioIo) else "off"  # (its transport is asyncio's)
-        # HTTP/2 offered by ALPN over TLS, or spoken with prior knowledge in cleartext when asked
-        self._http2 = setting != "off" and (parts.scheme == "https" or setting == "prior")
+        self._http2 = _speaks_http2(http2, io, parts.scheme)
         self._h2_origin = http2  # what makes the origin's HTTP/2 side (wireh2.Origin), given by the caller
         self._h2 = None  # made on the first exchange
         self._ssl = None
@@ -943,8 +952,7 @@ class WirePool:
             ssl_context = self._ssl
             if scheme == "https:" and ssl_context is None:
                 # per origin: SSL_CERT_FILE may name another CA by then
-                ssl_context = _shared_default_context(self.http2 and isinstance(self.io, AsyncioIo)
-                                                      and http2_setting() != "off")
+                ssl_context = _shared_default_context(_speaks_http2(self.http2, self.io, "https"))
             client = self._clients[(scheme, netloc)] = WireClient(
                 f"{scheme}//{netloc}", ssl_context=ssl_context, max_idle=self.max_idle_per_origin, buffer=self._buffer,
                 io=self.io, http2=self.http2)
