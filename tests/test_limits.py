@@ -50,9 +50,12 @@ def test_descriptors_exhausted_mid_run_are_the_generators_failure(tmp_path):
     """The process runs out of descriptors for 1.5 s mid-burst: the sandboxes it could not
     connect for carry failure class generator_error, the provider is blamed for none, the
     success rate leaves them out, and the run says its measurement was compromised (exit 5)."""
-    with start_emulator("fast", create_latency="constant:200") as emu:
+    # Creates answered over 3 s and commands that take 2 s: the hog begins at the 10th create, and every
+    # command that starts in its window needs a connection of its own (the earlier ones are all busy), so
+    # some sandboxes surely meet the exhausted descriptors
+    with start_emulator("fast", create_latency="uniform:200,3000", exec_latency="constant:2000") as emu:
         run = run_locust(str(REPO / "tests" / "locustfiles" / "fd_hog.py"), 60, tmp_path / "runs",
-                         ["--emulator-url", emu.url, "-r", "30"],
+                         ["--emulator-url", emu.url, "-r", "60"],
                          env={"TEST_HOG_AFTER": "10", "TEST_HOG_S": "1.5"})
         stats = emu.stats()
     records = run.records
