@@ -26,6 +26,8 @@ from tests.s3_fixtures import pipe
 
 ETH_P_ALL = 0x0003
 SO_TIMESTAMPNS = 35
+SO_RCVBUFFORCE = 33  # (root: past net.core.rmem_max)
+CAPTURE_BUFFER = 64 * 1024 * 1024
 
 
 class BacklogProxy:
@@ -90,6 +92,9 @@ class HandshakeCapture:
     def __init__(self, port: int):
         self.port = port
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        # every loopback packet of the machine comes through this socket, up to 64 KiB each: with the
+        # default buffer (~200 KiB) a busy moment drops packets before they are read, the SYN among them
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, CAPTURE_BUFFER)
         self.sock.bind(("lo", 0))
         self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.first_syn: dict[int, float] = {}
