@@ -157,7 +157,7 @@ def test_arrival_stamps_are_the_kernels_transmit_times_while_the_emulator_is_bus
 
 
 _BUSY_CLIENT_SCRIPT = """
-import json, sys, time
+import gc, json, sys, time
 from loadgen.net.aio import get_bridge
 from loadgen.providers.base import ProviderSettings
 from loadgen.providers.modal import ModalProvider
@@ -166,6 +166,7 @@ adapter.prepare()
 assert adapter._setup_error is None, adapter._setup_error
 bridge = get_bridge()
 bridge.call(adapter.create({"run_id": "warm", "sandbox_idx": "-1"}), timeout=20)  # the SDK's token, once
+gc.disable()  # (the collector's pauses are another matter: this is the GIL's hand-over)
 pending = [bridge.submit(adapter.create({"run_id": "spin", "sandbox_idx": str(i)})) for i in range(int(sys.argv[2]))]
 until = time.monotonic() + 30
 def spin():  # the bridge's loop runs pure Python 20 ms at a time, as under a burst's load
@@ -201,6 +202,9 @@ def _answer_errors(env: dict, n: int = 200):
     return errors, got["switch_interval"]
 
 
+BUSY_CLIENT_TOLERANCE_S = 0.0035  # between the two: a wait of up to 5 ms makes p99 ~4.9 ms
+
+
 def _p99(values: list) -> float:
     return values[min(len(values) - 1, int(len(values) * 0.99))]
 
@@ -209,16 +213,16 @@ def test_a_busy_client_reads_each_answer_within_its_shortened_gil_wait():
     """The client's side of the same merge: while the process's other thread runs pure Python, the
     reader thread waits for the GIL up to the switch interval before it can read, and answers arriving
     in that wait take the newest one's stamp. The reader's start shortens the interval to 0.5 ms
-    (``wiregrpc.SWITCH_INTERVAL_S``), so a create's wire latency stays within 2.5 ms of the emulator's
-    service time at p99; with Python's 5 ms (``LOADGEN_WIRE_SWITCH_INTERVAL_MS=default``) the control
-    run is later, or the test says that it did not show the need (the check above it stands)."""
+    (``wiregrpc.SWITCH_INTERVAL_S``), so a create's wire latency stays within 3.5 ms of the emulator's
+    service time at p99 (measured 0.05-2.7 ms); with Python's 5 ms
+    (``LOADGEN_WIRE_SWITCH_INTERVAL_MS=default``: 4.9-6.6 ms) the control run is later, or the test says that it did not show the need (the check above it stands)."""
     from loadgen.net import wiregrpc
 
     errors, interval = _answer_errors({})
     assert interval == wiregrpc.SWITCH_INTERVAL_S
-    assert abs(_p99(errors)) < 0.0025 and errors[0] > -0.0025, (errors[:3], errors[-5:], os.getloadavg())
+    assert abs(_p99(errors)) < BUSY_CLIENT_TOLERANCE_S and errors[0] > -BUSY_CLIENT_TOLERANCE_S, (errors[:3], errors[-5:], os.getloadavg())
     plain, interval = _answer_errors({wiregrpc.SWITCH_INTERVAL_ENV: "default"})
     assert interval == 0.005
-    if _p99(plain) <= 0.0025:
-        pytest.skip(f"the control run was within 2.5 ms too (p99 {_p99(plain) * 1e3:.1f} ms, load "
+    if _p99(plain) <= BUSY_CLIENT_TOLERANCE_S:
+        pytest.skip(f"the control run was within {BUSY_CLIENT_TOLERANCE_S * 1e3:.1f} ms too (p99 {_p99(plain) * 1e3:.1f} ms, load "
                     f"{os.getloadavg()}): the check above passed, but this run does not show that it needed it")
