@@ -473,6 +473,17 @@ async def data(self, payload, end_stream=False):  # the gRPC-framed messages of 
         sent[by_stream[id(self)]][1].append(bytes(payload).hex())
     return await send_data(self, payload, end_stream)
 P.Stream.send_request, P.Stream.send_data = request, data
+import h2.stream, hpack
+decoders, build = {}, h2.stream.H2Stream._build_headers_frames
+def frames(self, headers, encoder, first_frame, flags):  # the header block as it goes out, HPACK-decoded
+    out = build(self, headers, encoder, first_frame, flags)
+    decoder = decoders.setdefault(id(encoder), hpack.Decoder())  # one per connection, fed every block in order
+    decoded = decoder.decode(b"".join(f.data for f in out), raw=True)
+    if sent and len(sent[-1]) == 2:
+        sent[-1].append({"encoder": type(encoder).__name__,
+                         "decoded": [[n.decode(), v.decode()] for n, v in decoded]})
+    return out
+h2.stream.H2Stream._build_headers_frames = frames
 adapter = ModalProvider(ProviderSettings(base_url=sys.argv[1], create_timeout_s=10, sandbox_lifetime_s=600))
 adapter.prepare()
 assert adapter._setup_error is None, adapter._setup_error
@@ -481,7 +492,13 @@ sent.clear()
 handle = call(adapter.create({"run_id": "lean", "sandbox_idx": "0"}))
 result = call(adapter.run(handle, "node -v", 5))
 killed = call(adapter.destroy(handle, 5))
-print(json.dumps({"lean": adapter._lean, "sent": sent, "ok": [result.exit_code, result.stdout.strip(), killed]}))
+from modal.config import Config, config
+import os
+os.environ["MODAL_MAX_THROTTLE_WAIT"] = "7"  # behind the config's back: a cached get keeps the setup's 0
+unseen = config.get("max_throttle_wait")
+config.override_locally("max_throttle_wait", "5")  # the SDK's own way: seen either way
+print(json.dumps({"lean": adapter._lean, "sent": sent, "ok": [result.exit_code, result.stdout.strip(), killed],
+                  "config": [hasattr(Config.get, "_loadgen_original"), unseen, config.get("max_throttle_wait")]}))
 """
 # differ from one run to the next whoever calls: a fresh uuid, the clock, a JWT with its expiry, the port
 _VOLATILE_HEADERS = {"x-idempotency-key", "x-modal-timestamp", "x-modal-auth-token", "authorization", ":authority"}
@@ -513,15 +530,23 @@ def _message(path: str, payload_hex: str):
 def test_the_lean_calls_send_what_the_plain_sdk_sends():
     """The adapter calls the SDK's implementation objects beneath synchronicity's wrappers; with
     LOADGEN_MODAL_PLAIN_SDK=1 it goes through the wrappers (.aio). One lifecycle each: the same RPCs in
-    the same order, the same headers (metadata) and the same messages, but for what is fresh per call."""
+    the same order, the same headers (metadata) and the same messages, but for what is fresh per call; and
+    on the wire, HPACK-decoded as the peer decodes them, the same header fields as grpclib gave h2."""
     lean, plain = _requests_sent({}), _requests_sent({"LOADGEN_MODAL_PLAIN_SDK": "1"})
     assert (lean["lean"], plain["lean"]) == (True, False)
     assert lean["ok"] == plain["ok"] == [0, "v20.18.1", True]
-    paths = [dict(map(tuple, headers))[":path"] for headers, _ in lean["sent"]]
+    # the SDK's config: cached with the lean calls (the environment read at setup), read anew with the plain SDK
+    assert (lean["config"], plain["config"]) == ([True, 0, 5], [False, 7, 5])
+    paths = [dict(map(tuple, headers))[":path"] for headers, *_ in lean["sent"]]
     assert [p.rsplit("/", 1)[1] for p in paths] == ["AuthTokenGet", "SandboxCreateV2", "TaskExecStart",
                                                     "TaskExecStdioRead", "TaskExecWait", "SandboxTerminateV2"]
     assert len(plain["sent"]) == len(lean["sent"])
-    for path, (lean_headers, lean_data), (plain_headers, plain_data) in zip(paths, lean["sent"], plain["sent"]):
+    for path, (lean_headers, lean_data, lean_wire), (plain_headers, plain_data, plain_wire) in zip(
+            paths, lean["sent"], plain["sent"]):
+        # HPACK: the lean calls' stateless encoder, the SDK's h2 encoder with LOADGEN_MODAL_PLAIN_SDK=1; what
+        # the peer decodes is, both ways, exactly the header fields grpclib gave h2, in order
+        assert (lean_wire["encoder"], plain_wire["encoder"]) == ("StatelessEncoder", "Encoder"), path
+        assert lean_wire["decoded"] == lean_headers and plain_wire["decoded"] == plain_headers, path
         assert [h[0] for h in lean_headers] == [h[0] for h in plain_headers], path
         assert ({k: v for k, v in lean_headers if k not in _VOLATILE_HEADERS}
                 == {k: v for k, v in plain_headers if k not in _VOLATILE_HEADERS}), path

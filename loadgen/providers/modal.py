@@ -58,8 +58,14 @@ percent of a lifecycle's CPU). Already on the SDK's loop, the adapter calls
 the implementation objects beneath them (``_Sandbox``, ``_ContainerProcess``,
 ``_StreamReader``) directly: the same SDK code builds the same requests, only
 the wrappers are skipped. The handles handed out stay the SDK's public
-``Sandbox`` objects. ``LOADGEN_MODAL_PLAIN_SDK=1`` calls through the
-wrappers, as a user's code would.
+``Sandbox`` objects. Beneath them, what is left is the SDK's pure-Python gRPC
+stack, so the lean calls also trim three of its costs that do not change what
+is sent: the HPACK encoding of every request's headers (wiregrpc's
+StatelessEncoder: the same header fields, each one's encoding cached, no
+dynamic table), the SDK's ``config.get`` reading ``os.environ`` (a cache made
+at setup, ``_cache_sdk_config``) and the proxy question per connection (once
+per host). ``LOADGEN_MODAL_PLAIN_SDK=1`` calls through the wrappers, as a
+user's code would, and leaves all three as the SDK has them.
 
 Errors: gRPC statuses arrive as `modal.exception` classes carrying
 `_grpc_status`; its name is the record's `http_status` (e.g.
@@ -72,6 +78,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import logging
 import math
 import os
@@ -174,30 +181,73 @@ def _trust_ssl_cert_file() -> Optional[str]:
     return cafile
 
 
-def _install_wire_transport(enabled: bool) -> bool:
+def _install_wire_transport(enabled: bool, lean: bool = False) -> bool:
     """Open the SDK's gRPC connections on loadgen.net.wiregrpc (or, not ``enabled``, on grpclib's own).
 
     The seam is ``ModalChannel._open_connection``, where the SDK itself chooses
     between a proxied and a direct connection: a proxy, a unix socket or a TLS
-    name override keeps the SDK's path."""
+    name override keeps the SDK's path. ``lean`` (the lean calls'): the proxy
+    question is answered once per host (it walks the whole environment, 4 % of a
+    lifecycle's CPU for the two connections a sandbox opens) and the connections'
+    h2 encodes headers with wiregrpc's StatelessEncoder (same header fields, no
+    dynamic HPACK table: BENCHMARKS.md §9)."""
     from modal._utils.grpc_utils import ModalChannel
 
     original = getattr(ModalChannel._open_connection, "_loadgen_original", ModalChannel._open_connection)
     if not enabled:
         ModalChannel._open_connection = original
         return False
+    proxied: dict = {}  # (host, TLS?) -> the SDK's get_proxy_url, lean calls only (this setup's environment)
 
     async def _open_connection(self):
         from modal._utils.proxy_support import get_proxy_url
 
-        if (self._path is not None or self._config.ssl_target_name_override
-                or get_proxy_url(self._host, use_ssl=self._ssl is not None) is not None):
+        use_ssl = self._ssl is not None
+        if lean:
+            key = (self._host, use_ssl)
+            proxy = proxied[key] if key in proxied else proxied.setdefault(key, get_proxy_url(self._host, use_ssl=use_ssl))
+        else:
+            proxy = get_proxy_url(self._host, use_ssl=use_ssl)
+        if self._path is not None or self._config.ssl_target_name_override or proxy is not None:
             return await original(self)
-        return await wiregrpc.open_connection(self._protocol_factory, self._host, self._port, self._ssl)
+        return await wiregrpc.open_connection(self._protocol_factory, self._host, self._port, self._ssl,
+                                              stateless_hpack=lean)
 
     _open_connection._loadgen_original = original
     ModalChannel._open_connection = _open_connection
     return True
+
+
+def _cache_sdk_config(enabled: bool) -> None:
+    """Lean calls: the SDK's ``config.get`` answers each (key, profile) from a cache made fresh at
+    every setup, instead of reading ``os.environ`` anew (194 lookups a lifecycle, 5 % of its CPU).
+
+    Why it is safe: the adapter sets what it sets (MODAL_SERVER_URL, MODAL_MAX_THROTTLE_WAIT) before
+    the cache exists, and the run changes nothing after; ``config.override_locally`` (the SDK's
+    one way to change a setting in-process) empties it. Off with ``LOADGEN_MODAL_PLAIN_SDK=1``."""
+    from modal.config import Config
+
+    get = getattr(Config.get, "_loadgen_original", Config.get)
+    override = getattr(Config.override_locally, "_loadgen_original", Config.override_locally)
+    if not enabled:
+        Config.get, Config.override_locally = get, override
+        return
+    cache: dict = {}
+
+    def cached_get(self, key, *, profile=None, use_env=True):
+        k = (key, profile, use_env)
+        try:
+            return cache[k]
+        except KeyError:
+            value = cache[k] = get(self, key, profile=profile, use_env=use_env)
+            return value
+
+    def override_locally(self, key, value):
+        cache.clear()
+        return override(self, key, value)
+
+    cached_get._loadgen_original, override_locally._loadgen_original = get, override
+    Config.get, Config.override_locally = cached_get, override_locally
 
 
 def _judge_commands_on_the_wire(enabled: bool) -> None:
@@ -248,11 +298,18 @@ def _adopt_bridge_loop(loop: asyncio.AbstractEventLoop) -> None:
 
 
 def _argv(command: str) -> list[str]:
-    """`node -v` -> ["node", "-v"]; anything with shell syntax runs under bash -c."""
+    """`node -v` -> ["node", "-v"]; anything with shell syntax runs under bash -c. A fresh list each
+    call (the SDK may keep it); the parse is cached (a run has a few commands, parsed ~2 % of a
+    lifecycle's CPU)."""
+    return list(_parsed_argv(command))
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_argv(command: str) -> tuple:
     if _SHELL_SYNTAX.search(command):
-        return ["bash", "-c", command]
+        return ("bash", "-c", command)
     argv = shlex.split(command)
-    return argv or ["bash", "-c", command]
+    return tuple(argv) or ("bash", "-c", command)
 
 
 class ModalProvider(Provider):
@@ -274,7 +331,9 @@ class ModalProvider(Provider):
         transport = os.environ.get(TRANSPORT_ENV, "wire").strip().lower() or "wire"
         if transport not in ("wire", "sdk"):
             raise ValueError(f"{TRANSPORT_ENV}={transport!r}: want 'wire' (the default) or 'sdk'")
-        self.wire_verdicts = _install_wire_transport(transport == "wire")
+        lean = os.environ.get(PLAIN_SDK_ENV, "").strip() != "1"
+        _cache_sdk_config(False)  # (a previous setup's cache: this one's environment may differ)
+        self.wire_verdicts = _install_wire_transport(transport == "wire", lean)
         _judge_commands_on_the_wire(self.wire_verdicts)
         bridge = get_bridge()
         _adopt_bridge_loop(bridge.loop)
@@ -302,6 +361,7 @@ class ModalProvider(Provider):
             from modal._utils.async_utils import synchronizer
 
             self._sdk_args = tuple(synchronizer._translate_in(obj) for obj in self._sdk_args)
+        _cache_sdk_config(self._lean)  # from here the environment is the run's
 
     def _call(self, method, *args, **kwargs):
         """The SDK coroutine for ``method`` (an implementation's method, or a wrapper's through .aio)."""
