@@ -60,9 +60,9 @@ the implementation objects beneath them (``_Sandbox``, ``_ContainerProcess``,
 the wrappers are skipped. The handles handed out stay the SDK's public
 ``Sandbox`` objects. Beneath them, what is left is the SDK's pure-Python gRPC
 stack, so the lean calls also trim three of its costs that do not change what
-is sent: the HPACK encoding of every request's headers (wiregrpc's
-StatelessEncoder: the same header fields, each one's encoding cached, no
-dynamic table), the SDK's ``config.get`` reading ``os.environ`` (a cache made
+is sent: the HPACK encoding of every request's headers
+(``statelesshpack.StatelessEncoder``: the same header fields, each one's
+encoding cached, no dynamic table), the SDK's ``config.get`` reading ``os.environ`` (a cache made
 at setup, ``_cache_sdk_config``) and the proxy question per connection (once
 per host). ``LOADGEN_MODAL_PLAIN_SDK=1`` calls through the wrappers, as a
 user's code would, and leaves all three as the SDK has them.
@@ -189,7 +189,7 @@ def _install_wire_transport(enabled: bool, lean: bool = False) -> bool:
     name override keeps the SDK's path. ``lean`` (the lean calls'): the proxy
     question is answered once per host (it walks the whole environment, 4 % of a
     lifecycle's CPU for the two connections a sandbox opens) and the connections'
-    h2 encodes headers with wiregrpc's StatelessEncoder (same header fields, no
+    h2 encodes headers with statelesshpack.StatelessEncoder (same header fields, no
     dynamic HPACK table: BENCHMARKS.md §9)."""
     from modal._utils.grpc_utils import ModalChannel
 
@@ -205,7 +205,9 @@ def _install_wire_transport(enabled: bool, lean: bool = False) -> bool:
         use_ssl = self._ssl is not None
         if lean:
             key = (self._host, use_ssl)
-            proxy = proxied[key] if key in proxied else proxied.setdefault(key, get_proxy_url(self._host, use_ssl=use_ssl))
+            if key not in proxied:
+                proxied[key] = get_proxy_url(self._host, use_ssl=use_ssl)
+            proxy = proxied[key]
         else:
             proxy = get_proxy_url(self._host, use_ssl=use_ssl)
         if self._path is not None or self._config.ssl_target_name_override or proxy is not None:
@@ -343,19 +345,19 @@ class ModalProvider(Provider):
         try:
             if self.settings.base_url:
                 os.environ["MODAL_SERVER_URL"] = grpc_url_for(self.settings.base_url)
-            bridge.call(self._open(), timeout=self.settings.create_timeout_s + 30.0)
+            bridge.call(self._open(lean), timeout=self.settings.create_timeout_s + 30.0)
         except Exception as exc:  # noqa: BLE001 - every create then fails with this error: data, not a crash
             self._setup_error = exc
             log.error("modal: could not open the client, app %r and image: %s: %s", APP_NAME, type(exc).__name__, exc)
 
-    async def _open(self) -> None:
+    async def _open(self, lean: bool) -> None:
         modal = _sdk()
         client = await modal.Client.from_credentials.aio(os.environ["MODAL_TOKEN_ID"], os.environ["MODAL_TOKEN_SECRET"])
         app = await modal.App.lookup.aio(APP_NAME, create_if_missing=True, client=client)
         image = modal.Image.from_registry(self.settings.template or self.default_template)
         await image.build.aio(app)  # once per process: creates then only reference it
         self._client, self._app, self._image = client, app, image  # (the SDK's public objects, for the user)
-        self._lean = os.environ.get(PLAIN_SDK_ENV, "").strip() != "1"
+        self._lean = lean
         self._sdk_args = (client, app, image, modal.Sandbox)
         if self._lean:  # the implementation objects beneath the wrappers (see the module's doc)
             from modal._utils.async_utils import synchronizer
