@@ -3,14 +3,21 @@ with prior knowledge in cleartext on the port it serves HTTP/1.1 on.
 
 What a control plane needs of it: many creates in flight share a few connections (a hundred streams each),
 a server's stream limit below the creates in flight still answers every one (more connections, refused
-streams sent again), a reset stream fails that exchange alone, answers are read whole or as they arrive,
-and the phase's records and verdicts are those of HTTP/1.1.
+streams sent again), a GOAWAY mid-run loses no request and answers none twice (the streams above its last
+stream id are sent again, unrecorded, on a new connection), a reset stream fails that exchange alone, answers
+are read whole or as they arrive, and the phase's records and verdicts are those of HTTP/1.1.
 """
 
 import asyncio
 import json
+import socket
 import struct
+import threading
+import time
 
+import h2.config
+import h2.connection
+import h2.events
 import pytest
 
 from loadgen.emulator import start_emulator
@@ -241,3 +248,166 @@ def test_a_setting_it_cannot_read_is_refused_before_anything_is_created(tmp_path
         assert out.returncode == 2, out.stderr[-3000:]
         assert "LOADGEN_WIRE_HTTP2" in out.stderr and "alpn" in out.stderr
         assert emu.stats()["ops"]["create"]["requests"] == 0
+
+
+class _GoawayServer:
+    """A cleartext HTTP/2 server (h2, prior knowledge) on 127.0.0.1, in threads of its own. Its first connection
+    holds its answers until ``hold`` requests have arrived (or ``hold_s`` passed), answers the ``answer`` lowest
+    streams, then sends GOAWAY naming the last of them and answers nothing more there; later connections answer
+    each request at once. Every answer is 200 with ``{"conn": <connection number>, "path": <its path>}``."""
+
+    def __init__(self, hold: int = 40, answer: int = 20, hold_s: float = 3.0):
+        self.hold, self.answer, self.hold_s = hold, answer, hold_s
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.05)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.lock = threading.Lock()
+        self.arrived: dict = {}  # connection number -> {stream id: path} of the complete requests
+        self.answered: list = []  # (connection number, path), as answered
+        self.last_stream_id = None  # the GOAWAY's
+        self.first_closed_by_client = threading.Event()  # EOF on the first connection after its GOAWAY
+        self.errors: list = []
+        self._stopping = threading.Event()
+        self._sockets: list = []
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        for thread in self._threads:
+            thread.join(timeout=2)
+        self.listener.close()
+        for sock in self._sockets:
+            sock.close()
+
+    def _accept(self) -> None:
+        number = 0
+        while not self._stopping.is_set():
+            try:
+                sock, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            self._sockets.append(sock)
+            thread = threading.Thread(target=self._serve, args=(sock, number), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+            number += 1
+
+    def _serve(self, sock: socket.socket, number: int) -> None:
+        try:
+            self._speak(sock, number)
+        except Exception as exc:  # noqa: BLE001 - the test says it
+            self.errors.append(f"connection {number}: {exc!r}")
+
+    def _speak(self, sock: socket.socket, number: int) -> None:
+        sock.settimeout(0.05)
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
+        conn.initiate_connection()
+        sock.sendall(conn.data_to_send())
+        paths: dict = {}  # stream id -> path, from its headers
+        complete = self.arrived.setdefault(number, {})
+        holding = number == 0
+        hold_until = time.monotonic() + self.hold_s
+        while not self._stopping.is_set():
+            if holding and complete and (len(complete) >= self.hold or time.monotonic() > hold_until):
+                self._answer_some_then_goaway(sock, conn, number, complete)
+                self._wait_for_eof(sock)
+                return
+            try:
+                data = sock.recv(65536)
+            except socket.timeout:
+                continue
+            if not data:
+                return
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.RequestReceived):
+                    paths[event.stream_id] = dict(event.headers)[":path"]
+                elif isinstance(event, h2.events.DataReceived):
+                    conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif isinstance(event, h2.events.StreamEnded):
+                    complete[event.stream_id] = paths[event.stream_id]
+                    if not holding:
+                        self._respond(conn, number, event.stream_id, paths[event.stream_id])
+            sock.sendall(conn.data_to_send())
+
+    def _respond(self, conn, number: int, stream_id: int, path: str) -> None:
+        body = json.dumps({"conn": number, "path": path}).encode()
+        conn.send_headers(stream_id, [(":status", "200"), ("content-type", "application/json"),
+                                      ("content-length", str(len(body)))])
+        conn.send_data(stream_id, body, end_stream=True)
+        with self.lock:
+            self.answered.append((number, path))
+
+    def _answer_some_then_goaway(self, sock, conn, number: int, complete: dict) -> None:
+        self.last_stream_id = last = sorted(complete)[min(self.answer, len(complete)) - 1]
+        for stream_id in sorted(complete):
+            if stream_id <= last:
+                self._respond(conn, number, stream_id, complete[stream_id])
+        conn.close_connection(last_stream_id=last)  # NO_ERROR: the streams above ``last`` were not processed
+        sock.sendall(conn.data_to_send())
+
+    def _wait_for_eof(self, sock: socket.socket) -> None:
+        """What the client sends after the GOAWAY (its own GOAWAY, say) is read and dropped, until it closes."""
+        while not self._stopping.is_set():
+            try:
+                if not sock.recv(65536):
+                    self.first_closed_by_client.set()
+                    return
+            except socket.timeout:
+                continue
+
+
+@pytest.fixture
+def goaway_server(monkeypatch):
+    """A _GoawayServer, and the timed client asked for HTTP/2 with prior knowledge in cleartext."""
+    monkeypatch.setenv("LOADGEN_WIRE_HTTP2", "1")
+    server = _GoawayServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_goaway_mid_run_sends_the_unprocessed_streams_again_on_a_new_connection(goaway_server):
+    """A server that is going away (a deploy, a connection's age) names the last stream it processed: the streams
+    above it were not processed (RFC 9113 §6.8), so wireh2 sends them again on a new connection, and records
+    only the exchange that was answered. None is lost, none is processed twice, and the drained connection is
+    closed by the client."""
+    server = goaway_server
+
+    async def posts(pool, n):
+        async def one(i):
+            phase = exchange.Phase(10.0)
+            with exchange.within(phase):
+                answer = await pool.request("POST", f"{server.url}/r/{i}", _HEADERS, json.dumps({"i": i}).encode())
+            return f"/r/{i}", answer, phase
+
+        return await asyncio.gather(*[one(i) for i in range(n)])
+
+    async def main():
+        pool = WirePool(http2=wireh2.Origin)
+        try:
+            async with asyncio.timeout(8):
+                results = await posts(pool, 40)
+                # the first connection, drained, is closed by the client itself (not by pool.close below)
+                closed = await asyncio.to_thread(server.first_closed_by_client.wait, 3)
+            return results, closed, pool.client(server.url)._h2.opened
+        finally:
+            pool.close()
+
+    results, first_closed, opened = asyncio.run(main())
+    assert not server.errors
+    first, later = server.arrived[0], server.arrived.get(1, {})
+    last = server.last_stream_id
+    assert len(first) == 40 and last == sorted(first)[19]  # all 40 sent on the first connection; 20 answered
+    refused = {path for stream_id, path in first.items() if stream_id > last}
+    assert len(refused) == 20 and set(later.values()) == refused  # the rest sent again on the second
+    assert opened == 2 and set(server.arrived) == {0, 1} and first_closed
+    answered = [path for _, path in server.answered]
+    assert sorted(answered) == sorted(f"/r/{i}" for i in range(40))  # each answered once: none lost, none twice
+    for path, answer, phase in results:
+        assert answer.status == 200
+        body = json.loads(answer.content)
+        assert body == {"conn": 1 if path in refused else 0, "path": path}
+        (recorded,) = phase.exchanges  # the refused send is not an exchange of the phase's
+        assert recorded.answered == answer.answered_at and recorded.sent == answer.sent_at and not recorded.late
