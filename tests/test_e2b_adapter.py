@@ -200,6 +200,67 @@ def test_escape_hatches_still_run_a_whole_lifecycle(emulator, env, wire):
     assert got["wire"] == wire
 
 
+_IDLE_CAP_SCRIPT = """
+import asyncio, json, os, sys
+import loadgen.providers.e2b as e2b
+from loadgen.net.aio import get_bridge
+from loadgen.providers.base import ProviderSettings
+from tests.tcp_states import time_wait_sockets_towards
+url, n, floor = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+if floor:  # the control: E2B_MAX_CONNECTIONS = max(_POOL_FLOOR, 2 * users_in_process) = floor
+    e2b._POOL_FLOOR = floor
+adapter = e2b.E2BProvider(ProviderSettings(base_url=url, users_in_process=1 if floor else n, create_timeout_s=20,
+                                           late_create_window_s=0))
+adapter.prepare()
+
+
+async def lifecycles():  # every sandbox in flight at once, each step of theirs together
+    handles = await asyncio.gather(*(adapter.create({"run_id": "idle", "sandbox_idx": str(i)}) for i in range(n)))
+    results = []
+    for _ in range(2):
+        results += await asyncio.gather(*(adapter.run(h, "node -v", 20) for h in handles))
+    killed = await asyncio.gather(*(adapter.destroy(h, 20) for h in handles))
+    return [r.exit_code for r in results], killed
+
+
+codes, killed = get_bridge().call(lifecycles(), timeout=90)
+print(json.dumps({"cap": int(os.environ["E2B_MAX_CONNECTIONS"]), "exit_codes": sorted(set(codes)),
+                  "killed": all(killed), "time_wait": time_wait_sockets_towards(int(url.rsplit(":", 1)[1]))}))
+"""
+
+
+def test_e2b_commands_reuse_idle_data_plane_connections_up_to_the_cap():
+    """Against one shared data-plane origin (the emulator), envd's pool keeps as many idle connections as
+    E2B_MAX_CONNECTIONS (the adapter's pool size, at least 1,000), not the SDK's 64: 200 sandboxes in flight
+    at once, each running two commands, open one data-plane connection each, the second command on the
+    first's connection. The control, the same run with the cap lowered to 8 (the adapter's floor lowered:
+    it sets E2B_MAX_CONNECTIONS itself), opens a connection for nearly every command, the connections
+    beyond the cap closed by a reset (no TIME_WAIT socket left). Over TLS with HTTP/2 by ALPN, so the
+    API's exchanges ride HTTP/2 and every HTTP/1.1 connection the emulator accepts is envd's. In a fresh
+    process each (the pool is built once per process); counts, never timings; a command's 400-500 ms
+    keep each round's commands in flight together on a slow machine."""
+    n = 200
+    runs = {}
+    for name, floor in (("default", 0), ("capped", 8)):
+        with e2b_emulator("h2+tls", exec_latency="uniform:400,500") as emu:
+            before = emu.stats()["server"]["connections_by_protocol"]["http/1.1"]
+            out = subprocess.run([sys.executable, "-c", _IDLE_CAP_SCRIPT, emu.url, str(n), str(floor)],
+                                 capture_output=True, text=True, timeout=120, cwd=os.path.dirname(os.path.dirname(
+                                     os.path.abspath(__file__))), env={**os.environ, "E2B_API_KEY": "e2b_test_key"})
+            assert out.returncode == 0, out.stderr[-2000:]
+            stats = emu.stats()
+        got = json.loads(out.stdout.strip().splitlines()[-1])
+        assert (got["exit_codes"], got["killed"]) == ([0], True), got
+        assert (stats["created"], stats["killed"], stats["ops"]["exec"]["requests"]) == (n, n, 2 * n)
+        # (less the stats request that read them: a connection of its own)
+        runs[name] = dict(got, opened=stats["server"]["connections_by_protocol"]["http/1.1"] - before - 1)
+    default, capped = runs["default"], runs["capped"]
+    assert (default["cap"], capped["cap"]) == (1000, 8)
+    assert default["opened"] <= n, runs  # at most one per sandbox in flight: no second command opened one
+    assert capped["opened"] >= 1.5 * n, runs  # ~2n - 8: the cap is what made the commands reuse them
+    assert default["time_wait"] == capped["time_wait"] == 0, runs
+
+
 # ---------------------------------------------------------------------------
 # HTTP/2: the SDK exactly as shipped (its pyqwest transport), over TLS, every fault at 100%
 

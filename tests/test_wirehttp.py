@@ -19,6 +19,7 @@ import pytest
 import uvloop
 
 from loadgen.net import wirehttp
+from tests.tcp_states import time_wait_sockets_towards
 
 
 class ScriptedServer:
@@ -290,17 +291,6 @@ def test_a_connection_the_server_closed_while_idle_is_not_reused(server_factory)
     assert srv.connections == 2
 
 
-def _time_wait_sockets_towards(port: int) -> int:
-    """This host's TIME_WAIT sockets whose peer is 127.0.0.1:port (the client's side of closed connections)."""
-    count = 0
-    with open("/proc/net/tcp") as fh:
-        for line in fh.readlines()[1:]:
-            fields = line.split()
-            if fields[3] == "06" and int(fields[2].split(":")[1], 16) == port:
-                count += 1
-    return count
-
-
 def test_connections_let_go_while_idle_leave_no_time_wait(server_factory):
     """A burst closes the connections it cannot pool; each would hold a port for 60 s in TIME_WAIT."""
     srv = server_factory(lambda req, n: ok())
@@ -317,7 +307,7 @@ def test_connections_let_go_while_idle_leave_no_time_wait(server_factory):
     while srv.closed_by_client < 20 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert srv.connections == 20 and srv.reset_by_client == 20
-    assert _time_wait_sockets_towards(int(srv.url.rsplit(":", 1)[1])) == 0
+    assert time_wait_sockets_towards(int(srv.url.rsplit(":", 1)[1])) == 0
 
 
 def test_chunked_close_delimited_and_interim_answers(server_factory):
