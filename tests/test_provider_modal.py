@@ -467,7 +467,9 @@ send_request, send_data = P.Stream.send_request, P.Stream.send_data
 async def request(self, headers, end_stream=False, **kw):  # what goes into the HEADERS frame, before HPACK
     by_stream[id(self)] = len(sent)
     sent.append([[list(h) for h in headers], []])
-    return await send_request(self, headers, end_stream, **kw)
+    release = await send_request(self, headers, end_stream, **kw)
+    sent[by_stream[id(self)]][2]["connection"] = type(self._h2_connection).__name__  # h2's, or its subclass
+    return release
 async def data(self, payload, end_stream=False):  # the gRPC-framed messages of the DATA frames
     if id(self) in by_stream:
         sent[by_stream[id(self)]][1].append(bytes(payload).hex())
@@ -546,6 +548,9 @@ def test_the_lean_calls_send_what_the_plain_sdk_sends():
         # HPACK: the lean calls' stateless encoder, the SDK's h2 encoder with LOADGEN_MODAL_PLAIN_SDK=1; what
         # the peer decodes is, both ways, exactly the header fields grpclib gave h2, in order
         assert (lean_wire["encoder"], plain_wire["encoder"]) == ("StatelessEncoder", "Encoder"), path
+        # the open streams counted by streamcount's amortised count with the lean calls, by h2's walk without
+        assert (lean_wire["connection"], plain_wire["connection"]) == ("AmortisedCountH2Connection",
+                                                                       "H2Connection"), path
         assert lean_wire["decoded"] == lean_headers and plain_wire["decoded"] == plain_headers, path
         assert [h[0] for h in lean_headers] == [h[0] for h in plain_headers], path
         assert ({k: v for k, v in lean_headers if k not in _VOLATILE_HEADERS}

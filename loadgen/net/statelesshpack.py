@@ -1,6 +1,6 @@
 """HPACK for a client that never touches the peer's dynamic table, each header field's encoding cached.
 
-Used by the modal adapter's lean calls (``loadgen.net.wiregrpc.open_connection(stateless_hpack=True)``):
+Used by the modal adapter's lean calls (``loadgen.net.wiregrpc.open_connection(lean=True)``):
 the SDK's eight RPCs a lifecycle carry headers that barely change, and h2's own encoder spent
 ~14 % of a lifecycle's CPU searching and filling its tables (BENCHMARKS.md §9).
 """

@@ -70,7 +70,7 @@ from typing import Callable, Optional
 from grpclib import protocol as _grpc_protocol
 from h2.events import StreamEnded, StreamReset
 
-from loadgen.net import exchange, gcpauses, heldread, statelesshpack, wirehttp
+from loadgen.net import exchange, gcpauses, heldread, statelesshpack, streamcount, wirehttp
 from loadgen.net.aio import _allocate_lock, _start_new_thread
 from loadgen.net.exchange import Exchange, NotSent
 
@@ -931,13 +931,15 @@ class _StampedConnection(_grpc_protocol.Connection):
 
 
 async def open_connection(protocol_factory, host: str, port: int, ssl_context: Optional[ssl.SSLContext] = None,
-                          *, stateless_hpack: bool = False):
+                          *, lean: bool = False):
     """``loop.create_connection`` for a grpclib channel (TLS checked for ``host``): the H2Protocol it
     returns runs on a StampedTransport.
 
     Connect errors are wirehttp's (ConnectError, ConnectTimeout, GeneratorError); inside a phase
-    with a timeout the connect has the phase's budget from the phase's start. ``stateless_hpack``: the
-    connection's h2 encodes its headers with statelesshpack.StatelessEncoder (h2's own encoder otherwise)."""
+    with a timeout the connect has the phase's budget from the phase's start. ``lean``: the
+    connection's h2 encodes its headers with statelesshpack.StatelessEncoder and counts its open
+    streams with streamcount's amortised count (h2's own encoder and count otherwise; either way the
+    same bytes are sent)."""
     loop = asyncio.get_running_loop()
     phase = exchange.current()
     deadline = None
@@ -947,17 +949,18 @@ async def open_connection(protocol_factory, host: str, port: int, ssl_context: O
     origin = f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
     # wirehttp's connect: the set-up as the kernel saw it (SYNs, TLS flights), stamps on, TLS done
     conn = await wirehttp.WireClient(origin, ssl_context=ssl_context)._connect(deadline)
-    return _run(loop, conn, protocol_factory(), phase, keep_ends=False, stateless_hpack=stateless_hpack)
+    return _run(loop, conn, protocol_factory(), phase, keep_ends=False, lean=lean)
 
 
-def _run(loop, conn, protocol, setup_phase, keep_ends: bool, stateless_hpack: bool = False):
+def _run(loop, conn, protocol, setup_phase, keep_ends: bool, lean: bool = False):
     transport = StampedTransport(loop, conn, protocol, setup_phase, keep_ends=keep_ends)
     protocol.connection_made(transport)
     connection = getattr(protocol, "connection", None)
     if connection is not None:
         connection.__class__ = _StampedConnection
-        if stateless_hpack:  # before the first HEADERS frame: nothing was encoded yet
+        if lean:  # before the first HEADERS frame: nothing was encoded or opened yet
             connection._connection.encoder = statelesshpack.StatelessEncoder()
+            streamcount.install(connection._connection)
     transport.start()
     return protocol
 

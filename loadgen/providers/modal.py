@@ -59,13 +59,15 @@ the implementation objects beneath them (``_Sandbox``, ``_ContainerProcess``,
 ``_StreamReader``) directly: the same SDK code builds the same requests, only
 the wrappers are skipped. The handles handed out stay the SDK's public
 ``Sandbox`` objects. Beneath them, what is left is the SDK's pure-Python gRPC
-stack, so the lean calls also trim three of its costs that do not change what
+stack, so the lean calls also trim four of its costs that do not change what
 is sent: the HPACK encoding of every request's headers
 (``statelesshpack.StatelessEncoder``: the same header fields, each one's
-encoding cached, no dynamic table), the SDK's ``config.get`` reading ``os.environ`` (a cache made
+encoding cached, no dynamic table), h2's count of the open streams before each
+new one (``streamcount``: a walk of every stream on the shared control-plane
+connection, now amortised), the SDK's ``config.get`` reading ``os.environ`` (a cache made
 at setup, ``_cache_sdk_config``) and the proxy question per connection (once
 per host). ``LOADGEN_MODAL_PLAIN_SDK=1`` calls through the wrappers, as a
-user's code would, and leaves all three as the SDK has them.
+user's code would, and leaves all four as the SDK has them.
 
 Errors: gRPC statuses arrive as `modal.exception` classes carrying
 `_grpc_status`; its name is the record's `http_status` (e.g.
@@ -188,9 +190,10 @@ def _install_wire_transport(enabled: bool, lean: bool = False) -> bool:
     between a proxied and a direct connection: a proxy, a unix socket or a TLS
     name override keeps the SDK's path. ``lean`` (the lean calls'): the proxy
     question is answered once per host (it walks the whole environment, 4 % of a
-    lifecycle's CPU for the two connections a sandbox opens) and the connections'
+    lifecycle's CPU for the two connections a sandbox opens), and the connections'
     h2 encodes headers with statelesshpack.StatelessEncoder (same header fields, no
-    dynamic HPACK table: BENCHMARKS.md §9)."""
+    dynamic HPACK table) and counts its open streams with streamcount's amortised
+    count (the same streams refused: BENCHMARKS.md §9)."""
     from modal._utils.grpc_utils import ModalChannel
 
     original = getattr(ModalChannel._open_connection, "_loadgen_original", ModalChannel._open_connection)
@@ -213,7 +216,7 @@ def _install_wire_transport(enabled: bool, lean: bool = False) -> bool:
         if self._path is not None or self._config.ssl_target_name_override or proxy is not None:
             return await original(self)
         return await wiregrpc.open_connection(self._protocol_factory, self._host, self._port, self._ssl,
-                                              stateless_hpack=lean)
+                                              lean=lean)
 
     _open_connection._loadgen_original = original
     ModalChannel._open_connection = _open_connection
