@@ -389,6 +389,10 @@ VARIANTS = {
     "modal-sdk": ("modal", {"LOADGEN_MODAL_TRANSPORT": "sdk"}),
     # the modal adapter's SDK calls through synchronicity's wrappers (.aio), as a user's code makes them
     "modal-plain": ("modal", {"LOADGEN_MODAL_PLAIN_SDK": "1"}),
+    # the modal adapter with the lifecycle's burst GC thresholds instead of loadgen.net.gcpauses' short pauses
+    "modal-burst-gc": ("modal", {"LOADGEN_GC_THRESHOLD": "100000,50,1000"}),
+    # ... and its wire reader thread at the OS's scheduling, not SCHED_FIFO
+    "modal-cfs-reader": ("modal", {"LOADGEN_GC_THRESHOLD": "100000,50,1000", "LOADGEN_WIRE_READER_FIFO": "0"}),
     # the runloop adapter on the timed transport with its lean SDK path off: the SDK's request path as shipped
     "runloop-plain": ("runloop", {"LOADGEN_RUNLOOP_PLAIN_SDK": "1"}),
 }

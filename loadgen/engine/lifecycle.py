@@ -32,6 +32,7 @@ import gevent.event
 
 from loadgen.engine import reuse_probe
 from loadgen.engine.options import destroy_retry_waits
+from loadgen.net import gcpauses
 from loadgen.net.aio import get_bridge
 from loadgen.net.exchange import Phase
 from loadgen.result import (
@@ -87,7 +88,9 @@ class GeneratorStalled(GeneratorFailure):
 # (3,000 e2b sandboxes in one process: ~3 s of GC CPU by gc.callbacks, against
 # ~0.3 s at these thresholds; see BENCHMARKS.md). Reference counting still frees
 # everything acyclic at once; only cyclic garbage waits longer.
-# LOADGEN_GC_THRESHOLD="700,10,10" (or "default") restores Python's.
+# LOADGEN_GC_THRESHOLD="700,10,10" (or "default") restores Python's. A process
+# whose answers wiregrpc's reader thread stamps (modal) keeps short pauses
+# instead, unless the variable is set (loadgen.net.gcpauses).
 GC_THRESHOLD = (100_000, 50, 1000)
 _gc_tuned = False
 
@@ -98,8 +101,8 @@ def tune_gc() -> None:
     if _gc_tuned:
         return
     _gc_tuned = True
-    setting = os.environ.get("LOADGEN_GC_THRESHOLD", "").strip()
-    if setting == "default":
+    setting = os.environ.get(gcpauses.GENERATOR_SETTING_ENV, "").strip()
+    if setting == "default" or (not setting and gcpauses.active):  # (active: a wiregrpc client's short pauses)
         return
     try:
         threshold = tuple(int(x) for x in setting.split(",")) if setting else GC_THRESHOLD

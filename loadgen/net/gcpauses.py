@@ -27,15 +27,24 @@ Garbage without cycles is freed at once by reference counting, as always;
 only cyclic garbage old enough to have reached the oldest generation waits
 for the next full collection (a few thousand objects per 2,000-sandbox burst
 in the emulator). ``LOADGEN_GC_THRESHOLD`` is the generator's setting and
-does not apply here: the emulator inherits the environment of whoever starts
-it, and without this policy its stamps were 23-43 ms off again.
+does not apply to a server: the emulator inherits the environment of whoever
+starts it, and without this policy its stamps were 23-43 ms off again.
+
+A generator whose answers the reader thread stamps (modal's, on wiregrpc)
+takes the same policy when its first connection opens
+(``keep_a_clients_pauses_short``) instead of the burst thresholds of
+``loadgen.engine.lifecycle``, unless ``LOADGEN_GC_THRESHOLD`` names
+thresholds of its own: with the burst thresholds a young pass held the GIL
+for 50-340 ms, and answers that landed meanwhile shared one stamp (§9).
 """
 
 from __future__ import annotations
 
 import gc
+import os
 import time
 
+GENERATOR_SETTING_ENV = "LOADGEN_GC_THRESHOLD"  # the generator's own thresholds (loadgen.engine.lifecycle)
 IDLE_S = 1.0
 MAX_INTERVAL_S = 600.0
 GROWTH = 10  # young passes promoted into the oldest generation (at most 7,700 objects each) before a full one
@@ -58,6 +67,13 @@ def keep_pauses_short() -> bool:
     _last_full = time.monotonic()
     active = True
     return True
+
+
+def keep_a_clients_pauses_short() -> bool:
+    """A generator's short pauses (see the module's doc), unless LOADGEN_GC_THRESHOLD says otherwise."""
+    if os.environ.get(GENERATOR_SETTING_ENV, "").strip():
+        return False
+    return keep_pauses_short()
 
 
 def due(idle: bool) -> bool:

@@ -39,7 +39,9 @@ send deadline is not sent (``NotSent``).
 Reading: the kernel merges segments that wait unread in a receive queue and
 dates the merged buffer by its newest segment, so the sockets are read by a
 thread of their own (``_Reader``) as data lands, not when the loop gets to
-it. What is left: a process the machine does not schedule at all (a load far
+it: real-time where the process may ask (``READER_SCHEDULING_ENV``), with the
+GIL's hand-over and the collector's passes kept short (``SWITCH_INTERVAL_S``,
+``gcpauses``). What is left: a process the machine does not schedule at all (a load far
 above its cores) cannot read either, and answers that land on one connection
 meanwhile share the latest one's stamp (by the test, up to ~13 ms at a load
 average of 25 on 2 cores); never later than they were read. Proxies
@@ -64,6 +66,7 @@ import os
 import socket
 import ssl
 import sys
+import threading
 import time
 from typing import Callable, Optional
 
@@ -261,6 +264,8 @@ class _Reader:
         return out
 
     def _run(self) -> None:
+        self.native_id = threading.get_native_id()
+        self.scheduling = _schedule_reader_first()
         buffer = _read_buffer()
         while True:
             try:
@@ -378,6 +383,33 @@ def _shorten_gil_waits() -> None:
         interval = SWITCH_INTERVAL_S
     if interval < sys.getswitchinterval():
         sys.setswitchinterval(interval)
+
+
+# The reader thread's scheduling: SCHED_FIFO (real-time, the lowest priority, 1) where the process may
+# ask for it (root, or CAP_SYS_NICE), so that a reader woken by an answer runs at once instead of
+# waiting for its turn on a core the process's loop, its other threads and the machine's other
+# processes keep busy (nice cannot do it: with autogroup, nice only orders the threads of one
+# session). It reads, hands over and blocks again: a few per cent of a core at most, and the
+# kernel's real-time throttling (sched_rt_runtime_us) bounds it regardless. Measured with
+# bench/measurement_error.py, modal, 2,000 creates: BENCHMARKS.md §9.
+READER_SCHEDULING_ENV = "LOADGEN_WIRE_READER_FIFO"  # "1" (the default): SCHED_FIFO where permitted; "0": the OS's
+READER_FIFO_PRIORITY = 1
+
+
+def _schedule_reader_first() -> str:
+    """On the reader thread: make it real-time (see above); what it runs under, said for the run's log."""
+    setting = os.environ.get(READER_SCHEDULING_ENV, "1").strip() or "1"
+    if setting == "0":
+        return "SCHED_OTHER (LOADGEN_WIRE_READER_FIFO=0)"
+    if setting != "1":
+        log.warning("ignoring %s=%r (want 1 or 0)", READER_SCHEDULING_ENV, setting)
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(READER_FIFO_PRIORITY))  # (0: this thread)
+    except (OSError, AttributeError) as exc:
+        log.info("wiregrpc: the reader thread keeps the OS's scheduling (SCHED_FIFO refused: %s); answers that "
+                 "land while every core is busy may wait for it", exc)
+        return f"SCHED_OTHER (SCHED_FIFO refused: {exc})"
+    return f"SCHED_FIFO {READER_FIFO_PRIORITY}"
 
 
 def _the_reader() -> Optional[_Reader]:
@@ -941,6 +973,7 @@ async def open_connection(protocol_factory, host: str, port: int, ssl_context: O
     streams with streamcount's amortised count (h2's own encoder and count otherwise; either way the
     same bytes are sent)."""
     loop = asyncio.get_running_loop()
+    gcpauses.keep_a_clients_pauses_short()  # (once: the reader stamps this process's answers, see gcpauses)
     phase = exchange.current()
     deadline = None
     if phase is not None and phase.timeout_s is not None:
