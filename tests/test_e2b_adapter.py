@@ -225,7 +225,10 @@ async def lifecycles():  # every sandbox in flight at once, each step of theirs 
 
 codes, killed = get_bridge().call(lifecycles(), timeout=90)
 print(json.dumps({"cap": int(os.environ["E2B_MAX_CONNECTIONS"]), "exit_codes": sorted(set(codes)),
-                  "killed": all(killed), "time_wait": time_wait_sockets_towards(int(url.rsplit(":", 1)[1]))}))
+                  "killed": all(killed), "time_wait": time_wait_sockets_towards(int(url.rsplit(":", 1)[1]))}),
+      flush=True)
+if sys.argv[4:] == ["abrupt"]:  # an exit that runs nothing more: the kernel closes the sockets
+    os._exit(0)
 """
 
 
@@ -259,6 +262,28 @@ def test_e2b_commands_reuse_idle_data_plane_connections_up_to_the_cap():
     assert default["opened"] <= n, runs  # at most one per sandbox in flight: no second command opened one
     assert capped["opened"] >= 1.5 * n, runs  # ~2n - 8: the cap is what made the commands reuse them
     assert default["time_wait"] == capped["time_wait"] == 0, runs
+
+
+def test_a_generator_that_exits_resets_its_idle_connections_instead_of_leaving_time_wait():
+    """The pools keep their idle connections to the end (a control plane's: one per create in flight), and
+    an exit that closed each with a FIN would leave this host a TIME_WAIT socket apiece for 60 s, towards
+    the address the next run from this host talks to. wirehttp resets them at the process's exit. The
+    control: the same run ended by os._exit (nothing runs at exit), where the kernel closes them."""
+    from tests.tcp_states import time_wait_sockets_towards
+
+    n = 100
+    left = {}
+    for how in ("exit", "abrupt"):
+        with e2b_emulator("h1") as emu:
+            out = subprocess.run([sys.executable, "-c", _IDLE_CAP_SCRIPT, emu.url, str(n), "0", how],
+                                 capture_output=True, text=True, timeout=120, cwd=os.path.dirname(os.path.dirname(
+                                     os.path.abspath(__file__))), env={**os.environ, "E2B_API_KEY": "e2b_test_key"})
+            assert out.returncode == 0, out.stderr[-2000:]
+            got = json.loads(out.stdout.strip().splitlines()[-1])
+            assert (got["exit_codes"], got["killed"], got["time_wait"]) == ([0], True, 0), got
+            left[how] = time_wait_sockets_towards(int(emu.url.rsplit(":", 1)[1]))
+    assert left["exit"] == 0, left
+    assert left["abrupt"] >= n // 2, left  # (the control plane alone kept ~n)
 
 
 # ---------------------------------------------------------------------------

@@ -63,6 +63,7 @@ and are read together when a timing question comes up.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import collections
 import os
 import socket
@@ -70,6 +71,7 @@ import ssl
 import struct
 import time
 import urllib.parse
+import weakref
 from typing import Optional
 
 import errno
@@ -579,10 +581,14 @@ class WireClient:
             conn.close_idle()
 
     def close(self) -> None:
-        while self._idle:
-            self._idle.pop().close_idle()
+        self.reset_idle()
         if self._h2 is not None:
             self._h2.close()
+
+    def reset_idle(self) -> None:
+        """Close the idle HTTP/1.1 connections by reset (``_Connection.close_idle``): no TIME_WAIT left."""
+        while self._idle:
+            self._idle.pop().close_idle()
 
     def close_idle(self, older_than_s: float) -> int:
         """Close the connections idle for longer than ``older_than_s``; returns how many are left
@@ -923,6 +929,7 @@ class WirePool:
         self._sweeping = False
         self._sweeper = None  # the sweep's timer (kept: a hub's timer must stay referenced)
         self._loop = None
+        _pools.add(self)
 
     async def request(self, method: str, url: str, headers: dict, body: Optional[bytes] = None,
                       timeout: Optional[float] = None) -> WireResponse:
@@ -974,6 +981,29 @@ class WirePool:
         for client in self._clients.values():
             client.close()
         self._clients.clear()
+
+
+# Every WirePool of the process, for the reset at its exit.
+_pools: "weakref.WeakSet[WirePool]" = weakref.WeakSet()
+
+
+@atexit.register
+def _reset_idle_at_exit() -> None:
+    """At the process's exit, reset the idle HTTP/1.1 connections every pool still keeps.
+
+    Why: a pool keeps up to ``max_idle_per_origin`` idle connections per origin (e2b's control
+    plane: twice the sandboxes of the process), and the exit would otherwise close each with a
+    FIN, leaving this host one TIME_WAIT socket per connection for 60 s: the next run towards the
+    same address from this host would start with its ephemeral ports full of them (see
+    ``_Connection.close_idle``). Idle connections carry nothing, so nothing is lost. Nothing runs
+    on the pools' loops any more at this point; HTTP/2 connections (a few per control plane) are
+    left to the exit."""
+    for pool in list(_pools):
+        for client in list(pool._clients.values()):
+            try:
+                client.reset_idle()
+            except Exception:  # noqa: BLE001 - the exit goes on
+                pass
 
 
 def default_ssl_context(h2: bool = False) -> ssl.SSLContext:
