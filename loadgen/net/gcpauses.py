@@ -52,6 +52,7 @@ YOUNG_THRESHOLDS = (700, 10)
 _NEVER = 2 ** 31 - 1  # the oldest generation's threshold: no full collection by itself
 
 active = False
+_client_declined = False  # LOADGEN_GC_THRESHOLD was set: the generator's own thresholds stand
 _last_full = 0.0
 _scheduled = False
 
@@ -70,8 +71,13 @@ def keep_pauses_short() -> bool:
 
 
 def keep_a_clients_pauses_short() -> bool:
-    """A generator's short pauses (see the module's doc), unless LOADGEN_GC_THRESHOLD says otherwise."""
+    """A generator's short pauses (see the module's doc), unless LOADGEN_GC_THRESHOLD says otherwise
+    (asked once per process: every connection the client opens asks)."""
+    global _client_declined
+    if active or _client_declined:
+        return active
     if os.environ.get(GENERATOR_SETTING_ENV, "").strip():
+        _client_declined = True
         return False
     return keep_pauses_short()
 

@@ -397,7 +397,8 @@ READER_FIFO_PRIORITY = 1
 
 
 def _schedule_reader_first() -> str:
-    """On the reader thread: make it real-time (see above); what it runs under, said for the run's log."""
+    """On the reader thread: make it real-time (see above); returns what it runs under (kept as the
+    reader's ``scheduling``; a refusal is also logged)."""
     setting = os.environ.get(READER_SCHEDULING_ENV, "1").strip() or "1"
     if setting == "0":
         return "SCHED_OTHER (LOADGEN_WIRE_READER_FIFO=0)"

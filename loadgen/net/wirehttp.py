@@ -982,6 +982,11 @@ class WirePool:
             client.close()
         self._clients.clear()
 
+    def reset_idle(self) -> None:
+        """Reset every idle HTTP/1.1 connection of every origin (WireClient.reset_idle)."""
+        for client in list(self._clients.values()):
+            client.reset_idle()
+
 
 # Every WirePool of the process, for the reset at its exit.
 _pools: "weakref.WeakSet[WirePool]" = weakref.WeakSet()
@@ -999,11 +1004,10 @@ def _reset_idle_at_exit() -> None:
     on the pools' loops any more at this point; HTTP/2 connections (a few per control plane) are
     left to the exit."""
     for pool in list(_pools):
-        for client in list(pool._clients.values()):
-            try:
-                client.reset_idle()
-            except Exception:  # noqa: BLE001 - the exit goes on
-                pass
+        try:
+            pool.reset_idle()
+        except Exception:  # noqa: BLE001 - the exit goes on
+            pass
 
 
 def default_ssl_context(h2: bool = False) -> ssl.SSLContext:
