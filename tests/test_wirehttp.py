@@ -31,7 +31,7 @@ class ScriptedServer:
     (each part's send time is in `sent_at`).
     """
 
-    def __init__(self, script, delay_s: float = 0.0, tls: ssl.SSLContext = None):
+    def __init__(self, script, delay_s: float = 0.0, tls: ssl.SSLContext = None, port: int = 0):
         self.script = script
         self.delay_s = delay_s
         self.tls = tls
@@ -41,7 +41,7 @@ class ScriptedServer:
         self.requests = 0
         self.sent_at: list[float] = []
         self.received: list[bytes] = []
-        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener = socket.create_server(("127.0.0.1", port))
         self.port = self.listener.getsockname()[1]
         self._stop = False
         self._threads = [threading.Thread(target=self._accept, daemon=True)]
@@ -126,6 +126,10 @@ class ScriptedServer:
 
     def stop(self):
         self._stop = True
+        try:  # wakes the accept in progress, which would hold the listening socket (and its port) open
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.listener.close()
 
 
@@ -448,6 +452,34 @@ def test_tls_trusts_ssl_cert_file_per_origin(server_factory, tmp_path, monkeypat
     monkeypatch.delenv("SSL_CERT_FILE")
     with pytest.raises(wirehttp.ConnectError, match="certificate"):
         run(wirehttp.WireClient(servers[0][0].url).request("GET", "/", {}, None, timeout=5))
+
+
+def test_a_new_server_on_an_origin_already_met_is_trusted_by_the_roots_named_now(server_factory, tmp_path,
+                                                                                   monkeypatch):
+    """A server that replaces another on the same address with a CA of its own (an emulator restarted
+    on its port, with SSL_CERT_FILE naming its new CA) is trusted: the pool's clients are per origin
+    and per roots, not per origin only."""
+    made = []
+    for name in ("old", "new"):
+        (tmp_path / name).mkdir()
+        cert, key = _self_signed(tmp_path / name)
+        server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server_tls.load_cert_chain(cert, key)
+        made.append((server_tls, cert))
+    pool = wirehttp.WirePool()
+
+    async def scenario():
+        monkeypatch.setenv("SSL_CERT_FILE", str(made[0][1]))
+        old = server_factory(lambda req, n: ("close", ok(b"old")), tls=made[0][0])
+        first = (await pool.request("GET", old.url + "/", {}, None, timeout=5)).content
+        old.stop()
+        new = server_factory(lambda req, n: ok(b"new"), tls=made[1][0], port=old.port)
+        monkeypatch.setenv("SSL_CERT_FILE", str(made[1][1]))
+        second = (await pool.request("GET", new.url + "/", {}, None, timeout=5)).content
+        return first, second, new
+
+    first, second, new = run(scenario())
+    assert (first, second) == (b"old", b"new") and new.requests == 1
 
 
 def test_pool_gives_one_client_per_origin_and_closes_connections_left_idle(server_factory):

@@ -954,13 +954,16 @@ class WirePool:
         if loop != self._loop:  # a new loop (a new asyncio.run, a fork): nothing of the old one carries over
             self.close()
             self._loop, self._sweeping = loop, False
-        client = self._clients.get((scheme, netloc))
+        # per origin and, where the roots come from the environment, per roots: a server that took an
+        # earlier one's address (an emulator restarted on its port) may have its own CA, named by then
+        key = (scheme, netloc) if scheme != "https:" or self._ssl is not None \
+            else (scheme, netloc, _roots_named_by_environment())
+        client = self._clients.get(key)
         if client is None:
             ssl_context = self._ssl
             if scheme == "https:" and ssl_context is None:
-                # per origin: SSL_CERT_FILE may name another CA by then
                 ssl_context = _shared_default_context(_speaks_http2(self.http2, self.io, "https"))
-            client = self._clients[(scheme, netloc)] = WireClient(
+            client = self._clients[key] = WireClient(
                 f"{scheme}//{netloc}", ssl_context=ssl_context, max_idle=self.max_idle_per_origin, buffer=self._buffer,
                 io=self.io, http2=self.http2)
             if not self._sweeping:
