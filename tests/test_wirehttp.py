@@ -432,14 +432,20 @@ def test_tls_with_an_untrusted_certificate_is_a_connect_error(server_factory, tm
         run(wirehttp.WireClient(srv.url).request("GET", "/", {}, None, timeout=5))
 
 
+def _server_tls(directory):
+    """A server's TLS context with a certificate of its own, made in `directory`, and that certificate."""
+    directory.mkdir()
+    cert, key = _self_signed(directory)
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    return server_tls, cert
+
+
 def test_tls_trusts_ssl_cert_file_per_origin(server_factory, tmp_path, monkeypatch):
     """SSL_CERT_FILE names the roots (as for httpx and OpenSSL), read when a pool meets a new origin."""
     servers = []
     for name in ("a", "b"):
-        (tmp_path / name).mkdir()
-        cert, key = _self_signed(tmp_path / name)
-        server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        server_tls.load_cert_chain(cert, key)
+        server_tls, cert = _server_tls(tmp_path / name)
         servers.append((server_factory(lambda req, n: ok(b"trusted"), tls=server_tls), cert))
     pool = wirehttp.WirePool()
 
@@ -459,13 +465,7 @@ def test_a_new_server_on_an_origin_already_met_is_trusted_by_the_roots_named_now
     """A server that replaces another on the same address with a CA of its own (an emulator restarted
     on its port, with SSL_CERT_FILE naming its new CA) is trusted: the pool's clients are per origin
     and per roots, not per origin only."""
-    made = []
-    for name in ("old", "new"):
-        (tmp_path / name).mkdir()
-        cert, key = _self_signed(tmp_path / name)
-        server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        server_tls.load_cert_chain(cert, key)
-        made.append((server_tls, cert))
+    made = [_server_tls(tmp_path / name) for name in ("old", "new")]
     pool = wirehttp.WirePool()
 
     async def scenario():
