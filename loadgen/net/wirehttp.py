@@ -911,9 +911,11 @@ def _generator_or(exc: OSError, other: type, message: str) -> WireError:
 class WirePool:
     """WireClients for many origins (a sandbox's agent is a host of its own) sharing one read buffer.
 
-    Idle connections older than ``idle_expiry_s`` are closed by a sweep on the
-    loop, and clients left with none are dropped: a held sandbox does not keep
-    a connection, an fd and its buffers through a long hold. ``io``: where its
+    One client per origin; for ``https`` without an ``ssl_context`` of the pool's own, one per
+    origin and per the roots ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` name when the request is made.
+    Idle connections older than ``idle_expiry_s`` are closed by a sweep on the loop, and clients
+    left with none are dropped: a held sandbox does not keep a connection, an fd and its buffers
+    through a long hold. ``io``: where its
     exchanges wait (``ASYNCIO``: the running asyncio loop; ``greenwire.HUB``:
     gevent's hub, see ``loadgen.net.greenwire.pool``)."""
 
