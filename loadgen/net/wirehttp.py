@@ -915,9 +915,8 @@ class WirePool:
     origin and per the roots ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` name when the request is made.
     Idle connections older than ``idle_expiry_s`` are closed by a sweep on the loop, and clients
     left with none are dropped: a held sandbox does not keep a connection, an fd and its buffers
-    through a long hold. ``io``: where its
-    exchanges wait (``ASYNCIO``: the running asyncio loop; ``greenwire.HUB``:
-    gevent's hub, see ``loadgen.net.greenwire.pool``)."""
+    through a long hold. ``io``: where its exchanges wait (``ASYNCIO``: the running asyncio loop;
+    ``greenwire.HUB``: gevent's hub, see ``loadgen.net.greenwire.pool``)."""
 
     def __init__(self, *, max_idle_per_origin: int = 64, idle_expiry_s: float = 30.0,
                  ssl_context: Optional[ssl.SSLContext] = None, io: Io = ASYNCIO, http2=None):
