@@ -38,15 +38,42 @@ LOCUST = str(Path(sys.executable).with_name("locust"))
 
 BASELINE_LOCUSTFILE = r'''
 """FastHttpUser baseline: the wire exchanges of one sandbox lifecycle, one per user (BENCH_WIRE: e2b's by
-default, or daytona's, runloop's or codesandbox's: the exchanges that provider's adapter makes)."""
-import os, time
+default, or daytona's, runloop's, codesandbox's or modal's: the exchanges that provider's adapter makes;
+modal's RPCs as gRPC-Web, since FastHttpUser has no HTTP/2)."""
+import os, time, uuid
 import gevent
+import gevent.lock
 import orjson
+from gevent import monkey
+from geventhttpclient import connectionpool
 from locust import FastHttpUser, task, constant, events
 from locust.runners import MasterRunner, WorkerRunner
 
+
+def _is_socket_alive(self, sock):
+    """geventhttpclient's check that a pooled keep-alive connection is still open, with poll() where it has
+    select(): select() refuses descriptors from 1024 on (FD_SETSIZE), and the pool took that refusal for a
+    dead connection, so in a process with over ~1,000 users every request after the first opened a new
+    connection (2.47 connections a lifecycle at 2,000 users on e2b's wire, 4.43 on modal's), which made the
+    baseline pay connection set-ups, and TLS handshakes, that FastHttpUser does not pay below 1,000."""
+    if sock is None:
+        return False
+    try:
+        fd = sock.fileno()
+        if fd < 0:
+            return False
+        poller = _poll()
+        poller.register(fd, _POLLIN)
+        return not poller.poll(0)  # readable while idle: the peer closed it, or it holds stray bytes
+    except (OSError, ValueError):
+        return False
+
+
+_poll, _POLLIN = monkey.get_original("select", "poll"), 1  # a zero-timeout poll never blocks the hub
+connectionpool.ConnectionPool._is_socket_alive = _is_socket_alive
+
 MODE = os.environ.get("BENCH_MODE", "lifecycle")      # lifecycle | create
-WIRE = os.environ.get("BENCH_WIRE", "e2b")            # e2b | daytona | runloop | codesandbox
+WIRE = os.environ.get("BENCH_WIRE", "e2b")            # e2b | daytona | runloop | codesandbox | modal
 VERSION = b"v20.18.1"
 OUT = os.environ.get("BENCH_OUT")                      # per-process jsonl of measured create latencies
 START_MSG = b'{"process":{"cmd":"/bin/bash","args":["-l","-c","node -v"]},"stdin":false}'
@@ -214,6 +241,90 @@ class BaselineUser(FastHttpUser):
                 raise RuntimeError("no exit in the stream")
         self._post(f"/v1/sandboxes/{sid}/terminate", {"snapshot": None}, auth, "destroy")
         self._post(f"/v1/sandboxes/{sid}/wait", {}, auth, "destroy")
+
+    def _rpc(self, path, message, headers, name):
+        """One gRPC call as gRPC-Web over HTTP/1.1 (the emulator's HTTP listener): the answer's messages."""
+        body = message.SerializeToString()
+        r = self.client.post(path, data=bytes([0]) + len(body).to_bytes(4, "big") + body, name=name,
+                             headers={**headers, "Content-Type": "application/grpc-web+proto"})
+        data, replies, status = r.content, [], None
+        while data:
+            flag, size = data[0], int.from_bytes(data[1:5], "big")
+            payload, data = data[5:5 + size], data[5 + size:]
+            if flag & 0x80:
+                status = dict(line.split(b": ", 1) for line in payload.split(b"\r\n") if line)[b"grpc-status"]
+            else:
+                replies.append(payload)
+        if r.status_code != 200 or status != b"0":
+            raise RuntimeError(f"{name}: HTTP {r.status_code}, grpc-status {status}")
+        return replies
+
+    def _modal_control(self):
+        """The control plane's metadata, as modal's SDK sends it with every call."""
+        return {**MODAL_HEADERS, "x-idempotency-key": str(uuid.uuid4()), "x-modal-timestamp": repr(time.time())}
+
+    def modal(self, tags):
+        """modal's RPCs, each one gRPC-Web exchange: SandboxCreateV2; per command TaskExecStart,
+        TaskExecStdioRead and TaskExecWait on the task command router; SandboxTerminateV2."""
+        from modal_proto import api_pb2 as pb, task_command_router_pb2 as sr
+
+        app_id, image_id = _modal_app(self)
+        t0 = time.time()
+        definition = pb.Sandbox(image_id=image_id, timeout_secs=3600, resources=pb.Resources(gpu_config=pb.GPUConfig()),
+                                open_ports=pb.PortSpecs(),
+                                network_access=pb.NetworkAccess(network_access_type=pb.NetworkAccess.OPEN))
+        request = pb.SandboxCreateV2Request(app_id=app_id, definition=definition,
+                                            tags=[pb.SandboxTag(tag_name=k, tag_value=v) for k, v in tags.items()])
+        [reply] = self._rpc("/modal.client.ModalClient/SandboxCreateV2", request, self._modal_control(), "create")
+        created = pb.SandboxCreateV2Response.FromString(reply)
+        if not self._created(t0, time.time()):
+            return
+        router = {"authorization": "Bearer " + created.command_router_access.jwt, "x-throttle-retry-attempt": "0",
+                  "user-agent": MODAL_HEADERS["user-agent"]}
+        task_id = created.task_id
+        for _ in range(2):
+            exec_id = str(uuid.uuid4())
+            self._rpc("/modal.task_command_router.TaskCommandRouter/TaskExecStart", sr.TaskExecStartRequest(
+                task_id=task_id, exec_id=exec_id, command_args=["node", "-v"],
+                stdout_config=sr.TASK_EXEC_STDOUT_CONFIG_PIPE, stderr_config=sr.TASK_EXEC_STDERR_CONFIG_PIPE,
+                timeout_secs=30), router, "command")
+            out = self._rpc("/modal.task_command_router.TaskCommandRouter/TaskExecStdioRead",
+                            sr.TaskExecStdioReadRequest(task_id=task_id, exec_id=exec_id), router, "command")
+            if VERSION not in b"".join(sr.TaskExecStdioReadResponse.FromString(m).data for m in out):
+                raise RuntimeError("no version in the output")
+            [code] = self._rpc("/modal.task_command_router.TaskCommandRouter/TaskExecWait",
+                               sr.TaskExecWaitRequest(task_id=task_id, exec_id=exec_id), router, "command")
+            if sr.TaskExecWaitResponse.FromString(code).code != 0:
+                raise RuntimeError("the command failed")
+        self._rpc("/modal.client.ModalClient/SandboxTerminateV2", pb.SandboxTerminateRequest(sandbox_id=created.sandbox_id),
+                  self._modal_control(), "destroy")
+
+
+# The metadata modal's SDK sends on every control-plane call (its version, the platform, the token).
+MODAL_HEADERS = {"user-agent": "modal-client/1.6.4 (linux; cpython/3.11)", "te": "trailers",
+                 "x-retry-attempt": "0", "x-throttle-retry-attempt": "0", "x-modal-client-version": "1.6.4",
+                 "x-modal-client-type": "1", "x-modal-python-version": "3.11", "x-modal-node": "bench",
+                 "x-modal-platform": "Linux", "x-modal-token-id": "ak-bench", "x-modal-token-secret": "as-bench"}
+_modal_setup = {}
+
+
+def _modal_app(user):
+    """The app and the image, made once per process before the first create (as the adapter's setup does)."""
+    if "ids" not in _modal_setup:
+        from modal_proto import api_pb2 as pb
+
+        lock = _modal_setup.setdefault("lock", gevent.lock.Semaphore())
+        with lock:
+            if "ids" not in _modal_setup:
+                control = user._modal_control
+                [app] = user._rpc("/modal.client.ModalClient/AppGetOrCreate", pb.AppGetOrCreateRequest(
+                    app_name="loadgen-baseline", object_creation_type=pb.OBJECT_CREATION_TYPE_CREATE_IF_MISSING),
+                    control(), "setup")
+                app_id = pb.AppGetOrCreateResponse.FromString(app).app_id
+                [image] = user._rpc("/modal.client.ModalClient/ImageGetOrCreate", pb.ImageGetOrCreateRequest(
+                    app_id=app_id, image=pb.Image(dockerfile_commands=["FROM base"])), control(), "setup")
+                _modal_setup["ids"] = (app_id, pb.ImageGetOrCreateResponse.FromString(image).image_id)
+    return _modal_setup["ids"]
 '''
 
 
@@ -414,7 +525,7 @@ def protocol_env(protocol: str, ca_file: Optional[str]) -> dict:
 
 # The wires the FastHttpUser baseline can make a lifecycle's exchanges on: "baseline" is e2b's,
 # "baseline-<face>" that face's (the same exchanges as that provider's adapter).
-BASELINE_WIRES = ("e2b", "daytona", "runloop", "codesandbox")
+BASELINE_WIRES = ("e2b", "daytona", "runloop", "codesandbox", "modal")
 
 
 def baseline_wire(kind: str) -> Optional[str]:

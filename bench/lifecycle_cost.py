@@ -11,10 +11,14 @@ so that interpreter start-up, imports and shutdown cancel out. For loadgen it
 is the whole generator (adapter, SDK, asyncio bridge, records, journal,
 barrier, statistics at the end); for the baseline it is Locust's FastHttpUser
 making the same four exchanges on the e2b wire (see bench/_harness.py), and,
-for each adapter of another face (daytona, runloop, codesandbox), FastHttpUser
-making that adapter's own exchanges on its face's wire (`baseline-<face>`):
-the ratio "on the same exchanges" is against that one. Each configuration
-runs --repeat times, interleaved, and the median is reported.
+for each adapter of another face (daytona, runloop, codesandbox, modal),
+FastHttpUser making that adapter's own exchanges on its face's wire
+(`baseline-<face>`; modal's eight RPCs as gRPC-Web over HTTP/1.1, since
+FastHttpUser has no HTTP/2): the ratio "on the same exchanges" is against
+that one. FastHttpUser keeps one connection per user, as it does below 1,000
+users (bench/_harness.py mends its pool's select() check, which treated
+every descriptor from 1024 on as a dead connection). Each configuration runs
+--repeat times, interleaved, and the median is reported.
 
 Protocols (--protocols, each row is run over each): `h1` (HTTP/1.1 in
 cleartext, the default), `tls` (the emulator started with --tls, its CA
@@ -52,6 +56,7 @@ def one(kind: str, n: int, emu, protocol: str) -> tuple[float, dict]:
     emu.reset()
     env = H.protocol_env(protocol, emu.ca_file)
     before = emu.stats()["server"]
+    grpc_before = _grpc_connections(emu)
     wire = H.baseline_wire(kind)
     if wire is not None:
         res, _ = H.run_baseline(n, emu.url, env=env, wire=wire)
@@ -65,7 +70,24 @@ def one(kind: str, n: int, emu, protocol: str) -> tuple[float, dict]:
     server = stats["server"]
     opened = {p: server["connections_by_protocol"][p] - before["connections_by_protocol"][p]
               for p in server["connections_by_protocol"]}
+    if grpc_before is not None:  # modal's gRPC port (the control plane, and each sandbox's command router)
+        opened["h2"] += _grpc_connections(emu) - grpc_before
     return res.cpu_s, opened
+
+
+def _grpc_connections(emu):
+    """Connections the emulator's modal face has accepted on its gRPC port, or None without that face."""
+    import json
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    context = ssl.create_default_context(cafile=emu.ca_file) if emu.url.startswith("https") else None
+    try:
+        with urllib.request.urlopen(emu.url + "/modal/stats", context=context, timeout=10) as resp:
+            return json.loads(resp.read())["connections_total"]
+    except urllib.error.HTTPError:
+        return None
 
 
 def main() -> int:

@@ -16,6 +16,7 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.request
 
 import h2.config
 import h2.connection
@@ -398,3 +399,97 @@ def test_start_emulator_tls_handle_exposes_its_ca_file():
     assert stats["server"]["scheme"] == "https" and stats["server"]["ca_file"] == ca_file
     assert grpc["url"].startswith("https://")  # modal's gRPC port serves TLS too
     assert not os.path.exists(ca_file)
+
+
+# -- gRPC-Web: the modal face's RPCs on the HTTP listener ---------------------------
+
+
+def _grpc_web_request(path: str, message: bytes, headers: dict, framed=None) -> bytes:
+    body = framed if framed is not None else bytes([0]) + len(message).to_bytes(4, "big") + message
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return (f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/grpc-web+proto\r\n{head}"
+            f"content-length: {len(body)}\r\n\r\n").encode() + body
+
+
+def _grpc_web_answer(answer) -> tuple:
+    """An HTTP/1.1 answer's gRPC-Web frames: (its messages, its trailers as a dict)."""
+    status, headers, data = answer
+    assert status == 200 and headers[b"content-type"] == b"application/grpc-web+proto"
+    messages, trailers = [], None
+    while data:
+        flag, size = data[0], int.from_bytes(data[1:5], "big")
+        payload, data = data[5:5 + size], data[5 + size:]
+        assert trailers is None, "nothing may follow the trailers"
+        if flag & 0x80:
+            trailers = dict(line.split(b": ", 1) for line in payload.split(b"\r\n") if line)
+        else:
+            messages.append(payload)
+    assert trailers is not None, "every answer ends with its trailers"
+    return messages, trailers
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["cleartext", "tls"])
+def test_grpc_web_serves_a_modal_lifecycle_with_one_answer_per_rpc(tls):
+    """modal's RPCs as gRPC-Web on the HTTP listener (how the HTTP/1.1-only baseline of bench/ makes the
+    exchanges modal's SDK makes): create, a command's three RPCs, terminate, one connection, one answer each;
+    then three requests pipelined in one write (a wait, an RPC the face does not emulate, a request whose
+    frame is cut short) get one answer each, in order, as gRPC statuses."""
+    from modal_proto import api_pb2 as pb, task_command_router_pb2 as sr
+
+    control = {"x-modal-token-id": "ak-test", "x-modal-token-secret": "as-test"}
+    with EmulatorThread("fast", faces="modal", tls=tls, require_api_key=True) as emu:
+        sock = _open(emu, ["http/1.1"])
+        sock.settimeout(10)
+        responses = _Responses()
+
+        def call(path, message, headers, framed=None):
+            sock.sendall(_grpc_web_request(path, message.SerializeToString(), headers, framed))
+            while len(responses.done) < calls[0] + 1:
+                responses.feed(sock.recv(65536))
+            calls[0] += 1
+            return _grpc_web_answer(responses.done[-1])
+
+        calls = [0]
+        [app], ok = call("/modal.client.ModalClient/AppGetOrCreate", pb.AppGetOrCreateRequest(
+            app_name="web", object_creation_type=pb.OBJECT_CREATION_TYPE_CREATE_IF_MISSING), control)
+        assert ok[b"grpc-status"] == b"0"
+        app_id = pb.AppGetOrCreateResponse.FromString(app).app_id
+        _, refused = call("/modal.client.ModalClient/SandboxCreateV2", pb.SandboxCreateV2Request(app_id=app_id), {})
+        assert refused[b"grpc-status"] == b"16"  # UNAUTHENTICATED: no token
+        [created], ok = call("/modal.client.ModalClient/SandboxCreateV2", pb.SandboxCreateV2Request(
+            app_id=app_id, tags=[pb.SandboxTag(tag_name="run_id", tag_value="web")]), control)
+        created = pb.SandboxCreateV2Response.FromString(created)
+        router = {"authorization": "Bearer " + created.command_router_access.jwt}
+        task, exec_id = created.task_id, "ex-web-1"
+        _, ok = call("/modal.task_command_router.TaskCommandRouter/TaskExecStart", sr.TaskExecStartRequest(
+            task_id=task, exec_id=exec_id, command_args=["node", "-v"]), router)
+        assert ok[b"grpc-status"] == b"0"
+        out, ok = call("/modal.task_command_router.TaskCommandRouter/TaskExecStdioRead",
+                       sr.TaskExecStdioReadRequest(task_id=task, exec_id=exec_id), router)
+        assert b"".join(sr.TaskExecStdioReadResponse.FromString(m).data for m in out) == b"v20.18.1\n"
+        wait = _grpc_web_request("/modal.task_command_router.TaskCommandRouter/TaskExecWait",
+                                 sr.TaskExecWaitRequest(task_id=task, exec_id=exec_id).SerializeToString(), router)
+        other = _grpc_web_request("/modal.client.ModalClient/SandboxList", b"", control)
+        cut = _grpc_web_request("/modal.client.ModalClient/AppGetOrCreate", b"", control, framed=b"\x00\x00\x00\x00\x09ab")
+        sock.sendall(wait + other + cut)
+        while len(responses.done) < calls[0] + 3:
+            responses.feed(sock.recv(65536))
+        calls[0] += 3
+        [code], waited = _grpc_web_answer(responses.done[-3])
+        assert (sr.TaskExecWaitResponse.FromString(code).code, waited[b"grpc-status"]) == (0, b"0")
+        assert _grpc_web_answer(responses.done[-2]) == ([], {b"grpc-status": b"12",
+                                                              b"grpc-message": b"not emulated by loadgen%27s modal face"})
+        assert _grpc_web_answer(responses.done[-1])[1][b"grpc-status"] == b"13"  # INTERNAL: a malformed frame
+        _, ok = call("/modal.client.ModalClient/SandboxTerminateV2",
+                     pb.SandboxTerminateRequest(sandbox_id=created.sandbox_id), control)
+        assert ok[b"grpc-status"] == b"0"
+        sock.sendall(b"GET /_emulator/health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        _read_until_closed(sock, responses)
+        sock.close()
+        truth = emu.sandboxes()
+        context = ssl.create_default_context(cafile=emu.ca_file) if tls else None
+        stats = json.loads(urllib.request.urlopen(emu.url + "/modal/stats", context=context, timeout=10).read())
+    assert len(responses.done) == calls[0] + 1  # one answer per request, and nothing else
+    assert [(row["metadata"]["run_id"], row["state"], len(row["execs"])) for row in truth] == [("web", "killed", 1)]
+    assert stats["connections"] == 0  # none of it went to the gRPC port
+    assert stats["unimplemented"] == {"/modal.client.ModalClient/SandboxList": 1}

@@ -8,11 +8,14 @@ gRPC URL is then found through the HTTP listener:
 
     GET <emulator-url>/modal/grpc   ->  {"url": "http://127.0.0.1:PORT", "port": PORT}  (https under --tls)
     GET <emulator-url>/modal/stats  ->  {"rpcs": {name: count}, "unimplemented": {name: count},
-                                         "grpc_url": ..., "connections": N}
+                                         "grpc_url": ..., "connections": N, "connections_total": M}
 
 so the HTTP side needs nothing of its own beyond handing this face its TLS
 context (`listens`); `/_emulator/` ground truth (stats, sandboxes,
-reset) covers modal sandboxes like any other.
+reset) covers modal sandboxes like any other. The HTTP listener also
+answers the same RPCs as gRPC-Web (`loadgen/emulator/grpcweb.py`), so that
+an HTTP/1.1-only client (the FastHttpUser baseline of bench/) can make the
+exchanges modal's SDK makes.
 
 One listener serves both services the SDK calls: the control plane
 (`modal.client.ModalClient`) and the per-worker task command router
@@ -69,6 +72,7 @@ from h2.connection import H2Connection
 from h2.settings import SettingCodes
 
 from loadgen.emulator import core as C
+from loadgen.emulator import grpcweb
 from loadgen.emulator.request import Request, kernel_arrival
 from loadgen.emulator.http2 import max_streams  # the SDK multiplexes a whole process over one connection
 from loadgen.net import wiregrpc
@@ -187,6 +191,7 @@ class _Protocol(H2Protocol):
         self.connection.initialize()
         self.processor = EventsProcessor(self.handler, self.connection)
         self.face_connections[0] += 1
+        self.face_connections[1] += 1
 
     def connection_lost(self, exc) -> None:
         self.face_connections[0] -= 1
@@ -244,7 +249,7 @@ class ModalFace:
         self._bases = (api_grpc.ModalClientBase, task_command_router_grpc.TaskCommandRouterBase)
         self.loop = asyncio.get_running_loop()  # faces are built in Emulator.start, on the serving loop
         self.rpcs: Dict[str, int] = collections.Counter()
-        self.connections = [0]
+        self.connections = [0, 0]  # gRPC connections open now, and ever accepted
         self.apps: Dict[str, str] = {}
         self.images: Dict[str, str] = {}  # image id -> what it was built from (the template)
         self.execs: Dict[str, _Exec] = {}
@@ -258,7 +263,9 @@ class ModalFace:
         sock.setblocking(False)
         self.grpc_port = sock.getsockname()[1]
         self.grpc_url = f"{'https' if ssl is not None else 'http'}://{host}:{self.grpc_port}"
-        self.server = _Server([self], self.connections, status_details_codec=_DetailsCodec())
+        self._details_codec = _DetailsCodec()
+        self._web_handlers = self.__mapping__()  # the same handlers, for gRPC-Web on the HTTP listener
+        self.server = _Server([self], self.connections, status_details_codec=self._details_codec)
         self.server.max_streams = max_streams(core.settings)
         # Connections arriving before create_server has run wait in the listen backlog.
         # (grpclib's own default backlog is 100: a burst of router connections would
@@ -276,10 +283,18 @@ class ModalFace:
         if req.path == b"/modal/grpc":
             req.respond(200, json.dumps({"url": self.grpc_url, "port": self.grpc_port}).encode())
             return True
+        if req.path.startswith((CONTROL.encode(), ROUTER.encode())) and grpcweb.is_grpc_web(req):
+            handler = self._web_handlers.get(req.path.decode("latin-1"))
+            if handler is None:
+                handler = grpclib.const.Handler(self._counted(req.path.decode("latin-1"), self._unimplemented),
+                                                None, None, None)
+            self.loop.create_task(grpcweb.serve(req, handler, self._details_codec))
+            return True
         if req.path == b"/modal/stats":
             rpcs = {k: v for k, v in self.rpcs.items() if k in RPCS}
             others = {k: v for k, v in self.rpcs.items() if k not in RPCS}
             req.respond(200, json.dumps({"grpc_url": self.grpc_url, "connections": self.connections[0],
+                                         "connections_total": self.connections[1],
                                          "rpcs": rpcs, "unimplemented": others}).encode())
             return True
         return False
