@@ -125,6 +125,9 @@ def main() -> int:
                 print(f"  {kind} ({protocol}): CPU {lo:.2f} s at N={args.lo}, {hi:.2f} s at N={args.hi} -> "
                       f"{per[(kind, protocol)][-1]:.3f} ms/lifecycle; connections opened at N={args.hi}: "
                       f"{opened}", flush=True)
+                if H.baseline_wire(kind) is not None and handshakes[(kind, protocol)][0] > 1.05:
+                    print(f"  WARNING: FastHttpUser opened {handshakes[(kind, protocol)][0]:.2f} connections a "
+                          "lifecycle, not one per user: its figure includes reconnects", flush=True)
     finally:
         for emu in emulators.values():
             emu.stop()
