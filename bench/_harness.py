@@ -506,6 +506,8 @@ VARIANTS = {
     "modal-cfs-reader": ("modal", {"LOADGEN_GC_THRESHOLD": "100000,50,1000", "LOADGEN_WIRE_READER_FIFO": "0"}),
     # the runloop adapter on the timed transport with its lean SDK path off: the SDK's request path as shipped
     "runloop-plain": ("runloop", {"LOADGEN_RUNLOOP_PLAIN_SDK": "1"}),
+    # the codesandbox adapter on the timed transport with httpx's own client class (no lean URL merge or cookies)
+    "codesandbox-plain": ("codesandbox", {"LOADGEN_CODESANDBOX_PLAIN_SDK": "1"}),
 }
 
 

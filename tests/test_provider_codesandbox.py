@@ -9,6 +9,7 @@ import collections
 import contextlib
 import json
 import os
+import re
 import uuid
 
 import pytest
@@ -20,6 +21,7 @@ from loadgen.providers.codesandbox import CodeSandboxProvider
 from tests.emulator_fixtures import request
 from tests.locust_harness import free_port, run_locust
 from tests.protocol_fixtures import speaking, spoke, uses_tls
+from tests.tap import Tap
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -203,6 +205,96 @@ def test_destroy_of_a_sandbox_the_service_forgot_returns_false():
             return await p.destroy(handle, 5)
 
         assert asyncio.run(main()) is False
+
+
+def _lifecycle_on_the_wire(tap: Tap, plain: bool, monkeypatch) -> list:
+    """A create, a command and a destroy, as sent; the sandbox's id, its agent's token and per-request
+    ids replaced."""
+    monkeypatch.delenv("LOADGEN_CODESANDBOX_TRANSPORT", raising=False)
+    if plain:
+        monkeypatch.setenv("LOADGEN_CODESANDBOX_PLAIN_SDK", "1")
+    else:
+        monkeypatch.delenv("LOADGEN_CODESANDBOX_PLAIN_SDK", raising=False)
+    tap.streams.clear()
+    p = provider(tap.url)
+    assert p.wire_verdicts and p.lean is not plain
+
+    async def main():
+        handle = await p.create({"run_id": "tap", "sandbox_idx": "0"})
+        result = await p.run(handle, "node -v", 10)
+        assert await p.destroy(handle, 10) is True
+        return handle, result
+
+    handle, result = asyncio.run(main())
+    assert (result.exit_code, result.stdout) == (0, "v20.18.1\n")
+    agent = handle.sandbox.vm_info.agent
+    normalised = []
+    for lines, body in tap.requests():
+        text = "\r\n".join(lines).replace(handle.sandbox_id, "<id>").replace(agent.token, "<token>")
+        normalised.append((_EXEC_ID.sub("<exec>", text).split("\r\n"), body))
+    return normalised
+
+
+_EXEC_ID = re.compile(r"/execs/[^/ ]+")
+
+
+def test_the_lean_client_sends_what_httpx_sends(monkeypatch):
+    """With the lean client (its URL merge and cookie reading) and with LOADGEN_CODESANDBOX_PLAIN_SDK=1
+    (httpx's own client class), on the same timed transport: the same requests, each with the same method,
+    path, headers (names, values, order) and body."""
+    with start_emulator("fast", faces="codesandbox") as emu:
+        tap = Tap(int(emu.url.rsplit(":", 1)[1]))
+        try:
+            lean = _lifecycle_on_the_wire(tap, False, monkeypatch)
+            plain = _lifecycle_on_the_wire(tap, True, monkeypatch)
+        finally:
+            tap.close()
+    assert [lines[0] for lines, _ in lean] == [
+        "POST /v1/sandboxes HTTP/1.1", "POST /v1/sandboxes/<id>/wait HTTP/1.1",
+        "POST /csb-agent/<id>/api/v1/execs HTTP/1.1", "GET /csb-agent/<id>/api/v1/stream<exec>/io HTTP/1.1",
+        "POST /v1/sandboxes/<id>/terminate HTTP/1.1", "POST /v1/sandboxes/<id>/wait HTTP/1.1"]
+    assert lean == plain
+
+
+def test_the_lean_client_keeps_the_cookies_an_answer_sets():
+    """The lean cookie jar reads only answers that set a cookie, and keeps what they set, as httpx's does:
+    a real HTTP server sets a cookie on one answer, and the client sends it back from then on."""
+    import http.server
+    import threading
+
+    import httpx
+
+    from loadgen.providers.codesandbox import _lean_client_class
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps({"path": self.path, "cookie": self.headers.get("cookie")}).encode()
+            self.send_response(200)
+            if self.path.endswith("/set"):
+                self.send_header("Set-Cookie", "route=b7; Path=/")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    async def main():
+        async with _lean_client_class()(base_url=f"http://127.0.0.1:{server.server_port}/v1",
+                                        transport=httpx.AsyncHTTPTransport()) as client:
+            assert client._lean_root == "/v1/"  # the lean merge is on
+            return [(await client.get(path)).json() for path in ("/echo", "/set", "/echo")]
+
+    try:
+        answers = asyncio.run(main())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert answers == [{"path": "/v1/echo", "cookie": None}, {"path": "/v1/set", "cookie": None},
+                       {"path": "/v1/echo", "cookie": "route=b7"}]
 
 
 # ---------------------------------------------------------------------------

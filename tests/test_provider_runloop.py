@@ -20,16 +20,13 @@ import http.client
 import json
 import os
 import re
-import socket
-import threading
-import time
 
 import pytest
 
 from loadgen.emulator import start_emulator
 from tests.adapter_matrix import run_matrix
 from tests.protocol_fixtures import spoke
-from tests.s3_fixtures import pipe
+from tests.tap import Tap
 
 PROTOCOLS = ["h1", "h2", "tls", "h2+tls"]
 from tests.locust_harness import run_locust
@@ -184,58 +181,10 @@ def test_kill_failure_clean_life_and_long_poll(matrix):
 # the lean SDK path sends what the SDK as shipped sends
 
 
-class _Tap:
-    """A TCP relay to the emulator that keeps every byte its clients sent, connection by connection."""
-
-    def __init__(self, port: int):
-        self._port = port
-        self._listener = socket.socket()
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(64)
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-        self.streams: list = []  # (first byte's arrival, bytearray) per connection
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self._port))
-            stream = [None, bytearray()]
-            self.streams.append(stream)
-            threading.Thread(target=pipe, args=(client, upstream, functools.partial(self._record, stream)),
-                             daemon=True).start()
-            threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
-
-    @staticmethod
-    def _record(stream, data: bytes) -> None:
-        stream[0] = stream[0] or time.monotonic()
-        stream[1] += data
-
-    def requests(self) -> list:
-        """Every request sent so far, in order: (head lines, body)."""
-        out = []
-        for first, data in sorted((s for s in self.streams if s[0] is not None), key=lambda s: s[0]):
-            data = bytes(data)
-            while data:
-                head, _, rest = data.partition(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")
-                length = next((int(line.split(":", 1)[1]) for line in lines[1:]
-                               if line.lower().startswith("content-length:")), 0)
-                out.append((lines, rest[:length]))
-                data = rest[length:]
-        return out
-
-    def close(self) -> None:
-        self._listener.close()
-
-
 _UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-def _lifecycle_on_the_wire(tap: _Tap, plain: bool, monkeypatch) -> list:
+def _lifecycle_on_the_wire(tap: Tap, plain: bool, monkeypatch) -> list:
     """A create, a command, a command with a query parameter (which the lean path leaves to the SDK), a
     shutdown and a shutdown of a devbox that is gone, as sent; ids and per-request UUIDs replaced."""
     from loadgen.providers import get_provider_class
@@ -271,7 +220,7 @@ def test_the_lean_sdk_path_sends_what_the_sdk_as_shipped_sends(monkeypatch):
     """Method, path, every header (names, values, order) and body, request by request, with the lean path
     on and with LOADGEN_RUNLOOP_PLAIN_SDK=1 (the SDK's own request path on the same timed transport)."""
     with start_emulator("fast", faces="runloop") as emu:
-        tap = _Tap(int(emu.url.rsplit(":", 1)[1]))
+        tap = Tap(int(emu.url.rsplit(":", 1)[1]))
         try:
             lean = _lifecycle_on_the_wire(tap, False, monkeypatch)
             plain = _lifecycle_on_the_wire(tap, True, monkeypatch)

@@ -54,6 +54,17 @@ client, one management client serves every sandbox (its pool has no
 per-request scan); each sandbox still gets its own agent client, on the
 same pool.
 
+Client cost: on the timed transport, both clients are ``_lean_client_class()``,
+an ``httpx.AsyncClient`` that keeps httpx's request path but for two of its
+costs (together a quarter of the loop thread's time in a burst, BENCHMARKS.md
+§11): the merge of the SDK's path onto the client's base URL, which parsed
+the path and then the whole URL again, is put together from the base URL's
+parsed parts (checked against httpx's own merge at start; a mismatch turns
+it off), and the cookie jar reads an answer only when it sets a cookie
+(http.cookiejar reads nothing else, but httpx wrapped every answer for it).
+The bytes on the wire are the same (tests/test_provider_codesandbox.py).
+``LOADGEN_CODESANDBOX_PLAIN_SDK=1`` gives both clients httpx's own class.
+
 `LOADGEN_CODESANDBOX_TRANSPORT=sdk` sends on the SDK's own httpx transports
 instead (the per-sandbox clients above; latency timed around each SDK call,
 by the greenlet's clock), for A/B measurements and as an escape hatch should
@@ -65,6 +76,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import uuid
 
 from loadgen.net import exchange
@@ -74,6 +86,9 @@ from loadgen.result import ErrorInfo, FailureClass, classify_exception, truncate
 DEFAULT_BASE_URL = "https://api.bartender.codesandbox.io"  # together_sandbox._configuration.DEFAULT_BASE_URL
 SHELL = ("bash", "-lc")  # the probe runs in a login shell, as e2b's does
 TRANSPORT_ENV = "LOADGEN_CODESANDBOX_TRANSPORT"
+PLAIN_SDK_ENV = "LOADGEN_CODESANDBOX_PLAIN_SDK"  # "1": httpx's own client class for both clients
+_SAFE_PATH = re.compile(r"/?[A-Za-z0-9_.~/-]*\Z")  # a path httpx's URL parser leaves as it is (no query)
+_PROBE_PATH = "/api/v1/stream/execs/probe-1/io"
 _IDLE_EXPIRY_S = 30.0  # idle connections kept this long by the timed client's pool
 
 
@@ -147,6 +162,8 @@ class CodeSandboxProvider(Provider):
         self.transport = transport_choice(TRANSPORT_ENV)
         self.wire_verdicts = self.transport == "wire"
         self._wire = self._shared_api = None
+        self.lean = self.wire_verdicts and os.environ.get(PLAIN_SDK_ENV, "").strip().lower() not in ("1", "true", "yes")
+        self._client_class = _lean_client_class() if self.lean else httpx.AsyncClient
         if self.wire_verdicts:
             from loadgen.net.wirehttp import WirePool
             from loadgen.net.wirehttpx import WireAsyncTransport
@@ -161,9 +178,15 @@ class CodeSandboxProvider(Provider):
         return self._httpx.AsyncHTTPTransport(verify=self._ssl, trust_env=False, **self._versions)
 
     def _new_api_client(self):
-        return self._ApiClient(base_url=self._api_base, token=self._api_key, prefix="Bearer",
-                               timeout=self._api_timeout,
-                               httpx_args={"transport": self._transport(), "trust_env": False})
+        api = self._ApiClient(base_url=self._api_base, token=self._api_key, prefix="Bearer",
+                              timeout=self._api_timeout,
+                              httpx_args={"transport": self._transport(), "trust_env": False})
+        if self.lean:  # the client the SDK would build (get_async_httpx_client), of the lean class
+            api._headers[api.auth_header_name] = f"{api.prefix} {api.token}"
+            api.set_async_httpx_client(self._client_class(
+                base_url=api._base_url, cookies=api._cookies, headers=api._headers, timeout=api._timeout,
+                verify=api._verify_ssl, follow_redirects=api._follow_redirects, **api._httpx_args))
+        return api
 
     def _api_client(self):
         """(management client, whether the caller owns it): the shared one on the timed transport."""
@@ -175,7 +198,7 @@ class CodeSandboxProvider(Provider):
         """The SDK's sandbox, rebuilt around an agent client on the shared SSL context (or the timed pool)."""
         agent = sandbox.vm_info.agent
         client = self._SandboxClient(base_url=agent.url, token=agent.token, prefix="Bearer")
-        client.set_async_httpx_client(self._httpx.AsyncClient(
+        client.set_async_httpx_client(self._client_class(
             base_url=agent.url, headers={"Authorization": f"Bearer {agent.token}"},
             transport=self._transport(), timeout=self._agent_timeout, trust_env=False))
         return Handle(self._Sandbox(sandbox.vm_info, client, api, retry=self._retry), api, owns_api)
@@ -290,3 +313,52 @@ class CodeSandboxProvider(Provider):
                 code = None
             return ErrorInfo(FailureClass.OTHER.value, None, code, error_type, message)
         return classify_exception(exc)
+
+
+_lean_class = None
+
+
+def _lean_client_class():
+    """``httpx.AsyncClient`` with the lean URL merge and cookie reading (see the module docstring)."""
+    global _lean_class
+    if _lean_class is not None:
+        return _lean_class
+    import httpx
+
+    class SetCookieJar(httpx.Cookies):
+        """httpx's cookie jar, which is handed an answer only when the answer sets a cookie."""
+
+        def extract_cookies(self, response) -> None:
+            headers = response.headers
+            if "set-cookie" in headers or "set-cookie2" in headers:
+                super().extract_cookies(response)
+
+    class LeanAsyncClient(httpx.AsyncClient):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self._cookies = SetCookieJar(self._cookies)
+            self._lean_root = None
+            base = self.base_url
+            if base.raw_path and "_" not in base.host and not base.query and not base.userinfo and not base.fragment:
+                self._lean_root = base.raw_path.decode("ascii")
+                if self._merge_url(_PROBE_PATH) != httpx.AsyncClient._merge_url(self, _PROBE_PATH):
+                    self._lean_root = None  # this httpx merges otherwise: its own way, always
+
+        @property
+        def cookies(self):
+            return self._cookies
+
+        @cookies.setter
+        def cookies(self, cookies) -> None:
+            self._cookies = SetCookieJar(cookies)
+
+        def _merge_url(self, url):
+            if self._lean_root is None or type(url) is not str or not _SAFE_PATH.match(url) or "/." in url:
+                return super()._merge_url(url)
+            merged = httpx.URL.__new__(httpx.URL)
+            merged._uri_reference = self.base_url._uri_reference._replace(path=self._lean_root + url.lstrip("/"))
+            return merged
+
+    LeanAsyncClient.__name__ = LeanAsyncClient.__qualname__ = "AsyncClient"
+    _lean_class = LeanAsyncClient
+    return _lean_class
