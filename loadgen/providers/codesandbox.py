@@ -316,6 +316,7 @@ class CodeSandboxProvider(Provider):
 
 
 _lean_class = None
+_merges_alike: dict = {}  # base URL path -> whether the lean merge gave httpx's URL for the probe path
 
 
 def _lean_client_class():
@@ -341,7 +342,10 @@ def _lean_client_class():
             base = self.base_url
             if base.raw_path and "_" not in base.host and not base.query and not base.userinfo and not base.fragment:
                 self._lean_root = base.raw_path.decode("ascii")
-                if self._merge_url(_PROBE_PATH) != httpx.AsyncClient._merge_url(self, _PROBE_PATH):
+                if _merges_alike.get(base.raw_path) is None:  # asked once per base path
+                    _merges_alike[base.raw_path] = self._merge_url(_PROBE_PATH) == httpx.AsyncClient._merge_url(
+                        self, _PROBE_PATH)
+                if not _merges_alike[base.raw_path]:
                     self._lean_root = None  # this httpx merges otherwise: its own way, always
 
         @property
