@@ -56,3 +56,24 @@ class Tap:
 
     def close(self) -> None:
         self._listener.close()
+
+
+def sent_lean_and_plain(face: str, plain_env: str, lifecycle, monkeypatch) -> tuple:
+    """What ``lifecycle(tap)`` sent to an emulator of ``face``, through a tap, with an adapter's lean path on
+    and then with ``plain_env=1`` (its escape hatch): (lean requests, plain requests)."""
+    from loadgen.emulator import start_emulator
+
+    sent = []
+    with start_emulator("fast", faces=face) as emu:
+        tap = Tap(int(emu.url.rsplit(":", 1)[1]))
+        try:
+            for plain in (False, True):
+                if plain:
+                    monkeypatch.setenv(plain_env, "1")
+                else:
+                    monkeypatch.delenv(plain_env, raising=False)
+                tap.streams.clear()
+                sent.append(lifecycle(tap, plain))
+        finally:
+            tap.close()
+    return tuple(sent)

@@ -21,7 +21,7 @@ from loadgen.providers.codesandbox import CodeSandboxProvider
 from tests.emulator_fixtures import request
 from tests.locust_harness import free_port, run_locust
 from tests.protocol_fixtures import speaking, spoke, uses_tls
-from tests.tap import Tap
+from tests.tap import Tap, sent_lean_and_plain
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -211,11 +211,6 @@ def _lifecycle_on_the_wire(tap: Tap, plain: bool, monkeypatch) -> list:
     """A create, a command and a destroy, as sent; the sandbox's id, its agent's token and per-request
     ids replaced."""
     monkeypatch.delenv("LOADGEN_CODESANDBOX_TRANSPORT", raising=False)
-    if plain:
-        monkeypatch.setenv("LOADGEN_CODESANDBOX_PLAIN_SDK", "1")
-    else:
-        monkeypatch.delenv("LOADGEN_CODESANDBOX_PLAIN_SDK", raising=False)
-    tap.streams.clear()
     p = provider(tap.url)
     assert p.wire_verdicts and p.lean is not plain
 
@@ -242,13 +237,8 @@ def test_the_lean_client_sends_what_httpx_sends(monkeypatch):
     """With the lean client (its URL merge and cookie reading) and with LOADGEN_CODESANDBOX_PLAIN_SDK=1
     (httpx's own client class), on the same timed transport: the same requests, each with the same method,
     path, headers (names, values, order) and body."""
-    with start_emulator("fast", faces="codesandbox") as emu:
-        tap = Tap(int(emu.url.rsplit(":", 1)[1]))
-        try:
-            lean = _lifecycle_on_the_wire(tap, False, monkeypatch)
-            plain = _lifecycle_on_the_wire(tap, True, monkeypatch)
-        finally:
-            tap.close()
+    lean, plain = sent_lean_and_plain("codesandbox", "LOADGEN_CODESANDBOX_PLAIN_SDK",
+                                      lambda tap, plain: _lifecycle_on_the_wire(tap, plain, monkeypatch), monkeypatch)
     assert [lines[0] for lines, _ in lean] == [
         "POST /v1/sandboxes HTTP/1.1", "POST /v1/sandboxes/<id>/wait HTTP/1.1",
         "POST /csb-agent/<id>/api/v1/execs HTTP/1.1", "GET /csb-agent/<id>/api/v1/stream<exec>/io HTTP/1.1",

@@ -26,7 +26,7 @@ import pytest
 from loadgen.emulator import start_emulator
 from tests.adapter_matrix import run_matrix
 from tests.protocol_fixtures import spoke
-from tests.tap import Tap
+from tests.tap import Tap, sent_lean_and_plain
 
 PROTOCOLS = ["h1", "h2", "tls", "h2+tls"]
 from tests.locust_harness import run_locust
@@ -192,11 +192,6 @@ def _lifecycle_on_the_wire(tap: Tap, plain: bool, monkeypatch) -> list:
 
     monkeypatch.setenv("RUNLOOP_API_KEY", "runloop_test_key")
     monkeypatch.delenv("LOADGEN_RUNLOOP_TRANSPORT", raising=False)
-    if plain:
-        monkeypatch.setenv("LOADGEN_RUNLOOP_PLAIN_SDK", "1")
-    else:
-        monkeypatch.delenv("LOADGEN_RUNLOOP_PLAIN_SDK", raising=False)
-    tap.streams.clear()
     adapter = get_provider_class("runloop")(ProviderSettings(base_url=tap.url, users_in_process=2))
     adapter.prepare()
     assert adapter.wire_verdicts and adapter.lean is not plain
@@ -219,13 +214,8 @@ def _lifecycle_on_the_wire(tap: Tap, plain: bool, monkeypatch) -> list:
 def test_the_lean_sdk_path_sends_what_the_sdk_as_shipped_sends(monkeypatch):
     """Method, path, every header (names, values, order) and body, request by request, with the lean path
     on and with LOADGEN_RUNLOOP_PLAIN_SDK=1 (the SDK's own request path on the same timed transport)."""
-    with start_emulator("fast", faces="runloop") as emu:
-        tap = Tap(int(emu.url.rsplit(":", 1)[1]))
-        try:
-            lean = _lifecycle_on_the_wire(tap, False, monkeypatch)
-            plain = _lifecycle_on_the_wire(tap, True, monkeypatch)
-        finally:
-            tap.close()
+    lean, plain = sent_lean_and_plain("runloop", "LOADGEN_RUNLOOP_PLAIN_SDK",
+                                      lambda tap, plain: _lifecycle_on_the_wire(tap, plain, monkeypatch), monkeypatch)
     assert [lines[0] for lines, _ in lean] == [
         "POST /v1/devboxes/create_and_await_running HTTP/1.1", "POST /v1/devboxes/<id>/execute HTTP/1.1",
         "POST /v1/devboxes/<id>/execute?last_n=5 HTTP/1.1", "POST /v1/devboxes/<id>/shutdown HTTP/1.1",
