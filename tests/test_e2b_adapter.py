@@ -283,7 +283,9 @@ def test_a_generator_that_exits_resets_its_idle_connections_instead_of_leaving_t
             assert (got["exit_codes"], got["killed"], got["time_wait"]) == ([0], True, 0), got
             left[how] = time_wait_sockets_towards(int(emu.url.rsplit(":", 1)[1]))
     assert left["exit"] == 0, left
-    assert left["abrupt"] >= n // 2, left  # (the control plane alone kept ~n)
+    # the control: the kernel's close of idle connections leaves TIME_WAIT sockets. How many the pools held
+    # idle at the end moves with how fast the creates were answered (9 to ~n seen), so only a few are asked for
+    assert left["abrupt"] >= 5, left
 
 
 # ---------------------------------------------------------------------------

@@ -209,6 +209,20 @@ def _p99(values: list) -> float:
     return values[min(len(values) - 1, int(len(values) * 0.99))]
 
 
+def test_the_readers_start_shortens_the_gil_switch_interval():
+    """The reader thread's start sets the process's GIL switch interval to ``wiregrpc.SWITCH_INTERVAL_S``
+    (0.5 ms), so a reader woken by an answer waits at most that long for the GIL; with
+    ``LOADGEN_WIRE_SWITCH_INTERVAL_MS=default`` the process keeps Python's 5 ms. Every create is answered
+    either way. (How close the answers' times then are is a timing figure: the test below, run with
+    LOADGEN_TIMING_TESTS=1, and bench/measurement_error.py.)"""
+    from loadgen.net import wiregrpc
+
+    assert _answer_errors({}, n=20)[1] == wiregrpc.SWITCH_INTERVAL_S
+    assert _answer_errors({wiregrpc.SWITCH_INTERVAL_ENV: "default"}, n=20)[1] == 0.005
+
+
+@pytest.mark.skipif(not os.environ.get("LOADGEN_TIMING_TESTS"),
+                    reason="a timing figure that moves with the machine's load: set LOADGEN_TIMING_TESTS=1")
 def test_a_busy_client_reads_each_answer_within_its_shortened_gil_wait():
     """The client's side of the same merge: while the process's other thread runs pure Python, the
     reader thread waits for the GIL up to the switch interval before it can read, and answers arriving
