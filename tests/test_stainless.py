@@ -46,7 +46,7 @@ PARAMS_TYPES = _exported(lambda v: MODELS._transform.is_typeddict(v))
 def test_the_sdk_exports_enough_types_to_be_a_test():
     assert len(ANSWER_MODELS) > 50 and DevboxView in ANSWER_MODELS
     assert len(PARAMS_TYPES) > 50
-    assert any(not MODELS._is_plain_params(p) for p in PARAMS_TYPES)  # some take the SDK's way
+    assert any(not MODELS.is_plain_params(p) for p in PARAMS_TYPES)  # some take the SDK's way
 
 
 @pytest.mark.parametrize("model", ANSWER_MODELS, ids=lambda m: m.__qualname__)
@@ -112,9 +112,8 @@ def test_the_check_finds_a_construction_that_differs():
 def _sample_body(params) -> dict:
     hints = MODELS._transform._get_type_hints(params, include_extras=True)
     body = {}
-    for i, (key, hint) in enumerate(hints.items()):
-        stripped = hint
-        body[key] = NOT_GIVEN if i % 3 == 2 else stainless._sample_value(MODELS, stripped, 2)
+    for i, (key, hint) in enumerate(hints.items()):  # every third one not given, as a resource method leaves it
+        body[key] = NOT_GIVEN if i % 3 == 2 else stainless.sample_value(MODELS, hint, 2)
     return body
 
 
@@ -129,9 +128,9 @@ def test_each_request_body_is_the_sdks_transform_of_it(params):
 def test_the_lifecycle_bodies_take_the_planned_way_and_aliased_ones_do_not():
     from runloop_api_client.types import devbox_create_params, devbox_execute_params
 
-    assert MODELS._is_plain_params(devbox_create_params.DevboxCreateParams)
-    assert MODELS._is_plain_params(devbox_execute_params.DevboxExecuteParams)
-    aliased = [p for p in PARAMS_TYPES if not MODELS._is_plain_params(p)]
+    assert MODELS.is_plain_params(devbox_create_params.DevboxCreateParams)
+    assert MODELS.is_plain_params(devbox_execute_params.DevboxExecuteParams)
+    aliased = [p for p in PARAMS_TYPES if not MODELS.is_plain_params(p)]
     for params in aliased:  # each has a PropertyInfo somewhere: the SDK's transform decides
         body = _sample_body(params)
         assert MODELS.transform(body, params) == maybe_transform(body, params)
