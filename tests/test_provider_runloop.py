@@ -233,6 +233,44 @@ def test_the_lean_sdk_path_sends_what_the_sdk_as_shipped_sends(monkeypatch):
     assert any(line.lower() == "authorization: bearer runloop_test_key" for line in create_head), create_head
 
 
+def test_the_lean_path_makes_answers_options_and_bodies_the_planned_way(monkeypatch):
+    """The lean client hands every answer, every post's options and the devbox calls' bodies to
+    loadgen.providers.stainless (whose output tests/test_stainless.py compares with the SDK's)."""
+    from runloop_api_client.types import DevboxAsyncExecutionDetailView, DevboxView
+
+    from loadgen.providers import get_provider_class, runloop
+    from loadgen.providers.base import ProviderSettings
+
+    monkeypatch.setenv("RUNLOOP_API_KEY", "runloop_test_key")
+    monkeypatch.delenv("LOADGEN_RUNLOOP_TRANSPORT", raising=False)
+    monkeypatch.delenv("LOADGEN_RUNLOOP_PLAIN_SDK", raising=False)
+    with start_emulator("fast", faces="runloop") as emu:
+        adapter = get_provider_class("runloop")(ProviderSettings(base_url=emu.url, users_in_process=2))
+        adapter.prepare()
+        models = runloop._lean_models()
+        assert adapter.lean and models is not None
+        from runloop_api_client.resources.devboxes import devboxes
+
+        assert devboxes.maybe_transform == models.transform  # the name the devbox calls use
+        seen = collections.defaultdict(list)
+        for owner, name, key in ((models, "construct", 0), (models, "request_options", "url"),
+                                 (devboxes, "maybe_transform", 1)):
+            original = getattr(owner, name)
+            monkeypatch.setattr(owner, name, lambda *a, _name=name, _f=original, _key=key, **k: (
+                seen[_name].append(a[_key] if isinstance(_key, int) else k[_key]), _f(*a, **k))[1])
+        call = lambda method, *args: adapter.start_call(method, *args).wait(30)  # noqa: E731
+        handle = call(adapter.create, {"run_id": "planned", "sandbox_idx": "0"})
+        assert call(adapter.run, handle, "node -v", 10).stdout == "v20.18.1\n"
+        assert call(adapter.destroy, handle, 10) is True
+    answers = [t for t in seen["construct"] if t in (DevboxView, DevboxAsyncExecutionDetailView)]  # (not fields')
+    assert seen["construct"][0] is DevboxView and answers == [DevboxView, DevboxAsyncExecutionDetailView, DevboxView]
+    assert seen["request_options"] == ["/v1/devboxes/create_and_await_running", f"/v1/devboxes/{handle.id}/execute",
+                                       f"/v1/devboxes/{handle.id}/shutdown"]
+    assert [t.__name__ for t in seen["maybe_transform"]] == [  # (the SDK transforms a command's body twice)
+        "DevboxCreateParams", "DevboxExecuteParams", "DevboxExecuteParams", "DevboxShutdownParams"]
+    assert isinstance(handle.view, DevboxView) and handle.view.status == "running"
+
+
 # ---------------------------------------------------------------------------
 # credentials, cooperation with gevent
 

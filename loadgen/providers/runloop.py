@@ -324,11 +324,9 @@ def _lean_sdk_classes() -> tuple:
 
     import httpx
     import pydantic
-    from runloop_api_client import APIResponseValidationError
-    from runloop_api_client._base_client import ModelBuilderProtocol
     from httpx._client import USE_CLIENT_DEFAULT, UseClientDefault
-    from runloop_api_client import Runloop
-    from runloop_api_client._base_client import log as sdk_log
+    from runloop_api_client import APIResponseValidationError, Runloop
+    from runloop_api_client._base_client import log as sdk_log, ModelBuilderProtocol
     from runloop_api_client._types import NotGiven
     from runloop_api_client._utils import is_given
     from runloop_api_client._utils._json import openapi_dumps
@@ -415,6 +413,20 @@ def _lean_sdk_classes() -> tuple:
             response.elapsed = timedelta(seconds=time.perf_counter() - started)
             return response
 
+    constructed_types: dict = {}
+
+    def constructs(cast_to) -> bool:
+        """Whether the SDK's ``_process_response_data`` makes a ``cast_to`` with ``construct_type`` (not
+        ``object``, not a model builder); asked once per type, the protocol check costing ~5 us."""
+        try:
+            return constructed_types[cast_to]
+        except KeyError:
+            answer = constructed_types[cast_to] = cast_to is not object and not (
+                inspect.isclass(cast_to) and issubclass(cast_to, ModelBuilderProtocol))
+            return answer
+        except TypeError:
+            return False
+
     class LeanRunloop(Runloop):
         """The SDK's client whose ``_build_request`` skips httpx's second pass over what the SDK just built:
         the SDK still merges its options and headers (``_build_headers``), serialises its body
@@ -480,8 +492,7 @@ def _lean_sdk_classes() -> tuple:
 
         def _process_response_data(self, *, data, cast_to, response):
             models = _lean_models()
-            if (models is None or data is None or cast_to is object or self._strict_response_validation
-                    or (inspect.isclass(cast_to) and issubclass(cast_to, ModelBuilderProtocol))):
+            if models is None or data is None or self._strict_response_validation or not constructs(cast_to):
                 return super()._process_response_data(data=data, cast_to=cast_to, response=response)
             try:
                 return models.construct(cast_to, data)
@@ -516,9 +527,10 @@ _SAMPLE_OPTIONS = (
 
 
 def _lean_models():
-    """The SDK's answer models and request bodies made by ``loadgen.providers.stainless`` (each type read
-    once), or None: checked once against the SDK's own ``construct_type`` on sample answers of the lifecycle's
-    models; a difference (an SDK upgrade that changed the rules) leaves both to the SDK."""
+    """The SDK's answer models, request options and request bodies made by ``loadgen.providers.stainless``
+    (each type read once), or None: checked once against the SDK's own on sample answers of the lifecycle's
+    models and sample options; a difference (an SDK upgrade that changed the rules) leaves all three to
+    the SDK."""
     if _models_checked:
         return _models_checked[0]
     from runloop_api_client.types import DevboxAsyncExecutionDetailView, DevboxView
@@ -530,7 +542,8 @@ def _lean_models():
         (model, answer) for model in (DevboxView, DevboxAsyncExecutionDetailView)
         for answer in stainless.sample_answers(models, model)], _SAMPLE_OPTIONS)
     if problem:
-        log.warning("runloop: the lean answer parsing is off, it differs from the SDK's: %s", problem)
+        log.warning("runloop: the planned models, options and bodies are off, they differ from the SDK's: %s",
+                    problem)
         models = None
     _models_checked.append(models)
     return models

@@ -41,11 +41,11 @@ sure it costs what the SDK costs:
   (a fresh ``NotGiven()``, a fresh empty dict); a class with aliases, kept
   extras, a post-init or private attributes is built by the SDK.
 
-``check`` compares both ways on a sample of the SDK's own types at start; a
+``check`` compares both ways on sample answers and options at start; a
 difference turns the lean path off (an SDK upgrade that changes the rules).
-tests/test_provider_runloop.py compares them over every answer the emulator
-gives and over hand-made answers with every field, extras, ``None`` and values
-of the wrong type.
+tests/test_stainless.py compares them over every model and params type the
+SDK exports (answers with every field, none, ``None``, unknown keys and
+values of the wrong type), and over random JSON anywhere in an answer.
 """
 
 from __future__ import annotations
@@ -57,14 +57,13 @@ from typing import Any, Callable, Optional
 
 import typing_extensions
 
-_PASS_TYPES = (str, int, bool, type(None))
-_UNION_PLAIN = (str, int, float, bool, type(None))
-_SCALARS = (type(None), bool, int, float, str)
-_JSON_SCALARS = (str, int, float, bool, type(None))
+_SCALARS = (type(None), bool, int, float, str)  # JSON's scalars; immutable, so a default of one is kept as is
+_PASS_TYPES = (type(None), bool, int, str)  # what construct_type returns unchanged (a float field converts ints)
 
 
 class StainlessModels:
-    """Planned ``construct_type`` and ``maybe_transform`` for the Stainless SDK package ``package``."""
+    """Planned ``construct_type``, ``FinalRequestOptions.construct`` and ``maybe_transform`` for the Stainless
+    SDK package ``package``."""
 
     def __init__(self, package: str):
         self._models = importlib.import_module(package + "._models")
@@ -74,6 +73,7 @@ class StainlessModels:
         self._types = importlib.import_module(package + "._types")
         self._plans: dict = {}
         self._plain_bodies: dict = {}
+        self._options_builder: Optional[Callable] = None
         self.usable = not self._compat.PYDANTIC_V1
 
     # -- answers -----------------------------------------------------------------------------------
@@ -117,7 +117,7 @@ class StainlessModels:
     def _union_plan(self, type_, sdk):
         kept_types, literals = set(), set()
         for member in typing.get_args(type_):
-            if member in _UNION_PLAIN:
+            if member in _SCALARS:
                 kept_types.add(member)
             elif self._utils.is_literal_type(member):
                 literals.update((type(v), v) for v in typing.get_args(member))
@@ -238,8 +238,6 @@ class StainlessModels:
             build = self._options_builder = self._make_options_builder()
         return build(values)
 
-    _options_builder: Optional[Callable] = None
-
     def _make_options_builder(self):
         cls = self._models.FinalRequestOptions
         strip_not_given = self._utils.strip_not_given
@@ -297,7 +295,7 @@ class StainlessModels:
                 for key, value in data.items():
                     if not is_given(value):
                         continue
-                    if type(value) not in _JSON_SCALARS and not _is_plain_json(value):
+                    if type(value) not in _SCALARS and not _is_plain_json(value):
                         break
                     body[key] = value
                 else:
@@ -321,8 +319,6 @@ class StainlessModels:
         if self._transform.is_typeddict(type_):
             hints = typing_extensions.get_type_hints(type_, include_extras=True)
             return all(self._free_of_property_info(hint, seen) for hint in hints.values())
-        if inspect.isclass(type_) and issubclass(type_, dict) and not typing.get_args(type_):
-            return True
         return all(self._free_of_property_info(arg, seen) for arg in typing.get_args(type_)
                    if not isinstance(arg, (str, int, bool, float, bytes)) and arg is not Ellipsis)
 
@@ -344,7 +340,7 @@ def _constructed(cls, fields_values: dict, fields_set: set, extra: Optional[dict
 def _is_plain_json(value) -> bool:
     """A dict/list tree of JSON scalars (no tuples, models, dates, or the SDK's NotGiven/Omit)."""
     kind = type(value)
-    if kind in _JSON_SCALARS:
+    if kind in _SCALARS:
         return True
     if kind is dict:
         return all(type(key) is str and _is_plain_json(item) for key, item in value.items())
